@@ -1,0 +1,1 @@
+"""The `gdino` console command and its subcommands."""
