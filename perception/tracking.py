@@ -1,0 +1,196 @@
+"""Multi-object tracking of detections over frames: a thin adapter over norfair.
+
+One :class:`ObjectTracker` per stream (a video, a camera topic). Each ``update`` takes the
+:class:`~perception.types.Detections` of one frame (boxes xyxy in pixels of that frame) and returns
+the live :class:`Track` objects. Association is norfair's greedy matching on 1 - IoU (or corner
+distance), gated by phrase: a "mug" detection never continues a "person" track unless the config
+joins the two (``label_gating="prompt"`` or ``synonym_groups``). See :mod:`perception.tracking_config`
+for every knob and the hit-counter arithmetic.
+
+Frame skipping: when the detector runs only every ``period`` frames, call ``update(detections,
+period=period)`` on the frames it ran and ``update(None)`` on the others; tracks then coast on their
+Kalman prediction in between (norfair's ``period``).
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from norfair import Detection, Tracker
+from norfair.camera_motion import HomographyTransformationGetter, MotionEstimator, TranslationTransformationGetter
+from norfair.filter import NoFilterFactory, OptimizedKalmanFilterFactory
+
+from perception.tracking_config import TrackerConfig
+from perception.types import Detections
+
+logger = logging.getLogger(__name__)
+
+# Association key shared by every phrase when label_gating is "prompt"; phrase keys carry a prefix so
+# that no phrase (not even "") can collide with it.
+_ANY_PHRASE_KEY = "any"
+
+
+@dataclass(frozen=True)
+class Track:
+    """One live track in one frame.
+
+    box_xyxy: (4,) float32 in pixels of the current frame: the matched detection's box when
+        ``matched``, else the filter's prediction (which may reach outside the frame).
+    score: the score of the last detection matched to the track.
+    label: the phrase the track was matched with most often (ties go to the most recent).
+    age: frames since the track's first detection (0 on that frame).
+    """
+
+    track_id: int
+    label: str
+    score: float
+    box_xyxy: np.ndarray
+    age: int
+    matched: bool
+
+
+def _motion_estimator(config: TrackerConfig) -> MotionEstimator | None:
+    motion = config.motion
+    if not motion.enabled:
+        return None
+    getter = HomographyTransformationGetter() if motion.model == "homography" else TranslationTransformationGetter()
+    return MotionEstimator(
+        max_points=motion.max_points,
+        min_distance=motion.min_distance,
+        block_size=motion.block_size,
+        transformations_getter=getter,
+        quality_level=motion.quality_level,
+    )
+
+
+class ObjectTracker:
+    """Tracks the detections of one stream; see the module docstring for the calling pattern."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        filter_factory = (
+            OptimizedKalmanFilterFactory(R=self.config.kalman_measurement_noise, Q=self.config.kalman_process_noise)
+            if self.config.filter == "kalman"
+            else NoFilterFactory()
+        )
+        self._tracker = Tracker(
+            distance_function=self.config.distance,
+            distance_threshold=self.config.distance_threshold,
+            hit_counter_max=self.config.hit_counter_max,
+            initialization_delay=self.config.initialization_delay,
+            filter_factory=filter_factory,
+            past_detections_length=0,
+        )
+        self._motion = _motion_estimator(self.config)
+        self._synonyms = {phrase: frozenset(group) for group in self.config.synonym_groups for phrase in group}
+        self._phrases: tuple[str, ...] | None = None
+        # Per norfair object (keyed by its initializing_id, unique within the tracker): matched phrases.
+        self._phrase_counts: dict[int, Counter[str]] = {}
+        self._last_phrase: dict[int, str] = {}
+
+    @property
+    def phrases(self) -> tuple[str, ...] | None:
+        """Phrases of the current prompt, None before the first :meth:`set_phrases`."""
+        return self._phrases
+
+    def set_phrases(self, phrases: Sequence[str]) -> None:
+        """Tell the tracker the current prompt's phrases; on a change, apply ``config.on_prompt_change``.
+
+        "reset" drops every track; "keep" keeps the tracks whose label, or a synonym of it, is a phrase
+        of the new prompt. Ids keep counting either way, so an id never names two objects in a stream.
+        """
+        phrases = tuple(phrases)
+        if self._phrases is not None and phrases != self._phrases:
+            if self.config.on_prompt_change == "reset":
+                kept = []
+            else:
+                new = set(phrases)
+                kept = [obj for obj in self._tracker.tracked_objects if self._synonyms_of(self._label(obj)) & new]
+            logger.debug("prompt changed: kept %d of %d tracks", len(kept), len(self._tracker.tracked_objects))
+            self._tracker.tracked_objects = kept
+            self._forget_dead_objects()
+        self._phrases = phrases
+
+    def update(self, detections: Detections | None, frame: np.ndarray | None = None, period: int = 1) -> list[Track]:
+        """Advance one frame.
+
+        detections: this frame's detections, or None when the detector did not run on this frame.
+        frame: (H, W, 3) uint8 RGB; required on every call when camera-motion compensation is enabled.
+        period: frames since the detector last ran (its stride), in [1, hit_counter_max].
+        Returns the reported tracks (past their initialization delay), ordered by id.
+        """
+        if not 1 <= period <= self.config.hit_counter_max:
+            raise ValueError(
+                f"tracking period must be in [1, hit_counter_max] = [1, {self.config.hit_counter_max}] "
+                f"(longer gaps delete every track); got {period}"
+            )
+        transformation = None
+        if self._motion is not None:
+            if frame is None:
+                raise ValueError("camera-motion compensation is enabled: pass the frame to every update")
+            transformation = self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        candidates = [] if detections is None else self._to_norfair(detections)
+        # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
+        active = self._tracker.update(candidates, period=period, coord_transformations=transformation)
+        fresh = {id(candidate) for candidate in candidates}
+        for obj in self._tracker.tracked_objects:
+            if id(obj.last_detection) in fresh:
+                phrase = obj.last_detection.data["phrase"]
+                self._phrase_counts.setdefault(obj.initializing_id, Counter())[phrase] += 1
+                self._last_phrase[obj.initializing_id] = phrase
+        self._forget_dead_objects()
+        tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in active]
+        return sorted(tracks, key=lambda track: track.track_id)
+
+    def _key(self, phrase: str) -> str:
+        if self.config.label_gating == "prompt":
+            return _ANY_PHRASE_KEY
+        return "phrase:" + min(self._synonyms_of(phrase))
+
+    def _synonyms_of(self, phrase: str) -> frozenset[str]:
+        return self._synonyms.get(phrase, frozenset((phrase,)))
+
+    def _to_norfair(self, detections: Detections) -> list[Detection]:
+        boxes = detections.boxes
+        if not np.isfinite(boxes).all():
+            raise ValueError("tracking: detection boxes contain NaN or infinite values")
+        has_area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        if not has_area.all():
+            # A box without area has no IoU with anything; it cannot start or continue a track.
+            logger.debug("tracking: ignored %d detections without area", int((~has_area).sum()))
+        return [
+            Detection(
+                points=boxes[index].reshape(2, 2).astype(np.float64),  # [[x0, y0], [x1, y1]]
+                label=self._key(detections.labels[index]),
+                data={"phrase": detections.labels[index], "score": float(detections.scores[index])},
+            )
+            for index in np.flatnonzero(has_area)
+        ]
+
+    def _label(self, obj) -> str:
+        counts = self._phrase_counts[obj.initializing_id]
+        last = self._last_phrase[obj.initializing_id]
+        return max(counts, key=lambda phrase: (counts[phrase], phrase == last))
+
+    def _to_track(self, obj, matched: bool) -> Track:
+        points = obj.last_detection.points if matched else obj.estimate
+        x0, y0, x1, y1 = points.reshape(4)
+        box = np.array([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], dtype=np.float32)
+        return Track(
+            track_id=int(obj.id),
+            label=self._label(obj),
+            score=float(obj.last_detection.data["score"]),
+            box_xyxy=box,
+            age=int(obj.age),
+            matched=matched,
+        )
+
+    def _forget_dead_objects(self) -> None:
+        alive = {obj.initializing_id for obj in self._tracker.tracked_objects}
+        for key in [key for key in self._phrase_counts if key not in alive]:
+            del self._phrase_counts[key]
+            del self._last_phrase[key]

@@ -1,0 +1,255 @@
+"""Tracker-only tests: noisy ground-truth boxes in, identities out (real norfair, no detector)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perception.tracking import ObjectTracker, Track
+from perception.tracking_config import TrackerConfig
+from perception.types import Detections
+
+
+def ground_truth_boxes(frames: int, objects: int, seed: int) -> np.ndarray:
+    """(frames, objects, 4) xyxy boxes of objects moving at constant speed on separate lanes."""
+    rng = np.random.default_rng(seed)
+    starts = np.stack([rng.uniform(20, 60, objects), 40.0 + 120.0 * np.arange(objects)], axis=1)
+    velocities = np.stack([rng.uniform(2.0, 5.0, objects), rng.uniform(-0.5, 0.5, objects)], axis=1)
+    sizes = rng.uniform(50, 80, (objects, 2))
+    corners = starts[None] + np.arange(frames)[:, None, None] * velocities[None]  # (frames, objects, 2)
+    return np.concatenate([corners, corners + sizes[None]], axis=2).astype(np.float32)
+
+
+def noisy_detections(truth: np.ndarray, rng: np.random.Generator, jitter: float, false_positives: bool) -> Detections:
+    """One frame's ground truth with jittered corners and, optionally, one random false positive."""
+    boxes = truth + rng.normal(0.0, jitter, truth.shape).astype(np.float32)
+    if false_positives:
+        corner = rng.uniform(0, 600, 2)
+        boxes = np.concatenate([boxes, np.concatenate([corner, corner + 30])[None].astype(np.float32)])
+    return Detections(boxes=boxes, scores=np.full(len(boxes), 0.8), labels=["person"] * len(boxes))
+
+
+def run(tracker: ObjectTracker, detections_per_frame: list[Detections | None]) -> list[list[Track]]:
+    tracker.set_phrases(["person"])
+    return [tracker.update(detections) for detections in detections_per_frame]
+
+
+def ids_by_truth(truth_frames: np.ndarray, tracks_per_frame: list[list[Track]]) -> list[set[int]]:
+    """For every ground-truth object, the set of track ids that covered it (IoU > 0.5) in any frame."""
+    ids: list[set[int]] = [set() for _ in range(truth_frames.shape[1])]
+    for truth, tracks in zip(truth_frames, tracks_per_frame):
+        for track in tracks:
+            for index, box in enumerate(truth):
+                if iou(track.box_xyxy, box) > 0.5:
+                    ids[index].add(track.track_id)
+    return ids
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("hit_counter_max", [5, 12])
+def test_identities_survive_gaps_up_to_the_hit_counter(hit_counter_max):
+    config = TrackerConfig(hit_counter_max=hit_counter_max, initialization_delay=1)
+    truth = ground_truth_boxes(frames=40 + 2 * hit_counter_max, objects=3, seed=1)
+    rng = np.random.default_rng(2)
+    gap = range(25, 25 + hit_counter_max)  # all objects missed for exactly hit_counter_max frames
+    detections = [None if frame in gap else noisy_detections(truth[frame], rng, 1.5, True) for frame in range(len(truth))]
+    tracks = run(ObjectTracker(config), detections)
+    ids = ids_by_truth(truth, tracks)
+    assert all(len(object_ids) == 1 for object_ids in ids), ids
+    assert len(set().union(*ids)) == 3
+    # During the gap the tracks coast on the filter's prediction: reported, unmatched, still on target.
+    assert all(len(tracks[frame]) == 3 and not any(track.matched for track in tracks[frame]) for frame in gap)
+
+
+def test_a_gap_longer_than_the_hit_counter_ends_the_identity():
+    config = TrackerConfig(hit_counter_max=6, initialization_delay=1)
+    truth = ground_truth_boxes(frames=50, objects=2, seed=3)
+    rng = np.random.default_rng(4)
+    gap = range(20, 27)  # one frame more than the hit counter allows
+    detections = [None if frame in gap else noisy_detections(truth[frame], rng, 1.0, False) for frame in range(len(truth))]
+    ids = ids_by_truth(truth, run(ObjectTracker(config), detections))
+    assert all(len(object_ids) == 2 for object_ids in ids), ids
+
+
+def test_false_positives_never_become_tracks_and_jitter_keeps_identities():
+    truth = ground_truth_boxes(frames=80, objects=4, seed=5)
+    rng = np.random.default_rng(6)
+    detections = [noisy_detections(truth[frame], rng, 3.0, True) for frame in range(len(truth))]
+    tracks = run(ObjectTracker(TrackerConfig(initialization_delay=2)), detections)
+    reported_ids = {track.track_id for frame_tracks in tracks for track in frame_tracks}
+    ids = ids_by_truth(truth, tracks)
+    assert all(len(object_ids) == 1 for object_ids in ids), ids
+    assert reported_ids == set().union(*ids), "a false positive was reported as a track"
+    assert all(track.matched and track.label == "person" and track.score == pytest.approx(0.8)
+               for track in tracks[-1])
+
+
+def test_a_new_track_is_reported_after_the_initialization_delay():
+    truth = ground_truth_boxes(frames=10, objects=1, seed=7)
+    detections = [Detections(boxes=truth[frame], scores=[0.9], labels=["person"]) for frame in range(10)]
+    tracks = run(ObjectTracker(TrackerConfig(initialization_delay=3)), detections)
+    # The counter starts at 1 and gains 1 net per matched frame; reported once it exceeds the delay.
+    assert [len(frame_tracks) for frame_tracks in tracks] == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1]
+    assert [track.age for frame_tracks in tracks for track in frame_tracks] == list(range(3, 10))
+
+
+def wavering(frames: int) -> tuple[np.ndarray, list[Detections]]:
+    """One object called "person" for two thirds of the frames, then "pedestrian"."""
+    truth = ground_truth_boxes(frames=frames, objects=1, seed=8)
+    phrases = ["person" if frame < 2 * frames // 3 else "pedestrian" for frame in range(frames)]
+    return truth, [Detections(boxes=truth[frame], scores=[0.7], labels=[phrases[frame]]) for frame in range(frames)]
+
+
+@pytest.mark.parametrize(
+    "config", [TrackerConfig(label_gating="prompt"), TrackerConfig(synonym_groups=(("person", "pedestrian"),))]
+)
+def test_joined_phrases_keep_one_identity_labelled_by_the_most_frequent_phrase(config):
+    truth, detections = wavering(30)
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person", "pedestrian"])
+    tracks = [tracker.update(frame_detections) for frame_detections in detections]
+    assert {track.track_id for frame_tracks in tracks for track in frame_tracks} == {1}
+    assert all(track.label == "person" for frame_tracks in tracks for track in frame_tracks)
+
+
+def test_phrase_gating_separates_wavering_phrases():
+    truth, detections = wavering(30)
+    tracker = ObjectTracker(TrackerConfig())
+    tracker.set_phrases(["person", "pedestrian"])
+    tracks = [tracker.update(frame_detections) for frame_detections in detections]
+    labels = {track.label for frame_tracks in tracks for track in frame_tracks}
+    assert labels == {"person", "pedestrian"}
+    ids_per_label = {
+        label: {track.track_id for frame_tracks in tracks for track in frame_tracks if track.label == label}
+        for label in labels
+    }
+    assert ids_per_label["person"].isdisjoint(ids_per_label["pedestrian"])
+
+
+def two_objects(frame: int) -> Detections:
+    return Detections(
+        boxes=[[10 + frame, 10, 60 + frame, 90], [200, 50 + frame, 260, 120 + frame]],
+        scores=[0.9, 0.8],
+        labels=["person", "red mug"],
+    )
+
+
+@pytest.mark.parametrize("rule", ["reset", "keep"])
+def test_prompt_change_rule(rule):
+    tracker = ObjectTracker(TrackerConfig(on_prompt_change=rule, initialization_delay=0))
+    tracker.set_phrases(["person", "red mug"])
+    for frame in range(5):
+        before = {track.label: track.track_id for track in tracker.update(two_objects(frame))}
+    tracker.set_phrases(["red mug", "laptop"])
+    only_mug = Detections(boxes=two_objects(5).boxes[1:], scores=[0.8], labels=["red mug"])
+    after = {track.label: track.track_id for track in tracker.update(only_mug)}
+    # "person" left the prompt: its track is gone under both rules (a kept track would coast, reported).
+    assert set(after) == {"red mug"}
+    if rule == "keep":
+        assert after["red mug"] == before["red mug"]
+    else:
+        assert after["red mug"] > max(before.values()), "a reset must start new ids, never reuse one"
+
+
+def test_frame_skipping_with_period_keeps_identities():
+    stride = 4
+    truth = ground_truth_boxes(frames=60, objects=3, seed=9)
+    rng = np.random.default_rng(10)
+    tracker = ObjectTracker(TrackerConfig(hit_counter_max=8, initialization_delay=1))
+    tracker.set_phrases(["person"])
+    tracks = []
+    for frame in range(len(truth)):
+        if frame % stride == 0:
+            tracks.append(tracker.update(noisy_detections(truth[frame], rng, 1.0, False), period=stride))
+        else:
+            tracks.append(tracker.update(None))
+    ids = ids_by_truth(truth, tracks)
+    assert all(len(object_ids) == 1 for object_ids in ids), ids
+    assert all(len(tracks[frame]) == 3 for frame in range(stride, len(truth)))
+    assert not any(track.matched for frame in range(len(truth)) if frame % stride for track in tracks[frame])
+
+
+def panning_scene(frames: int, pan: int) -> tuple[list[np.ndarray], list[Detections]]:
+    """A textured world seen by a camera panning `pan` pixels per frame, with one object fixed in the world.
+
+    The object moves `pan` pixels per frame in the image, more than its width, so boxes of consecutive
+    frames never overlap unless camera motion is compensated.
+    """
+    rng = np.random.default_rng(11)
+    world = rng.integers(0, 256, (240, 320 + pan * frames), dtype=np.uint8)
+    world = np.repeat(world[..., None], 3, axis=2)
+    object_x = 200 + pan * frames // 2
+    images, detections = [], []
+    for frame in range(frames):
+        left = pan * frame
+        images.append(np.ascontiguousarray(world[:, left:left + 320]))
+        x = object_x - left
+        visible = -20 < x < 320
+        boxes = [[x, 100, x + 20, 140]] if visible else []
+        detections.append(Detections(boxes=np.array(boxes).reshape(-1, 4), scores=[0.9] * len(boxes), labels=["person"] * len(boxes)))
+    return images, detections
+
+
+def distinct_matched_ids(images: list[np.ndarray], detections: list[Detections], motion: bool) -> set[int]:
+    config = TrackerConfig(initialization_delay=0, hit_counter_max=2, motion={"enabled": motion, "model": "translation"})
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person"])
+    seen = set()
+    for image, frame_detections in zip(images, detections):
+        seen |= {track.track_id for track in tracker.update(frame_detections, frame=image) if track.matched}
+    return seen
+
+
+def test_camera_motion_compensation_keeps_identity_under_a_pan():
+    images, detections = panning_scene(frames=24, pan=25)
+    visible_frames = sum(len(frame_detections) > 0 for frame_detections in detections)
+    assert len(distinct_matched_ids(images, detections, motion=False)) == visible_frames
+    assert len(distinct_matched_ids(images, detections, motion=True)) == 1
+
+
+def test_camera_motion_needs_the_frame():
+    tracker = ObjectTracker(TrackerConfig(motion={"enabled": True}))
+    with pytest.raises(ValueError, match="pass the frame to every update"):
+        tracker.update(Detections())
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"distance_threshold": 1.5}, r"distance_threshold must be in \(0, 1\] for the iou distance; got 1.5"),
+        ({"distance": "euclidean", "distance_threshold": 0}, r"must be > 0 pixels for the euclidean distance"),
+        ({"hit_counter_max": 0}, r"hit_counter_max must be in \[1, 10000\]; got 0"),
+        ({"hit_counter_max": 5, "initialization_delay": 5}, r"initialization_delay must be in \[0, hit_counter_max - 1\] = \[0, 4\]"),
+        ({"label_gating": "label"}, r"label_gating must be one of phrase, prompt; got 'label'"),
+        ({"on_prompt_change": "drop"}, r"on_prompt_change must be one of reset, keep"),
+        ({"synonym_groups": (("a", "b"), ("b", "c"))}, r"phrase 'b' appears in two groups"),
+        ({"synonym_groups": (("a",),)}, r"need at least two phrases"),
+        ({"label_gating": "prompt", "synonym_groups": (("a", "b"),)}, r"only apply with label_gating 'phrase'"),
+        ({"motion": {"block_size": 4}}, r"block_size must be an odd integer >= 3; got 4"),
+        ({"motion": {"quality_level": 1.0}}, r"quality_level must be in \(0, 1\)"),
+        ({"motion": {"model": "affine"}}, r"motion model must be one of homography, translation"),
+        ({"kalman_measurement_noise": 0}, r"kalman_measurement_noise must be > 0"),
+        ({"hit_counter": 3}, r"unknown tracking keys \['hit_counter'\]"),
+        ({"motion": {"points": 3}}, r"unknown tracking motion keys \['points'\]"),
+    ],
+)
+def test_config_errors_state_the_allowed_range(values, message):
+    with pytest.raises(ValueError, match=message):
+        TrackerConfig.from_dict(values)
+
+
+def test_period_beyond_the_hit_counter_is_refused():
+    tracker = ObjectTracker(TrackerConfig(hit_counter_max=4))
+    with pytest.raises(ValueError, match=r"period must be in \[1, hit_counter_max\] = \[1, 4\].*got 5"):
+        tracker.update(Detections(), period=5)
+
+
+def test_non_finite_boxes_are_refused():
+    tracker = ObjectTracker()
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        tracker.update(Detections(boxes=[[0, 0, np.nan, 5]], scores=[0.5], labels=["person"]))
