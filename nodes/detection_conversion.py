@@ -1,0 +1,49 @@
+"""Objects of one frame -> ``vision_msgs/Detection2DArray`` and the prompt's phrases -> ``LabelInfo``.
+
+Pure functions over message classes; the node and the tests call them without a ROS graph.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vision_msgs.msg import (
+    Detection2D,
+    Detection2DArray,
+    LabelInfo,
+    ObjectHypothesis,
+    ObjectHypothesisWithPose,
+    VisionClass,
+)
+
+from perception.streams import LabeledBox
+
+
+def detection_array_msg(header, objects: Sequence[LabeledBox]) -> Detection2DArray:
+    """One ``Detection2D`` per object, all stamped with the source image's ``header``.
+
+    ``results[0].hypothesis``: class_id = the phrase, score = the detection score. ``bbox``: centre and
+    size in pixels of the original image (axis-aligned, theta 0). ``id``: the track id ("" untracked).
+    """
+    array = Detection2DArray(header=header)
+    for obj in objects:
+        x0, y0, x1, y1 = (float(v) for v in obj.box_xyxy)
+        detection = Detection2D(header=header, id=obj.object_id)
+        detection.results.append(
+            ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(class_id=obj.label, score=float(obj.score)))
+        )
+        detection.bbox.center.position.x = (x0 + x1) / 2.0
+        detection.bbox.center.position.y = (y0 + y1) / 2.0
+        detection.bbox.size_x = x1 - x0
+        detection.bbox.size_y = y1 - y0
+        array.detections.append(detection)
+    return array
+
+
+def label_info_msg(header, phrases: Sequence[str], threshold: float) -> LabelInfo:
+    """The current prompt's phrases as a class map (class_id = position in the prompt) and the box
+    threshold in use."""
+    return LabelInfo(
+        header=header,
+        class_map=[VisionClass(class_id=index, class_name=phrase) for index, phrase in enumerate(phrases)],
+        threshold=float(threshold),
+    )

@@ -1,0 +1,142 @@
+"""Camera messages to RGB arrays and back, as pure functions (no ROS graph needed to test them).
+
+Inputs are duck-typed ``sensor_msgs/Image`` and ``sensor_msgs/CompressedImage`` messages (anything with
+their fields works, e.g. rosbags' message classes). Outputs are (H, W, 3) uint8 RGB arrays, C-contiguous.
+Every malformed message raises a subclass of :class:`MalformedImageError` whose ``kind`` names the
+problem, so a node can log each kind once and skip the message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+class MalformedImageError(ValueError):
+    """A camera message that cannot be turned into an image; ``kind`` groups errors for logging."""
+
+    kind = "malformed"
+
+
+class EmptyImageError(MalformedImageError):
+    kind = "zero_size"
+
+
+class UnknownEncodingError(MalformedImageError):
+    kind = "unknown_encoding"
+
+
+class BadStepError(MalformedImageError):
+    kind = "wrong_step"
+
+
+class DataSizeError(MalformedImageError):
+    kind = "data_size"
+
+
+class CorruptCompressedImageError(MalformedImageError):
+    kind = "corrupt_compressed"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one raw encoding stores a pixel: channels, bytes per channel, and how to reach RGB."""
+
+    channels: int
+    channel_bytes: int
+    to_rgb: int | None  # cv2 colour conversion code; None when the channels already are R, G, B
+
+
+_LAYOUTS = {
+    "rgb8": _Layout(3, 1, None),
+    "bgr8": _Layout(3, 1, cv2.COLOR_BGR2RGB),
+    "rgba8": _Layout(4, 1, cv2.COLOR_RGBA2RGB),
+    "bgra8": _Layout(4, 1, cv2.COLOR_BGRA2RGB),
+    "mono8": _Layout(1, 1, cv2.COLOR_GRAY2RGB),
+    "rgb16": _Layout(3, 2, None),
+    "bgr16": _Layout(3, 2, cv2.COLOR_BGR2RGB),
+    "rgba16": _Layout(4, 2, cv2.COLOR_RGBA2RGB),
+    "bgra16": _Layout(4, 2, cv2.COLOR_BGRA2RGB),
+    "mono16": _Layout(1, 2, cv2.COLOR_GRAY2RGB),
+    # Packed 4:2:2, two bytes per pixel; ROS "yuv422" is UYVY byte order, "yuv422_yuy2" is YUYV.
+    "yuv422": _Layout(2, 1, cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": _Layout(2, 1, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": _Layout(2, 1, cv2.COLOR_YUV2RGB_YUYV),
+    "yuyv": _Layout(2, 1, cv2.COLOR_YUV2RGB_YUYV),
+    # OpenCV names a Bayer pattern after the second row's first two pixels, so ROS rggb is cv2 BG.
+    "bayer_rggb8": _Layout(1, 1, cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr8": _Layout(1, 1, cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg8": _Layout(1, 1, cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg8": _Layout(1, 1, cv2.COLOR_BayerGB2RGB),
+}
+
+SUPPORTED_ENCODINGS = tuple(sorted(_LAYOUTS))
+
+
+def image_to_rgb(msg) -> np.ndarray:
+    """``sensor_msgs/Image`` -> (H, W, 3) uint8 RGB.
+
+    Rows may be padded (``step`` > width * bytes per pixel). 16-bit encodings honour ``is_bigendian``
+    and keep their top 8 bits (value >> 8), as a linear scaling of the full 16-bit range.
+    """
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise EmptyImageError(f"image has zero size ({width}x{height})")
+    layout = _LAYOUTS.get(msg.encoding)
+    if layout is None:
+        raise UnknownEncodingError(
+            f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    row_bytes = width * layout.channels * layout.channel_bytes
+    if step < row_bytes:
+        raise BadStepError(f"step {step} is smaller than one row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
+    if msg.encoding.startswith(("yuv", "uyvy", "yuyv")) and width % 2:
+        raise BadStepError(f"{msg.encoding} packs pixel pairs, so the width must be even; got {width}")
+    data = memoryview(msg.data).cast("B")
+    if len(data) != step * height:
+        raise DataSizeError(
+            f"data has {len(data)} bytes, expected step * height = {step} * {height} = {step * height}"
+        )
+    dtype = np.dtype(np.uint8) if layout.channel_bytes == 1 else np.dtype(">u2" if msg.is_bigendian else "<u2")
+    # A strided view skips the row padding without copying: (H, W, C), rows `step` bytes apart.
+    pixels = np.ndarray(
+        (height, width, layout.channels),
+        dtype=dtype,
+        buffer=data,
+        strides=(step, layout.channels * layout.channel_bytes, layout.channel_bytes),
+    )
+    if layout.channel_bytes == 2:
+        pixels = (pixels >> 8).astype(np.uint8)
+    if layout.to_rgb is None:
+        return np.ascontiguousarray(pixels)
+    source = pixels if layout.channels > 1 else pixels[:, :, 0]
+    return cv2.cvtColor(np.ascontiguousarray(source), layout.to_rgb)
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` (JPEG, PNG, anything OpenCV decodes) -> (H, W, 3) uint8 RGB."""
+    if "compresseddepth" in msg.format.lower().replace(" ", ""):
+        raise UnknownEncodingError(f"compressed depth images are not camera images (format {msg.format!r})")
+    data = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8)
+    if data.size == 0:
+        raise EmptyImageError("compressed image has no data")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise CorruptCompressedImageError(f"OpenCV cannot decode the {data.size}-byte {msg.format or 'compressed'} image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def fill_image_msg(msg, rgb: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 RGB array into a ``sensor_msgs/Image`` as rgb8 without row padding.
+
+    The caller sets the header. ``bytes`` is handed to the message because rclpy converts a numpy
+    array element by element (tens of milliseconds per VGA frame).
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB array; got {rgb.dtype} {rgb.shape}")
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = int(rgb.shape[1] * 3)
+    msg.data = np.ascontiguousarray(rgb).tobytes()

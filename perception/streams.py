@@ -1,0 +1,99 @@
+"""Detection and tracking of several image streams with one detector: the step the ROS node and
+`gdino bag` share.
+
+Frames of any streams go through the model together as one batch; each stream keeps its own tracker,
+fed in the order its frames arrive. The result for a frame is a list of :class:`LabeledBox`, boxes xyxy
+in pixels of that frame, ``object_id`` the track id ("" when tracking is off).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from perception.tracking import ObjectTracker
+from perception.tracking_config import TrackerConfig
+from perception.types import Detections
+
+
+@dataclass(frozen=True)
+class LabeledBox:
+    """One object in one frame: phrase, score in [0, 1], (4,) float32 xyxy pixel box, persistent id."""
+
+    label: str
+    score: float
+    box_xyxy: np.ndarray
+    object_id: str
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Objects per input frame (same order as the input) and the model's own time for the batch."""
+
+    objects: list[list[LabeledBox]]
+    model_seconds: float
+
+
+def _untracked(detections: Detections) -> list[LabeledBox]:
+    return [
+        LabeledBox(label, float(score), box, "")
+        for box, score, label in zip(detections.boxes, detections.scores, detections.labels)
+    ]
+
+
+class MultiStreamDetector:
+    """One detector for many streams; one tracker per stream when ``tracker_config`` is given.
+
+    detector: anything with ``set_prompt(prompt) -> list[str]`` and ``detect(list of (H, W, 3) uint8 RGB)
+    -> list[Detections]`` (``perception.detector.GroundingDinoDetector``). Not thread-safe: call it from
+    one thread.
+    """
+
+    def __init__(self, detector, tracker_config: TrackerConfig | None) -> None:
+        self.detector = detector
+        self.tracker_config = tracker_config
+        self._trackers: dict[str, ObjectTracker] = {}
+        self._phrases: list[str] | None = None
+
+    @property
+    def phrases(self) -> list[str] | None:
+        """The current prompt's phrases, None before the first :meth:`set_prompt`."""
+        return self._phrases
+
+    def set_prompt(self, prompt: str) -> list[str]:
+        """Set the prompt for every stream (text is encoded by the detector once per distinct prompt)."""
+        phrases = list(self.detector.set_prompt(prompt))
+        for tracker in self._trackers.values():
+            tracker.set_phrases(phrases)
+        self._phrases = phrases
+        return phrases
+
+    def process(self, frames: Sequence[tuple[str, np.ndarray]]) -> BatchResult:
+        """Detect on all ``(stream, rgb)`` frames as one batch, then track each in input order.
+
+        A stream may appear several times (consecutive frames of one video); its tracker then sees
+        them in the given order.
+        """
+        if self._phrases is None:
+            raise RuntimeError("MultiStreamDetector.process called before set_prompt")
+        start = time.perf_counter()
+        detections = self.detector.detect([rgb for _, rgb in frames])
+        model_seconds = time.perf_counter() - start
+        if self.tracker_config is None:
+            return BatchResult([_untracked(frame_detections) for frame_detections in detections], model_seconds)
+        objects = []
+        for (stream, _), frame_detections in zip(frames, detections):
+            tracks = self._tracker(stream).update(frame_detections)
+            objects.append(
+                [LabeledBox(t.label, t.score, t.box_xyxy, str(t.track_id)) for t in tracks if t.matched]
+            )
+        return BatchResult(objects, model_seconds)
+
+    def _tracker(self, stream: str) -> ObjectTracker:
+        tracker = self._trackers.get(stream)
+        if tracker is None:
+            tracker = self._trackers[stream] = ObjectTracker(self.tracker_config)
+            tracker.set_phrases(self._phrases)
+        return tracker

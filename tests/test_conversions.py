@@ -1,0 +1,206 @@
+"""Camera messages -> RGB and objects -> vision_msgs, with real message classes and no ROS graph."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("sensor_msgs.msg", reason="ROS 2 message packages are installed by scripts/install_ros.sh")
+import vision_msgs  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from nodes.detection_conversion import detection_array_msg, label_info_msg  # noqa: E402
+from nodes.image_conversion import (  # noqa: E402
+    BadStepError,
+    CorruptCompressedImageError,
+    DataSizeError,
+    EmptyImageError,
+    UnknownEncodingError,
+    compressed_to_rgb,
+    fill_image_msg,
+    image_to_rgb,
+)
+from perception.streams import LabeledBox  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    generator = np.random.default_rng(0)
+    return generator.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+
+
+def image_msg(pixels: np.ndarray, encoding: str, padding: int = 0, bigendian: bool = False) -> Image:
+    """Pack (H, W, C) pixels row by row with `padding` junk bytes after each row."""
+    height, width = pixels.shape[:2]
+    wire = pixels if pixels.dtype == np.uint8 else pixels.astype(">u2" if bigendian else "<u2")
+    rows = np.ascontiguousarray(wire).reshape(height, -1).view(np.uint8)
+    junk = np.full((height, padding), 0xAB, dtype=np.uint8)
+    data = np.concatenate([rows, junk], axis=1)
+    return Image(
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=int(bigendian),
+        step=data.shape[1],
+        data=data.tobytes(),
+    )
+
+
+@pytest.mark.parametrize("padding", [0, 3])
+@pytest.mark.parametrize(
+    "encoding, to_wire",
+    [
+        ("rgb8", lambda rgb: rgb),
+        ("bgr8", lambda rgb: rgb[:, :, ::-1]),
+        ("rgba8", lambda rgb: np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])),
+        ("bgra8", lambda rgb: np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 7, np.uint8)])),
+    ],
+)
+def test_colour_encodings_round_trip_exactly_with_row_padding(rgb, encoding, to_wire, padding):
+    msg = image_msg(np.ascontiguousarray(to_wire(rgb)), encoding, padding=padding)
+    result = image_to_rgb(msg)
+    assert result.dtype == np.uint8 and result.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(result, rgb)
+
+
+def test_mono8_becomes_grey_rgb(rgb):
+    grey = rgb[:, :, 0]
+    result = image_to_rgb(image_msg(grey[:, :, None].copy(), "mono8", padding=1))
+    np.testing.assert_array_equal(result, np.dstack([grey] * 3))
+
+
+@pytest.mark.parametrize("bigendian", [False, True])
+def test_sixteen_bit_encodings_keep_the_top_byte_and_honour_endianness(rgb, bigendian):
+    wide = rgb.astype(np.uint16) * 256 + 0x5A  # low byte is noise that must not leak in
+    np.testing.assert_array_equal(image_to_rgb(image_msg(wide, "rgb16", padding=2, bigendian=bigendian)), rgb)
+    np.testing.assert_array_equal(image_to_rgb(image_msg(wide[:, :, ::-1].copy(), "bgr16", bigendian=bigendian)), rgb)
+    mono = image_to_rgb(image_msg(wide[:, :, :1].copy(), "mono16", bigendian=bigendian))
+    np.testing.assert_array_equal(mono, np.dstack([rgb[:, :, 0]] * 3))
+
+
+def _video_range_yuv(colour) -> tuple[int, int, int]:
+    red, green, blue = colour
+    luma = 16 + 0.257 * red + 0.504 * green + 0.098 * blue
+    blue_diff = 128 - 0.148 * red - 0.291 * green + 0.439 * blue
+    red_diff = 128 + 0.439 * red - 0.368 * green - 0.071 * blue
+    return round(luma), round(blue_diff), round(red_diff)
+
+
+@pytest.mark.parametrize("encoding, order", [("yuv422_yuy2", "YUYV"), ("yuyv", "YUYV"), ("yuv422", "UYVY"), ("uyvy", "UYVY")])
+def test_packed_yuv422_decodes_to_the_colour(encoding, order):
+    colour = (200, 40, 90)
+    luma, blue_diff, red_diff = _video_range_yuv(colour)
+    quad = {"YUYV": [luma, blue_diff, luma, red_diff], "UYVY": [blue_diff, luma, red_diff, luma]}[order]
+    height, width = 4, 6
+    packed = np.tile(np.array(quad, np.uint8), (height, width // 2)).reshape(height, width, 2)
+    result = image_to_rgb(image_msg(packed, encoding, padding=4))
+    assert result.shape == (height, width, 3)
+    assert np.abs(result.astype(int) - colour).max() <= 3
+
+
+@pytest.mark.parametrize(
+    "encoding, pattern",
+    [("bayer_rggb8", "RGGB"), ("bayer_bggr8", "BGGR"), ("bayer_gbrg8", "GBRG"), ("bayer_grbg8", "GRBG")],
+)
+def test_bayer_patterns_demosaic_to_the_colour(encoding, pattern):
+    colour = dict(zip("RGB", (200, 40, 90)))
+    mosaic = np.zeros((6, 8), np.uint8)
+    for index, channel in enumerate(pattern):
+        mosaic[index // 2 :: 2, index % 2 :: 2] = colour[channel]
+    result = image_to_rgb(image_msg(mosaic[:, :, None].copy(), encoding))
+    np.testing.assert_array_equal(result[2:4, 2:4], np.broadcast_to([200, 40, 90], (2, 2, 3)))
+
+
+def test_compressed_png_is_exact_and_jpeg_is_close(rgb):
+    large = cv2.resize(rgb, (64, 48), interpolation=cv2.INTER_NEAREST)
+    bgr = cv2.cvtColor(large, cv2.COLOR_RGB2BGR)
+    png = CompressedImage(format="png", data=cv2.imencode(".png", bgr)[1].tobytes())
+    np.testing.assert_array_equal(compressed_to_rgb(png), large)
+    flat = np.full((32, 32, 3), (30, 120, 220), np.uint8)
+    jpeg = CompressedImage(format="rgb8; jpeg compressed bgr8", data=cv2.imencode(".jpg", flat[:, :, ::-1])[1].tobytes())
+    assert np.abs(compressed_to_rgb(jpeg).astype(int) - flat).max() <= 4
+
+
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        (dict(width=0), EmptyImageError, "zero size"),
+        (dict(encoding="32FC1"), UnknownEncodingError, "32FC1"),
+        (dict(step=20), BadStepError, "step 20"),
+        (dict(data=bytes(104)), DataSizeError, "104 bytes"),
+        (dict(data=bytes(106)), DataSizeError, "expected step * height = 21 * 5 = 105"),
+    ],
+)
+def test_malformed_raw_images_raise_typed_errors(rgb, change, error, words):
+    msg = image_msg(rgb, "rgb8")
+    for field, value in change.items():
+        setattr(msg, field, value)
+    with pytest.raises(error, match=re.escape(words)):
+        image_to_rgb(msg)
+
+
+def test_malformed_compressed_images_raise_typed_errors():
+    with pytest.raises(EmptyImageError):
+        compressed_to_rgb(CompressedImage(format="jpeg", data=b""))
+    with pytest.raises(CorruptCompressedImageError, match="cannot decode"):
+        compressed_to_rgb(CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 not really a jpeg"))
+    with pytest.raises(UnknownEncodingError, match="depth"):
+        compressed_to_rgb(CompressedImage(format="16UC1; compressedDepth png", data=b"\x00" * 16))
+
+
+def test_yuv_with_odd_width_is_rejected():
+    with pytest.raises(BadStepError, match="even"):
+        image_to_rgb(image_msg(np.zeros((2, 3, 2), np.uint8), "yuyv"))
+
+
+def test_fill_image_msg_round_trips(rgb):
+    msg = Image()
+    fill_image_msg(msg, rgb)
+    assert (msg.encoding, msg.step, msg.height, msg.width) == ("rgb8", 21, 5, 7)
+    np.testing.assert_array_equal(image_to_rgb(msg), rgb)
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        fill_image_msg(msg, rgb[:, :, 0])
+
+
+def test_detection_array_carries_header_phrase_score_pixel_box_and_track_id():
+    header = Header(frame_id="camera_left")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    objects = [
+        LabeledBox("a red mug", 0.75, np.array([10.0, 20.0, 50.0, 100.0], np.float32), "7"),
+        LabeledBox("person", 0.5, np.array([0.5, 1.5, 2.5, 4.5], np.float32), ""),
+    ]
+    msg = detection_array_msg(header, objects)
+    assert msg.header == header and len(msg.detections) == 2
+    first, second = msg.detections
+    assert first.header == header
+    assert len(first.results) == 1
+    assert first.results[0].hypothesis.class_id == "a red mug"
+    assert first.results[0].hypothesis.score == pytest.approx(0.75)
+    assert (first.bbox.center.position.x, first.bbox.center.position.y) == (30.0, 60.0)
+    assert (first.bbox.size_x, first.bbox.size_y, first.bbox.center.theta) == (40.0, 80.0, 0.0)
+    assert first.id == "7" and second.id == ""
+    assert (second.bbox.center.position.x, second.bbox.size_y) == (1.5, 3.0)
+    assert len(detection_array_msg(header, []).detections) == 0
+
+
+def test_label_info_lists_the_phrases_in_prompt_order():
+    msg = label_info_msg(Header(), ["a person", "a red mug"], 0.35)
+    assert [(c.class_id, c.class_name) for c in msg.class_map] == [(0, "a person"), (1, "a red mug")]
+    assert msg.threshold == pytest.approx(0.35)
+
+
+def test_generated_vision_msgs_have_the_upstream_type_hash():
+    # The upstream vision_msgs 4.x build's RIHS01 hash of Detection2DArray (it covers every nested
+    # type): equal hashes are what lets our detections reach nodes built against upstream.
+    prefix = Path(vision_msgs.__file__).parents[4]  # <prefix>/lib/pythonX.Y/site-packages/vision_msgs
+    share = prefix / "share" / "vision_msgs"
+    description = json.loads((share / "msg" / "Detection2DArray.json").read_text())
+    hashes = {entry["type_name"]: entry["hash_string"] for entry in description["type_hashes"]}
+    assert hashes["vision_msgs/msg/Detection2DArray"] == (
+        "RIHS01_214274120007f4a683866481336b70310268cfa107aebe9d594a6acf75bda968"
+    )
