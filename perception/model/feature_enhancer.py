@@ -1,0 +1,176 @@
+"""Feature enhancer (Grounding DINO, section 3.1): per layer, bi-directional image-text cross-attention
+(fusion), text self-attention within phrases, and multi-scale deformable self-attention over image tokens."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from perception.model.attention import MultiHeadAttention
+from perception.model.backbone import MultiScaleFeatures
+from perception.model.config import GroundingDinoConfig
+from perception.model.deformable_attention import MultiScaleDeformableAttention
+from perception.model.position_encoding import coordinate_position_embedding
+from perception.model.swin import DropPath
+from perception.model.text_encoder import EncodedText
+
+# Logits are clamped to this range before the softmax, as the published models were trained (fp16-safe).
+FUSION_LOGIT_LIMIT = 50_000.0
+LAYER_SCALE_INIT = 1e-4
+
+
+class FeedForward(nn.Module):
+    """fc1 -> ReLU -> dropout -> fc2 -> dropout, added to the input, then LayerNorm."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float, eps: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.dropout = dropout
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        update = F.dropout(F.relu(self.fc1(hidden_states)), self.dropout, self.training)
+        return self.norm(hidden_states + F.dropout(self.fc2(update), self.dropout, self.training))
+
+
+class BiAttention(nn.Module):
+    """Image-to-text and text-to-image attention sharing one similarity matrix."""
+
+    def __init__(self, dim: int, attention_dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (attention_dim // num_heads) ** -0.5
+        self.vision_query = nn.Linear(dim, attention_dim)
+        self.text_key = nn.Linear(dim, attention_dim)
+        self.vision_value = nn.Linear(dim, attention_dim)
+        self.text_value = nn.Linear(dim, attention_dim)
+        self.vision_output = nn.Linear(attention_dim, dim)
+        self.text_output = nn.Linear(attention_dim, dim)
+
+    def forward(self, vision: torch.Tensor, text: torch.Tensor, vision_padding_mask: torch.Tensor,
+                text_padding_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """vision: (B, Nv, dim); text: (B, Nt, dim); masks True = padding. Returns the two updates."""
+        batch, num_vision, _ = vision.shape
+        num_text = text.shape[1]
+        # (B, L, attention_dim) -> (B*heads, L, head_dim)
+        def split_heads(projected: torch.Tensor) -> torch.Tensor:
+            return projected.view(batch, projected.shape[1], self.num_heads, -1).transpose(1, 2).flatten(0, 1)
+
+        similarity = torch.bmm(split_heads(self.vision_query(vision) * self.scale),
+                               split_heads(self.text_key(text)).transpose(1, 2))  # (B*heads, Nv, Nt)
+        similarity = (similarity - similarity.max()).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
+        text_logits = similarity.transpose(1, 2)
+        text_logits = (text_logits - text_logits.max(-1, keepdim=True).values).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
+        # (B, N) padding -> (B*heads, 1, N)
+        per_head = lambda mask: mask[:, None, None, :].expand(-1, self.num_heads, -1, -1).flatten(0, 1)  # noqa: E731
+        text_weights = text_logits.masked_fill(per_head(vision_padding_mask), float("-inf")).softmax(-1)
+        vision_weights = similarity.masked_fill(per_head(text_padding_mask), float("-inf")).softmax(-1)
+        vision_update = torch.bmm(vision_weights, split_heads(self.text_value(text)))
+        text_update = torch.bmm(text_weights, split_heads(self.vision_value(vision)))
+        # (B*heads, L, head_dim) -> (B, L, attention_dim)
+        merge = lambda x, length: x.view(batch, self.num_heads, length, -1).transpose(1, 2).flatten(2)  # noqa: E731
+        return self.vision_output(merge(vision_update, num_vision)), self.text_output(merge(text_update, num_text))
+
+
+class FusionLayer(nn.Module):
+    """Pre-normalized bi-attention with layer-scale residuals (gammas)."""
+
+    def __init__(self, config: GroundingDinoConfig) -> None:
+        super().__init__()
+        dim = config.hidden_dim
+        self.vision_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.text_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.attention = BiAttention(dim, config.encoder_ffn_dim // 2, config.encoder_heads // 2)
+        self.vision_gamma = nn.Parameter(torch.full((dim,), LAYER_SCALE_INIT))
+        self.text_gamma = nn.Parameter(torch.full((dim,), LAYER_SCALE_INIT))
+        self.drop_path = DropPath(config.fusion_drop_path)
+
+    def forward(self, vision, text, vision_padding_mask, text_padding_mask):
+        vision, text = self.vision_norm(vision), self.text_norm(text)
+        vision_update, text_update = self.attention(vision, text, vision_padding_mask, text_padding_mask)
+        return (vision + self.drop_path(self.vision_gamma * vision_update),
+                text + self.drop_path(self.text_gamma * text_update))
+
+
+class TextEnhancerLayer(nn.Module):
+    """Self-attention among the tokens of each phrase, then a feed-forward network."""
+
+    def __init__(self, config: GroundingDinoConfig) -> None:
+        super().__init__()
+        dim = config.hidden_dim
+        self.self_attention = MultiHeadAttention(dim, config.encoder_heads // 2)
+        self.attention_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(dim, config.encoder_ffn_dim // 2, 0.0, config.layer_norm_eps)
+
+    def forward(self, text: torch.Tensor, text_position: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        queries = text + text_position
+        text = self.attention_norm(text + self.self_attention(queries, queries, text, allowed))
+        return self.ffn(text)
+
+
+class DeformableEncoderLayer(nn.Module):
+    """Multi-scale deformable self-attention over all image tokens, then a feed-forward network."""
+
+    def __init__(self, config: GroundingDinoConfig) -> None:
+        super().__init__()
+        dim = config.hidden_dim
+        self.self_attention = MultiScaleDeformableAttention(
+            dim, config.encoder_heads, config.num_feature_levels, config.encoder_points
+        )
+        self.attention_norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(dim, config.encoder_ffn_dim, config.dropout, config.layer_norm_eps)
+        self.dropout = config.dropout
+
+    def forward(self, image: torch.Tensor, image_features: MultiScaleFeatures, reference_points: torch.Tensor):
+        attended = self.self_attention(
+            image + image_features.position_embeddings, reference_points, image, image_features.padding_mask,
+            image_features.spatial_shapes, image_features.level_start_index,
+        )
+        image = self.attention_norm(image + F.dropout(attended, self.dropout, self.training))
+        return self.ffn(image)
+
+
+class FeatureEnhancerLayer(nn.Module):
+    def __init__(self, config: GroundingDinoConfig) -> None:
+        super().__init__()
+        self.fusion = FusionLayer(config)
+        self.text_layer = TextEnhancerLayer(config)
+        self.image_layer = DeformableEncoderLayer(config)
+
+
+def encoder_reference_points(image_features: MultiScaleFeatures) -> torch.Tensor:
+    """Centre of every image token, normalized to the valid area: (B, num_tokens, num_levels, 2) (x, y)."""
+    ratios = image_features.valid_ratios
+    points = []
+    for level, (height, width) in enumerate(image_features.spatial_shapes_list):
+        ys, xs = torch.meshgrid(
+            torch.linspace(0.5, height - 0.5, height, dtype=ratios.dtype, device=ratios.device),
+            torch.linspace(0.5, width - 0.5, width, dtype=ratios.dtype, device=ratios.device),
+            indexing="ij",
+        )
+        xs = xs.reshape(-1)[None] / (ratios[:, None, level, 0] * width)
+        ys = ys.reshape(-1)[None] / (ratios[:, None, level, 1] * height)
+        points.append(torch.stack((xs, ys), -1))
+    return torch.cat(points, 1)[:, :, None] * ratios[:, None]
+
+
+class FeatureEnhancer(nn.Module):
+    def __init__(self, config: GroundingDinoConfig) -> None:
+        super().__init__()
+        self.hidden_dim = config.hidden_dim
+        self.layers = nn.ModuleList(FeatureEnhancerLayer(config) for _ in range(config.encoder_layers))
+
+    def forward(self, image_features: MultiScaleFeatures, text: EncodedText) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns enhanced image tokens (B, N, dim) and enhanced text tokens (B, Nt, dim)."""
+        reference_points = encoder_reference_points(image_features)
+        text_position = coordinate_position_embedding(
+            text.position_ids[..., None].to(text.features.dtype), self.hidden_dim
+        )
+        text_padding_mask = ~text.token_mask
+        image, text_features = image_features.features, text.features
+        for layer in self.layers:
+            image, text_features = layer.fusion(image, text_features, image_features.padding_mask, text_padding_mask)
+            text_features = layer.text_layer(text_features, text_position, text.self_attention_mask)
+            image = layer.image_layer(image, image_features, reference_points)
+        return image, text_features

@@ -1,0 +1,211 @@
+"""Swin Transformer image backbone (Liu et al., 2021) returning multi-scale feature maps.
+
+Windows always partition the map (a map smaller than a window is padded, never shrunk) and every
+second block shifts its windows by half a window; feature maps are taken before each stage's patch
+merging and normalized, as the published Grounding DINO checkpoints expect.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from perception.model.config import SwinConfig
+
+# Additive attention bias between tokens of different shifted regions inside one window.
+SHIFTED_REGION_BIAS = -100.0
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops a whole residual branch per sample during training."""
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, branch: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return branch
+        keep = 1.0 - self.drop_prob
+        mask = branch.new_empty((branch.shape[0],) + (1,) * (branch.ndim - 1)).bernoulli_(keep)
+        return branch * mask / keep
+
+
+class PatchEmbedding(nn.Module):
+    """Non-overlapping patch_size x patch_size patches -> embed_dim channels, then LayerNorm."""
+
+    def __init__(self, config: SwinConfig) -> None:
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.projection = nn.Conv2d(3, config.embed_dim, kernel_size=config.patch_size, stride=config.patch_size)
+        self.norm = nn.LayerNorm(config.embed_dim)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(batch, 3, H, W) -> (batch, H', W', embed_dim); the image is zero-padded to a multiple of the patch."""
+        height, width = pixel_values.shape[-2:]
+        pad_bottom, pad_right = -height % self.patch_size, -width % self.patch_size
+        pixel_values = F.pad(pixel_values, (0, pad_right, 0, pad_bottom))
+        return self.norm(self.projection(pixel_values).permute(0, 2, 3, 1))
+
+
+def relative_position_index(window_size: int) -> torch.Tensor:
+    """(window_size**2, window_size**2) index into the relative position bias table."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij")).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window_size - 1)
+    return relative[..., 0] * (2 * window_size - 1) + relative[..., 1]
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside each window, with a learned relative position bias."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.query = nn.Linear(dim, dim, bias=qkv_bias)
+        self.key = nn.Linear(dim, dim, bias=qkv_bias)
+        self.value = nn.Linear(dim, dim, bias=qkv_bias)
+        self.output = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+
+    def forward(self, windows: torch.Tensor, region_bias: torch.Tensor | None) -> torch.Tensor:
+        """windows: (batch, num_windows, tokens, dim); region_bias: (num_windows, tokens, tokens) or None."""
+        batch, num_windows, tokens, dim = windows.shape
+        # (B, nW, T, dim) -> (B, nW, heads, T, head_dim)
+        def split_heads(projected: torch.Tensor) -> torch.Tensor:
+            return projected.view(batch, num_windows, tokens, self.num_heads, -1).transpose(2, 3)
+
+        query, key, value = (split_heads(proj(windows)) for proj in (self.query, self.key, self.value))
+        # (T*T, heads) -> (heads, T, T), broadcast over batch and windows
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        bias = bias.view(tokens, tokens, -1).permute(2, 0, 1)
+        if region_bias is not None:
+            bias = bias + region_bias[:, None]  # (nW, heads, T, T)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=bias.to(query.dtype))
+        # (B, nW, heads, T, head_dim) -> (B, nW, T, dim)
+        return self.output(attended.transpose(2, 3).reshape(batch, num_windows, tokens, dim))
+
+
+def window_partition(feature_map: torch.Tensor, window_size: int) -> torch.Tensor:
+    """(B, H, W, C) with H, W multiples of window_size -> (B, nW, window_size**2, C), row-major windows."""
+    batch, height, width, channels = feature_map.shape
+    windows = feature_map.view(batch, height // window_size, window_size, width // window_size, window_size, channels)
+    return windows.transpose(2, 3).reshape(batch, -1, window_size * window_size, channels)
+
+
+def window_merge(windows: torch.Tensor, window_size: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of window_partition: (B, nW, window_size**2, C) -> (B, H, W, C)."""
+    channels = windows.shape[-1]
+    grid = windows.view(-1, height // window_size, width // window_size, window_size, window_size, channels)
+    return grid.transpose(2, 3).reshape(-1, height, width, channels)
+
+
+def shifted_region_bias(height: int, width: int, window_size: int, shift: int, device, dtype) -> torch.Tensor:
+    """(nW, T, T) bias that keeps tokens from different regions of a cyclically shifted map apart."""
+    def regions(length: int) -> torch.Tensor:
+        index = torch.arange(length, device=device)
+        return (index >= length - window_size).long() + (index >= length - shift).long()
+
+    region_map = (regions(height)[:, None] * 3 + regions(width)[None, :]).to(dtype)
+    region_windows = window_partition(region_map[None, :, :, None], window_size)[0, :, :, 0]  # (nW, T)
+    different = region_windows[:, None, :] != region_windows[:, :, None]
+    return torch.zeros(different.shape, device=device, dtype=dtype).masked_fill(different, SHIFTED_REGION_BIAS)
+
+
+class SwinBlock(nn.Module):
+    """(Shifted) window attention and an MLP, each pre-normalized with a residual connection."""
+
+    def __init__(self, config: SwinConfig, dim: int, num_heads: int, shift: int, drop_path: float) -> None:
+        super().__init__()
+        self.window_size = config.window_size
+        self.shift = shift
+        self.norm_before = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.attention = WindowAttention(dim, num_heads, config.window_size, config.qkv_bias)
+        self.norm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        hidden = int(dim * config.mlp_ratio)
+        self.mlp = nn.Sequential()
+        self.mlp.add_module("fc1", nn.Linear(dim, hidden))
+        self.mlp.add_module("act", nn.GELU())
+        self.mlp.add_module("fc2", nn.Linear(hidden, dim))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
+        _, height, width, _ = feature_map.shape
+        size = self.window_size
+        normed = F.pad(self.norm_before(feature_map), (0, 0, 0, -width % size, 0, -height % size))
+        padded_height, padded_width = normed.shape[1:3]
+        region_bias = None
+        if self.shift:
+            normed = torch.roll(normed, shifts=(-self.shift, -self.shift), dims=(1, 2))
+            region_bias = shifted_region_bias(padded_height, padded_width, size, self.shift, normed.device, normed.dtype)
+        attended = self.attention(window_partition(normed, size), region_bias)
+        attended = window_merge(attended, size, padded_height, padded_width)
+        if self.shift:
+            attended = torch.roll(attended, shifts=(self.shift, self.shift), dims=(1, 2))
+        feature_map = feature_map + self.drop_path(attended[:, :height, :width])
+        return feature_map + self.drop_path(self.mlp(self.norm_after(feature_map)))
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbouring tokens concatenated (4C), normalized and reduced to 2C: halves the resolution."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C); odd sizes are zero-padded."""
+        height, width = feature_map.shape[1:3]
+        feature_map = F.pad(feature_map, (0, 0, 0, width % 2, 0, height % 2))
+        # Order (row, col): (0,0), (1,0), (0,1), (1,1), as the published weights expect.
+        merged = torch.cat([feature_map[:, row::2, col::2] for col in (0, 1) for row in (0, 1)], dim=-1)
+        return self.reduction(self.norm(merged))
+
+
+class SwinStage(nn.Module):
+    def __init__(self, config: SwinConfig, stage: int, drop_paths: list[float]) -> None:
+        super().__init__()
+        dim = config.embed_dim * 2**stage
+        self.blocks = nn.ModuleList(
+            SwinBlock(config, dim, config.num_heads[stage], 0 if i % 2 == 0 else config.window_size // 2, drop_paths[i])
+            for i in range(config.depths[stage])
+        )
+        self.downsample = PatchMerging(dim) if stage < len(config.depths) - 1 else None
+
+
+class SwinBackbone(nn.Module):
+    """pixels -> one normalized feature map per entry of ``config.out_indices``."""
+
+    def __init__(self, config: SwinConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.patch_embed = PatchEmbedding(config)
+        total_blocks = sum(config.depths)
+        rates = [config.drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
+        starts = [sum(config.depths[:stage]) for stage in range(len(config.depths))]
+        self.stages = nn.ModuleList(
+            SwinStage(config, stage, rates[start : start + depth])
+            for stage, (start, depth) in enumerate(zip(starts, config.depths))
+        )
+        channels = config.stage_channels()
+        self.output_norms = nn.ModuleList(nn.LayerNorm(channels[stage]) for stage in config.out_indices)
+
+    @property
+    def output_channels(self) -> list[int]:
+        return [self.config.stage_channels()[stage] for stage in self.config.out_indices]
+
+    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) normalized pixels -> list of (B, C_i, H_i, W_i), strides 8, 16, 32 for out_indices 1-3."""
+        feature_map = self.patch_embed(pixel_values)
+        outputs = []
+        for stage_index, stage in enumerate(self.stages):
+            for block in stage.blocks:
+                feature_map = block(feature_map)
+            if stage_index in self.config.out_indices:
+                norm = self.output_norms[self.config.out_indices.index(stage_index)]
+                outputs.append(norm(feature_map).permute(0, 3, 1, 2).contiguous())
+            if stage.downsample is not None:
+                feature_map = stage.downsample(feature_map)
+        return outputs

