@@ -1,0 +1,191 @@
+"""The detector: owns the model, the tokenizer and the prompt; encodes each distinct prompt once.
+
+    detector = GroundingDinoDetector.from_pretrained("path/to/grounding-dino-tiny")
+    detector.set_prompt("a person . a red mug .")
+    results = detector.detect([frame_rgb, other_frame_rgb])   # list[Detections], pixels, xyxy
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from perception.model.config import GroundingDinoConfig
+from perception.model.grounding_dino import GroundingDino
+from perception.model.text_encoder import EncodedText
+from perception.model.tokenizer import PromptChunk, PromptTokenizer
+from perception.ops.dispatch import IMPLEMENTATIONS
+from perception.postprocess import PostprocessConfig, merge, postprocess
+from perception.preprocess import PreprocessConfig, as_rgb_tensor, pad_batch, preprocess
+from perception.types import Detections
+from perception.weights import load_weights
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class DetectorConfig:
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    batch_size: int = 4  # images per forward pass; more uses more memory
+    prompt_cache_size: int = 8  # recently used prompts whose text features are kept
+    attention_implementation: str = "auto"  # deformable attention: auto | cuda | cpu | pytorch
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.prompt_cache_size < 1:
+            raise ValueError(f"prompt_cache_size must be >= 1, got {self.prompt_cache_size}")
+        if self.attention_implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"attention_implementation must be one of {IMPLEMENTATIONS}")
+
+    # Convenience accessors for the two thresholds users change at run time.
+    @property
+    def box_threshold(self) -> float:
+        return self.postprocess.box_threshold
+
+    @box_threshold.setter
+    def box_threshold(self, value: float) -> None:
+        self.postprocess = PostprocessConfig(**{**self.postprocess.__dict__, "box_threshold": value})
+
+    @property
+    def text_threshold(self) -> float:
+        return self.postprocess.text_threshold
+
+    @text_threshold.setter
+    def text_threshold(self, value: float) -> None:
+        self.postprocess = PostprocessConfig(**{**self.postprocess.__dict__, "text_threshold": value})
+
+
+@dataclass
+class EncodedPrompt:
+    """A prompt split into chunks that fit the text encoder, each with its text features."""
+
+    phrases: list[str]
+    chunks: list[tuple[PromptChunk, EncodedText]]
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent in each stage by the last detect() call (for benchmarks and health reports)."""
+
+    preprocess: float = 0.0
+    model: float = 0.0
+    postprocess: float = 0.0
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU: pass --device cpu")
+    return device
+
+
+class GroundingDinoDetector:
+    def __init__(self, model: GroundingDino, tokenizer: PromptTokenizer, config: DetectorConfig | None = None,
+                 device: str | torch.device = "cpu", dtype: str = "float32", description: str = "") -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.config = config or DetectorConfig()
+        self.device = _resolve_device(device)
+        self.dtype = DTYPES[dtype]
+        self.model = model.to(self.device, self.dtype).eval()
+        self.model.set_attention_implementation(self.config.attention_implementation)
+        self.tokenizer = tokenizer
+        self.description = description
+        self.text_encoder_calls = 0
+        self.last_stage_times = StageTimes()
+        self._prompt_cache: OrderedDict[str, EncodedPrompt] = OrderedDict()
+        self._prompt: EncodedPrompt | None = None
+
+    @classmethod
+    def from_model_config(cls, model_config: GroundingDinoConfig, **kwargs) -> "GroundingDinoDetector":
+        """A detector with random weights (tests, benchmarks)."""
+        tokenizer = PromptTokenizer.from_vocab_file(None, model_config.max_text_len)
+        return cls(GroundingDino(model_config), tokenizer, description="random weights", **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, weights: str | None = None, preset: str | None = None, **kwargs) -> "GroundingDinoDetector":
+        """weights: checkpoint directory, original .pth, hub id, ``random:tiny``, or None for the bundled model."""
+        loaded = load_weights(weights, preset)
+        tokenizer = PromptTokenizer.from_vocab_file(loaded.vocab_file, loaded.model.config.max_text_len)
+        logger.info("weights: %s", loaded.description)
+        return cls(loaded.model, tokenizer, description=loaded.description, **kwargs)
+
+    @property
+    def phrases(self) -> list[str]:
+        return list(self._prompt.phrases) if self._prompt else []
+
+    def set_prompt(self, prompt: str) -> list[str]:
+        """Make ``prompt`` current; its text is encoded only if it is not among the recent prompts."""
+        key = " . ".join(phrase for phrase in prompt.split(".") if phrase.strip()) if isinstance(prompt, str) else prompt
+        cached = self._prompt_cache.get(key)
+        if cached is None:
+            cached = self._encode_prompt(prompt)
+            self._prompt_cache[key] = cached
+            while len(self._prompt_cache) > self.config.prompt_cache_size:
+                self._prompt_cache.popitem(last=False)
+        self._prompt_cache.move_to_end(key)
+        self._prompt = cached
+        return list(cached.phrases)
+
+    @torch.inference_mode()
+    def _encode_prompt(self, prompt: str) -> EncodedPrompt:
+        chunks = self.tokenizer.chunk_prompt(prompt)
+        encoded = []
+        for chunk in chunks:
+            self.text_encoder_calls += 1
+            encoded.append((chunk, self.model.encode_text(chunk.input_ids.to(self.device))))
+        return EncodedPrompt([p for chunk in chunks for p in chunk.phrases], encoded)
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence) -> list[Detections]:
+        """Detect the current prompt's phrases in each image (see preprocess.as_rgb_tensor for formats)."""
+        if self._prompt is None:
+            raise RuntimeError("no prompt set: call set_prompt('a person . a red mug .') first")
+        if isinstance(images, (torch.Tensor,)) or hasattr(images, "shape"):
+            raise TypeError("detect() takes a list of images, not one array")
+        times = StageTimes()
+        start = time.perf_counter()
+        rgb = [as_rgb_tensor(image) for image in images]
+        original_sizes = [tuple(image.shape[1:]) for image in rgb]
+        prepared = [preprocess(image.to(self.device), self.config.preprocess) for image in rgb]
+        times.preprocess = time.perf_counter() - start
+        results: list[Detections | None] = [None] * len(prepared)
+        # Images of one size run together: padding would change a Swin window's content and the result.
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(prepared):
+            by_size.setdefault(tuple(image.shape[1:]), []).append(index)
+        for indices in by_size.values():
+            for begin in range(0, len(indices), self.config.batch_size):
+                batch = indices[begin : begin + self.config.batch_size]
+                for index, detections in zip(batch, self._detect_batch([prepared[i] for i in batch],
+                                                                        [original_sizes[i] for i in batch], times)):
+                    results[index] = detections
+        self.last_stage_times = times
+        return results
+
+    def _detect_batch(self, images, original_sizes, times: StageTimes) -> list[Detections]:
+        start = time.perf_counter()
+        pixel_values, padding = pad_batch(images)
+        pixel_values = pixel_values.to(self.dtype)
+        per_chunk = []
+        for chunk, text in self._prompt.chunks:
+            output = self.model(pixel_values, padding, text)
+            per_chunk.append((chunk, output))
+        model_done = time.perf_counter()
+        times.model += model_done - start
+        config = self.config.postprocess
+        detections = [
+            merge([postprocess(output.logits[i], output.boxes[i], chunk, size, config, self.tokenizer)
+                   for chunk, output in per_chunk], config)
+            for i, size in enumerate(original_sizes)
+        ]
+        times.postprocess += time.perf_counter() - model_done
+        return detections

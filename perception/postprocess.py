@@ -1,0 +1,117 @@
+"""Post-processing: query scores from token probabilities, box and text thresholds, phrase labels from
+token spans, boxes in original-image pixels (xyxy), optional per-phrase non-maximum suppression."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from perception.boxes import box_iou, cxcywh_to_xyxy
+from perception.model.tokenizer import PromptChunk, PromptTokenizer
+from perception.types import Detections
+
+LABEL_MODES = ("phrase", "tokens")
+
+
+@dataclass
+class PostprocessConfig:
+    box_threshold: float = 0.35  # keep a query whose score passes this
+    text_threshold: float = 0.25  # a phrase (or token) names the box only if its probability passes this
+    # "phrase": score = best probability over the tokens of any phrase, label = that phrase as written.
+    # "tokens": the reference's rule: score = best probability over all tokens, label = the words of
+    #           every token above text_threshold (what transformers' post-processing returns).
+    label_mode: str = "phrase"
+    nms_iou: float | None = None  # per-phrase NMS IoU threshold; None keeps every box
+    max_detections: int = 300
+    # Clip boxes to the image. The reference does not clip; parity checks turn this off.
+    clip_to_image: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("box_threshold", "text_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.label_mode not in LABEL_MODES:
+            raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {self.label_mode!r}")
+        if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1] or None, got {self.nms_iou}")
+        if self.max_detections < 1:
+            raise ValueError(f"max_detections must be >= 1, got {self.max_detections}")
+
+
+def phrase_token_map(chunk: PromptChunk, num_tokens: int) -> torch.Tensor:
+    """(num_phrases, num_tokens) bool, True where the token belongs to the phrase."""
+    token_map = torch.zeros((len(chunk.phrases), num_tokens), dtype=torch.bool)
+    for index, (start, end) in enumerate(chunk.phrase_token_spans):
+        token_map[index, start:end] = True
+    return token_map
+
+
+def postprocess(logits: torch.Tensor, boxes: torch.Tensor, chunk: PromptChunk, image_size: tuple[int, int],
+                config: PostprocessConfig, tokenizer: PromptTokenizer) -> Detections:
+    """logits: (K, Nt) of one image; boxes: (K, 4) normalized cxcywh; image_size: original (height, width)."""
+    probabilities = logits.float().sigmoid().cpu()
+    boxes = boxes.float().cpu()
+    if config.label_mode == "phrase":
+        token_map = phrase_token_map(chunk, probabilities.shape[1])
+        # (K, phrases): the best token of each phrase
+        per_phrase = torch.where(token_map[None], probabilities[:, None, :], 0.0).amax(-1)
+        scores, phrase_index = per_phrase.max(-1)
+        keep = (scores > config.box_threshold).nonzero().flatten()
+        labels = [chunk.phrases[i] if scores[k] > config.text_threshold else "" for k, i in
+                  zip(keep.tolist(), phrase_index[keep].tolist())]
+    else:
+        scores = probabilities.max(-1).values
+        keep = (scores > config.box_threshold).nonzero().flatten()
+        token_ids = chunk.input_ids[0].tolist()
+        labels = []
+        for k in keep.tolist():
+            above = (probabilities[k] > config.text_threshold).nonzero().flatten().tolist()
+            # The first token ([CLS]) never names anything, as in the reference.
+            labels.append(tokenizer.decode([token_ids[t] for t in above if t != 0]))
+    height, width = image_size
+    pixel_boxes = cxcywh_to_xyxy(boxes[keep]) * torch.tensor([width, height, width, height], dtype=torch.float32)
+    if config.clip_to_image:
+        pixel_boxes = torch.minimum(pixel_boxes.clamp(min=0), torch.tensor([width, height, width, height], dtype=torch.float32))
+    kept_scores = scores[keep]
+    order = kept_scores.argsort(descending=True, stable=True)
+    pixel_boxes, kept_scores, labels = pixel_boxes[order], kept_scores[order], [labels[i] for i in order.tolist()]
+    detections = Detections(pixel_boxes.numpy(), kept_scores.numpy(), labels)
+    if config.nms_iou is not None:
+        detections = per_phrase_nms(detections, config.nms_iou)
+    return select(detections, list(range(min(len(detections), config.max_detections))))
+
+
+def select(detections: Detections, indices: list[int]) -> Detections:
+    return Detections(detections.boxes[indices], detections.scores[indices], [detections.labels[i] for i in indices])
+
+
+def per_phrase_nms(detections: Detections, iou_threshold: float) -> Detections:
+    """Greedy NMS within each label; input sorted by score (descending), output keeps that order."""
+    boxes = torch.from_numpy(detections.boxes)
+    iou = box_iou(boxes, boxes) if len(boxes) else torch.zeros((0, 0))
+    suppressed = torch.zeros(len(boxes), dtype=torch.bool)
+    kept = []
+    for i in range(len(boxes)):
+        if suppressed[i]:
+            continue
+        kept.append(i)
+        same_label = torch.tensor([label == detections.labels[i] for label in detections.labels])
+        suppressed |= same_label & (iou[i] > iou_threshold)
+    return select(detections, kept)
+
+
+def merge(parts: list[Detections], config: PostprocessConfig) -> Detections:
+    """Detections of several prompt chunks on one image, as one list sorted by score."""
+    if len(parts) == 1:
+        return parts[0]
+    merged = Detections(
+        np.concatenate([p.boxes for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        [label for p in parts for label in p.labels],
+    )
+    order = (-merged.scores).argsort(kind="stable").tolist()
+    merged = select(merged, order)
+    if config.nms_iou is not None:
+        merged = per_phrase_nms(merged, config.nms_iou)
+    return select(merged, list(range(min(len(merged), config.max_detections))))

@@ -1,0 +1,104 @@
+"""Image preprocessing as the reference does it: resize so the shortest side is 800 and the longest at
+most 1333 (configurable), scale to [0, 1], ImageNet normalization, zero padding at the bottom/right."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class PreprocessConfig:
+    shortest_edge: int = 800  # the published models were trained at 800 on the short side
+    longest_edge: int = 1333  # the long side is capped so wide frames do not explode the token count
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.shortest_edge <= self.longest_edge <= 8192:
+            raise ValueError(
+                f"need 32 <= shortest_edge <= longest_edge <= 8192, got {self.shortest_edge}, {self.longest_edge}"
+            )
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("mean and std need 3 values each, std > 0")
+
+
+def resized_size(height: int, width: int, shortest_edge: int, longest_edge: int) -> tuple[int, int]:
+    """(height, width) after resizing: short side to shortest_edge unless the long side would pass longest_edge."""
+    short, long = min(height, width), max(height, width)
+    target = float(shortest_edge)
+    exact = None
+    if long / short * target > longest_edge:
+        exact = longest_edge * short / long
+        target = int(round(exact))
+    if short == target:
+        return height, width
+    scale = exact if exact is not None else target
+    if width < height:
+        return int(scale * height / width), int(target)
+    return int(target), int(scale * width / height)
+
+
+def as_rgb_tensor(image) -> torch.Tensor:
+    """Validate one image and return it as a (3, H, W) float32 tensor in [0, 255].
+
+    Accepted: numpy/torch uint8 (H, W, 3) RGB, (H, W) or (H, W, 1) grayscale (repeated to RGB), or a
+    float torch tensor (3, H, W) in [0, 1]. Anything else raises ValueError/TypeError saying what was given.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise TypeError(f"image arrays must be uint8 RGB, got dtype {image.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(image))
+    elif isinstance(image, torch.Tensor):
+        tensor = image
+    else:
+        raise TypeError(f"an image must be a numpy array or a torch tensor, got {type(image).__name__}")
+    if tensor.dtype == torch.uint8:
+        if tensor.ndim == 2:
+            tensor = tensor[..., None]
+        if tensor.ndim != 3 or tensor.shape[-1] not in (1, 3):
+            raise ValueError(f"uint8 images must be (H, W, 3) RGB or (H, W) gray, got shape {tuple(tensor.shape)}")
+        tensor = tensor.permute(2, 0, 1).float().expand(3, -1, -1)
+    elif tensor.is_floating_point():
+        if tensor.ndim != 3 or tensor.shape[0] != 3:
+            raise ValueError(f"float images must be (3, H, W) in [0, 1], got shape {tuple(tensor.shape)}")
+        if not torch.isfinite(tensor).all():
+            raise ValueError("image contains NaN or infinite values")
+        tensor = tensor.float() * 255.0
+    else:
+        raise TypeError(f"images must be uint8 or floating point, got {tensor.dtype}")
+    if tensor.shape[1] == 0 or tensor.shape[2] == 0:
+        raise ValueError(f"image has zero size: {tuple(tensor.shape[1:])}")
+    return tensor
+
+
+def preprocess(image: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
+    """(3, H, W) float in [0, 255] -> (3, H', W') resized and normalized."""
+    height, width = image.shape[1:]
+    size = resized_size(height, width, config.shortest_edge, config.longest_edge)
+    if size != (height, width):
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    mean = torch.tensor(config.mean, device=image.device)[:, None, None]
+    std = torch.tensor(config.std, device=image.device)[:, None, None]
+    return (image / 255.0 - mean) / std
+
+
+def pad_batch(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (3, H_i, W_i) images at the top-left of a zero batch.
+
+    returns: pixel_values (B, 3, H, W) and image_padding_mask (B, H, W) bool, True = padding.
+    """
+    height = max(image.shape[1] for image in images)
+    width = max(image.shape[2] for image in images)
+    pixel_values = images[0].new_zeros((len(images), 3, height, width))
+    padding = torch.ones((len(images), height, width), dtype=torch.bool, device=images[0].device)
+    for index, image in enumerate(images):
+        pixel_values[index, :, : image.shape[1], : image.shape[2]] = image
+        padding[index, : image.shape[1], : image.shape[2]] = False
+    return pixel_values, padding

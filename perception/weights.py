@@ -1,0 +1,116 @@
+"""Where weights come from: a Hugging Face layout directory, an original IDEA-Research ``.pth`` file,
+a hub id (downloaded only because the user named it), the bundled model, or explicit random weights.
+
+Nothing here runs at import; each call says which weights it loaded.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from perception.model.checkpoint import load_hf_state_dict
+from perception.model.config import GroundingDinoConfig, tiny_model_config
+from perception.model.grounding_dino import GroundingDino
+from perception.model.hf_config import config_from_hf
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "bundled_model"
+RANDOM_PREFIX = "random:"
+RANDOM_CONFIGS = {"tiny": tiny_model_config, "swint": GroundingDinoConfig}
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class WeightsError(RuntimeError):
+    """The weights the user asked for cannot be used; the message says what to pass instead."""
+
+
+@dataclass
+class LoadedWeights:
+    model: GroundingDino
+    vocab_file: Path | None  # None: the offline bert-base-uncased vocabulary
+    description: str  # e.g. "Hugging Face checkpoint /models/grounding-dino-tiny"
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    return state
+
+
+def load_hf_directory(directory: Path) -> LoadedWeights:
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise WeightsError(f"{directory} has no config.json: not a Hugging Face Grounding DINO checkpoint directory")
+    config = config_from_hf(json.loads(config_file.read_text()))
+    weight_file = next((directory / name for name in WEIGHT_FILES if (directory / name).is_file()), None)
+    if weight_file is None:
+        raise WeightsError(f"{directory} has none of {WEIGHT_FILES}")
+    model = GroundingDino(config)
+    load_hf_state_dict(model, _read_state_dict(weight_file))
+    vocab = directory / "vocab.txt"
+    return LoadedWeights(model, vocab if vocab.is_file() else None, f"Hugging Face checkpoint {directory}")
+
+
+def load_original_file(path: Path, preset: str | None) -> LoadedWeights:
+    from perception.model.original_checkpoint import original_to_hf, unwrap_original_checkpoint
+    from perception.model.presets import load_preset
+
+    preset_name = preset or path.stem
+    try:
+        config, _ = load_preset(preset_name)
+    except (FileNotFoundError, ValueError) as error:
+        raise WeightsError(f"no preset for {path.name}: pass --preset NAME ({error})") from error
+    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    model = GroundingDino(config)
+    load_hf_state_dict(model, original_to_hf(unwrap_original_checkpoint(checkpoint)))
+    return LoadedWeights(model, None, f"original IDEA-Research checkpoint {path} (preset {preset_name})")
+
+
+def download_hub_checkpoint(repo_id: str) -> Path:
+    """Fetch a hub checkpoint; only ever called because the user named ``repo_id``."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors", "*.bin", "vocab.txt"]))
+    except Exception as error:  # noqa: BLE001 - any hub/network failure gets the same advice
+        raise WeightsError(
+            f"could not download {repo_id!r} ({type(error).__name__}: {error}). Without network access, download "
+            "the checkpoint elsewhere and pass its directory."
+        ) from error
+
+
+def load_weights(spec: str | None, preset: str | None = None) -> LoadedWeights:
+    """Resolve what the user passed as weights; None means the bundled model."""
+    if spec is None:
+        if (BUNDLED_MODEL_DIR / "config.json").is_file():
+            loaded = load_hf_directory(BUNDLED_MODEL_DIR)
+            loaded.description = f"bundled model {BUNDLED_MODEL_DIR}"
+            return loaded
+        raise WeightsError(
+            "no weights given and no bundled model is installed: pass a Hugging Face checkpoint directory, an "
+            "original .pth file, a hub id such as IDEA-Research/grounding-dino-tiny (downloads), or random:tiny"
+        )
+    if spec.startswith(RANDOM_PREFIX):
+        name = spec[len(RANDOM_PREFIX):]
+        if name not in RANDOM_CONFIGS:
+            raise WeightsError(f"unknown random model {name!r}; choose one of {sorted(RANDOM_CONFIGS)}")
+        return LoadedWeights(GroundingDino(RANDOM_CONFIGS[name]()), None,
+                             f"RANDOM weights ({name} configuration): detections are meaningless")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return load_hf_directory(path)
+    if path.is_file():
+        if path.suffix in (".pth", ".pt"):
+            return load_original_file(path, preset)
+        raise WeightsError(f"{path} is a file but not an original .pth checkpoint; pass the checkpoint directory")
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return load_hf_directory(download_hub_checkpoint(spec))
+    raise WeightsError(f"weights {spec!r}: no such file or directory")
