@@ -60,7 +60,7 @@ def load_hf_directory(directory: Path) -> LoadedWeights:
 
 
 def load_original_file(path: Path, preset: str | None) -> LoadedWeights:
-    from perception.model.original_checkpoint import original_to_hf, unwrap_original_checkpoint
+    from perception.model.original_checkpoint import CheckpointLayoutError, load_original_checkpoint, original_to_hf
     from perception.model.presets import load_preset
 
     preset_name = preset or path.stem
@@ -68,9 +68,12 @@ def load_original_file(path: Path, preset: str | None) -> LoadedWeights:
         config, _ = load_preset(preset_name)
     except (FileNotFoundError, ValueError) as error:
         raise WeightsError(f"no preset for {path.name}: pass --preset NAME ({error})") from error
-    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        hf_state = original_to_hf(load_original_checkpoint(path), share_box_head=config.share_box_head)
+    except CheckpointLayoutError as error:
+        raise WeightsError(f"{path} is not an original Grounding DINO checkpoint: {error}") from error
     model = GroundingDino(config)
-    load_hf_state_dict(model, original_to_hf(unwrap_original_checkpoint(checkpoint)))
+    load_hf_state_dict(model, hf_state)
     return LoadedWeights(model, None, f"original IDEA-Research checkpoint {path} (preset {preset_name})")
 
 
