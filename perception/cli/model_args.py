@@ -1,0 +1,49 @@
+"""Command-line options that choose and configure the detector, shared by the subcommands that run it."""
+from __future__ import annotations
+
+import argparse
+
+from perception.cli.errors import CliError
+
+DTYPE_CHOICES = ("float32", "float16", "bfloat16")
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: int = 4) -> None:
+    """--weights, --preset, thresholds, device, dtype, batch size and the model's input size."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--weights", default=None,
+                       help="checkpoint directory, original .pth file, hub id, or random:tiny (default: the bundled model)")
+    group.add_argument("--preset", default=None, help="architecture preset for an original .pth file")
+    group.add_argument("--box-threshold", type=float, default=None, help="minimum box score (default 0.35)")
+    group.add_argument("--text-threshold", type=float, default=None, help="minimum phrase score (default 0.25)")
+    group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    group.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES, help="model precision (default float32)")
+    group.add_argument("--batch-size", type=int, default=default_batch_size,
+                       help=f"frames per model call (default {default_batch_size})")
+    group.add_argument("--shortest-edge", type=int, default=None,
+                       help="resize frames so their short side is this many pixels before the model (default 800)")
+    group.add_argument("--longest-edge", type=int, default=None,
+                       help="cap on the long side after resizing (default 1333)")
+
+
+def build_detector(args: argparse.Namespace):
+    """The detector the options describe; user-fixable problems become one-line CliErrors."""
+    from perception.detector import DetectorConfig, GroundingDinoDetector
+    from perception.postprocess import PostprocessConfig
+    from perception.preprocess import PreprocessConfig
+    from perception.weights import WeightsError
+
+    try:
+        preprocess, postprocess = PreprocessConfig(), PostprocessConfig()
+        preprocess = PreprocessConfig(
+            shortest_edge=args.shortest_edge or preprocess.shortest_edge,
+            longest_edge=args.longest_edge or preprocess.longest_edge,
+        )
+        thresholds = {"box_threshold": args.box_threshold, "text_threshold": args.text_threshold}
+        postprocess = PostprocessConfig(**{**postprocess.__dict__,
+                                           **{key: value for key, value in thresholds.items() if value is not None}})
+        config = DetectorConfig(preprocess=preprocess, postprocess=postprocess, batch_size=args.batch_size)
+        return GroundingDinoDetector.from_pretrained(args.weights, args.preset, device=args.device, dtype=args.dtype,
+                                                     config=config)
+    except (WeightsError, ValueError, RuntimeError) as error:
+        raise CliError(str(error)) from error

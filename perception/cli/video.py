@@ -1,0 +1,112 @@
+"""`gdino video`: detect and track a prompt in a video file; write an annotated video and per-frame tracks.
+
+Exit codes: 0 done; 2 a problem the user can fix (one line on stderr); 3 the input was damaged (every
+decodable frame was processed and the damage is reported); 130 interrupted (outputs are complete up to
+the last written frame).
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from perception.cli.errors import CliError
+from perception.cli.model_args import add_detector_arguments, build_detector
+
+EXIT_DAMAGED_INPUT = 3
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x360, got {text!r}") from None
+    return width, height
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("video", help="detect and track a prompt in a video file",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="video file")
+    parser.add_argument("--prompt", required=True, help='phrases separated by periods, e.g. "a person . a red mug ."')
+    parser.add_argument("--output", help="annotated MP4 (default: <input stem>.tracked.mp4 in the current folder)")
+    parser.add_argument("--jsonl", help="per-frame tracks, JSON Lines (default: the output path with .jsonl)")
+    parser.add_argument("--mot", help="also write MOTChallenge text to this path")
+    parser.add_argument("--start", type=float, default=0.0, help="start time in seconds (default 0)")
+    parser.add_argument("--end", type=float, default=None, help="end time in seconds, exclusive (default: the end)")
+    parser.add_argument("--stride", type=int, default=1,
+                        help="run the detector on every n-th frame; the tracker predicts the others (default 1)")
+    parser.add_argument("--output-size", type=parse_size, default=None,
+                        help="output video WIDTHxHEIGHT, even numbers (default: the input size)")
+    parser.add_argument("--tracker-config", help="YAML file of tracking settings (see perception/tracking_config.py)")
+    parser.add_argument("--label-gating", choices=("phrase", "prompt"), default=None,
+                        help="'prompt' lets a track keep its id when the detector wavers between the prompt's phrases")
+    parser.add_argument("--camera-motion", action="store_true", help="compensate camera motion (moving cameras)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_detector_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def tracker_config_from_args(args: argparse.Namespace):
+    from perception.tracking_config import TrackerConfig
+
+    values = {}
+    if args.tracker_config:
+        try:
+            values = yaml.safe_load(Path(args.tracker_config).read_text()) or {}
+        except OSError as error:
+            raise CliError(f"cannot read tracker config {args.tracker_config}: {error.strerror}") from error
+        if not isinstance(values, dict):
+            raise CliError(f"tracker config {args.tracker_config} must be a mapping of settings")
+    if args.label_gating:
+        values["label_gating"] = args.label_gating
+    if args.camera_motion:
+        values["motion"] = {**values.get("motion", {}), "enabled": True}
+    try:
+        return TrackerConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise CliError(str(error)) from error
+
+
+@contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (plain `kill`) ends the run like Ctrl-C: outputs are closed, not cut."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    from perception.video import VideoJobConfig, VideoOutputs, process_video
+    from perception.video_io import VideoInputError, probe
+
+    try:
+        probe(args.input)
+        config = VideoJobConfig(batch_size=args.batch_size, frame_stride=args.stride, start_time=args.start,
+                                end_time=args.end, output_size=args.output_size, tracker=tracker_config_from_args(args))
+    except (VideoInputError, ValueError) as error:
+        raise CliError(str(error)) from error
+    output = args.output or f"{Path(args.input).stem}.tracked.mp4"
+    outputs = VideoOutputs(output, args.jsonl or str(Path(output).with_suffix(".jsonl")), args.mot)
+    detector = build_detector(args)
+    try:
+        detector.set_prompt(args.prompt)  # refuses a prompt without phrases before any output exists
+    except ValueError as error:
+        raise CliError(str(error)) from error
+    with terminate_as_interrupt():
+        summary = process_video(detector, args.prompt, args.input, outputs, config, progress=not args.quiet)
+    print(f"{summary.frames} frames ({summary.detected_frames} detected) in {summary.seconds:.1f} s, "
+          f"{summary.fps:.1f} frames/s -> {outputs.video} ({summary.encoder}), {outputs.jsonl}"
+          + (f", {outputs.mot}" if outputs.mot else ""))
+    # The damage itself was logged as a warning by process_video.
+    return EXIT_DAMAGED_INPUT if summary.damage.damaged else 0

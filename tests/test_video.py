@@ -1,0 +1,191 @@
+"""The offline pipeline on generated videos written to disk: real PyAV, the real (tiny, random) detector,
+the real tracker. Detections of random weights are meaningless; these tests check the plumbing."""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from video_samples import container_duration, decoded_times, read_jsonl, synthetic_clip, tiny_detector
+
+from perception.tracking import ObjectTracker
+from perception.tracking_config import TrackerConfig
+from perception.video import VideoJobConfig, VideoOutputs, process_video
+from perception.video_io import VideoInputError, VideoReader, VideoWriter, choose_encoder
+
+PROMPT = "red heart . blue star ."
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return tiny_detector()
+
+
+def outputs_in(directory, mot: bool = False) -> VideoOutputs:
+    return VideoOutputs(str(directory / "out.mp4"), str(directory / "out.jsonl"), str(directory / "out.mot") if mot else None)
+
+
+def test_every_frame_is_written_at_its_input_time(tmp_path, detector):
+    clip = tmp_path / "clip.mp4"
+    synthetic_clip(clip, 23, frame_rate=Fraction(15))
+    outputs = outputs_in(tmp_path, mot=True)
+    summary = process_video(detector, PROMPT, str(clip), outputs, VideoJobConfig(batch_size=3, frame_stride=2))
+    records = read_jsonl(outputs.jsonl)
+    input_times = decoded_times(clip)
+    assert summary.frames == len(records) == len(input_times) == 23
+    assert summary.detected_frames == 12 and not summary.damage.damaged
+    assert [record["frame"] for record in records] == list(range(23))
+    assert [record["time"] for record in records] == pytest.approx(input_times, abs=1e-6)
+    assert [record["detected"] for record in records] == [index % 2 == 0 for index in range(23)]
+    assert decoded_times(outputs.video) == pytest.approx(input_times, abs=1e-3)
+    assert container_duration(outputs.video) == pytest.approx(container_duration(clip), abs=1e-3)
+    with av.open(outputs.video) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.video[0].average_rate == 15
+    mot_rows = [line.split(",") for line in open(outputs.mot).read().splitlines()]
+    assert len(mot_rows) == sum(len(record["tracks"]) for record in records)
+    first = next(record for record in records if record["tracks"])
+    track = first["tracks"][0]
+    assert set(track) == {"id", "label", "score", "box", "matched", "age"}
+    assert track["label"] in ("red heart", "blue star")
+    row = next(row for row in mot_rows if int(row[0]) == first["frame"] + 1 and int(row[1]) == track["id"])
+    assert [float(value) for value in row[2:6]] == pytest.approx(
+        [track["box"][0], track["box"][1], track["box"][2] - track["box"][0], track["box"][3] - track["box"][1]], abs=0.02)
+
+
+def test_pipeline_matches_a_frame_by_frame_loop(tmp_path, detector):
+    """Threads and batching change nothing: the same tracks as detecting and tracking one frame at a time."""
+    clip = tmp_path / "clip.mp4"
+    synthetic_clip(clip, 12, seed=3)
+    outputs = outputs_in(tmp_path)
+    tracker_config = TrackerConfig(initialization_delay=0)
+    process_video(detector, PROMPT, str(clip), outputs, VideoJobConfig(batch_size=4, tracker=tracker_config))
+    tracker = ObjectTracker(tracker_config)
+    tracker.set_phrases(detector.set_prompt(PROMPT))
+    expected = [tracker.update(detector.detect([frame.image])[0], frame=frame.image) for frame in VideoReader(str(clip))]
+    records = read_jsonl(outputs.jsonl)
+    assert sum(len(tracks) for tracks in expected) > 0
+    for record, tracks in zip(records, expected, strict=True):
+        assert [track["id"] for track in record["tracks"]] == [track.track_id for track in tracks]
+        for written, track in zip(record["tracks"], tracks):
+            assert written["label"] == track.label
+            assert written["box"] == pytest.approx(track.box_xyxy.tolist(), abs=0.05)
+
+
+def test_time_range_and_output_size(tmp_path, detector):
+    clip = tmp_path / "clip.mp4"
+    synthetic_clip(clip, 30)
+    outputs = outputs_in(tmp_path)
+    config = VideoJobConfig(start_time=1.0, end_time=2.25, output_size=(80, 60))
+    summary = process_video(detector, PROMPT, str(clip), outputs, config)
+    records = read_jsonl(outputs.jsonl)
+    assert summary.frames == len(records) == 13  # 1.0, 1.1, ..., 2.2
+    assert records[0]["time"] == pytest.approx(1.0) and records[-1]["time"] == pytest.approx(2.2)
+    assert decoded_times(outputs.video) == pytest.approx([0.1 * index for index in range(13)], abs=1e-3)
+    with av.open(outputs.video) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (80, 60)
+    boxes = np.array([track["box"] for record in records for track in record["tracks"]]).reshape(-1, 4)
+    assert len(boxes) and boxes[:, 2].max() > 80, "boxes stay in input pixels, not output pixels"
+
+
+class FailingDetector:
+    """The real detector, made to fail on its third batch like a crash mid-run (e.g. out of memory)."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.calls = detector, 0
+
+    def set_prompt(self, prompt):
+        return self.detector.set_prompt(prompt)
+
+    def detect(self, images):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("simulated crash in the model")
+        return self.detector.detect(images)
+
+
+def test_a_crash_leaves_a_playable_video_and_complete_records(tmp_path, detector):
+    clip = tmp_path / "clip.mp4"
+    synthetic_clip(clip, 24)
+    outputs = outputs_in(tmp_path)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        process_video(FailingDetector(detector), PROMPT, str(clip), outputs, VideoJobConfig(batch_size=2))
+    records = read_jsonl(outputs.jsonl)
+    assert len(records) == len(decoded_times(outputs.video)) == 4  # two batches of two frames got through
+    assert [record["frame"] for record in records] == [0, 1, 2, 3]
+
+
+def test_a_truncated_input_is_processed_up_to_its_last_decodable_frame(tmp_path, detector):
+    clip = tmp_path / "clip.mkv"
+    synthetic_clip(clip, 40, container_format="matroska")
+    data = clip.read_bytes()
+    truncated = tmp_path / "truncated.mkv"
+    truncated.write_bytes(data[: len(data) // 2])
+    decodable = len(decoded_times(truncated))
+    assert 0 < decodable < 40
+    outputs = outputs_in(tmp_path)
+    summary = process_video(detector, PROMPT, str(truncated), outputs)
+    assert summary.frames == len(read_jsonl(outputs.jsonl)) == len(decoded_times(outputs.video)) == decodable
+    assert summary.damage.damaged
+    assert summary.damage.expected_frames == 40 and summary.damage.missing_frames == 40 - decodable
+    assert f"{40 - decodable} of 40 frames announced by the header missing" in summary.damage.describe()
+
+
+def test_corrupt_bytes_are_counted(tmp_path, detector):
+    clip = tmp_path / "clip.avi"
+    synthetic_clip(clip, 40, codec="mpeg4", container_format="avi")
+    data = bytearray(clip.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 400] = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()
+    corrupt = tmp_path / "corrupt.avi"
+    corrupt.write_bytes(bytes(data))
+    summary = process_video(detector, PROMPT, str(corrupt), outputs_in(tmp_path))
+    assert summary.damage.damaged and summary.frames == summary.damage.decoded_frames
+    assert summary.damage.corrupt_frames + summary.damage.missing_frames + summary.damage.undecodable_packets > 0
+
+
+def test_unreadable_inputs_fail_with_one_clear_line_before_any_output(tmp_path, detector):
+    clip = tmp_path / "clip.avi"
+    synthetic_clip(clip, 3, codec="mpeg4", container_format="avi")
+    unknown_codec = tmp_path / "unknown.avi"
+    unknown_codec.write_bytes(clip.read_bytes().replace(b"FMP4", b"QQQQ"))
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
+    cases = {
+        str(tmp_path / "missing.mp4"): "input video not found: ",
+        str(unknown_codec): "unknown video codec, this FFmpeg build has no decoder for it",
+        str(not_a_video): "as a video: Invalid data found when processing input",
+    }
+    outputs = outputs_in(tmp_path)
+    for path, message in cases.items():
+        with pytest.raises(VideoInputError, match=message) as caught:
+            process_video(detector, PROMPT, path, outputs)
+        assert "\n" not in str(caught.value)
+    assert not os.path.exists(outputs.video) and not os.path.exists(outputs.jsonl)
+
+
+def test_h264_is_chosen_here_and_the_mpeg4_fallback_plays(tmp_path):
+    assert choose_encoder() == "libx264"  # this FFmpeg build has it; the fallback is for builds without
+    path = tmp_path / "fallback.mp4"
+    with VideoWriter(str(path), 64, 48, Fraction(10), Fraction(1, 10), encoder="mpeg4") as writer:
+        for index in range(5):
+            writer.write(np.full((48, 64, 3), 40 * index, np.uint8), pts=index)
+    assert decoded_times(path) == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"batch_size": 0}, r"batch_size must be in \[1, 256\]; got 0"),
+        ({"frame_stride": 16}, r"frame_stride must be in \[1, tracker hit_counter_max\] = \[1, 15\]"),
+        ({"start_time": -1.0}, r"start_time must be >= 0 seconds"),
+        ({"start_time": 2.0, "end_time": 1.0}, r"end_time must be after start_time \(2.0 s\)"),
+        ({"output_size": (641, 480)}, r"output_size must be even numbers >= 2"),
+    ],
+)
+def test_job_config_errors(values, message):
+    with pytest.raises(ValueError, match=message):
+        VideoJobConfig(**values)
