@@ -1,0 +1,71 @@
+"""Newest-frame-wins hand-over from subscription callbacks to the inference thread.
+
+One slot per camera: a new message replaces the one still waiting (which is counted as dropped), so
+nothing queues without bound and the executor never waits for the model. The worker takes every
+waiting frame at once, which is what batches cameras that wait together.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PendingFrame:
+    """A message as received: which camera, the message itself, and the monotonic arrival time."""
+
+    camera: str
+    msg: Any
+    received: float
+
+
+class FrameSlots:
+    """Thread-safe: ``put`` from callbacks, ``take_all`` from the one worker thread."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._waiting: dict[str, PendingFrame] = {}
+        self._closed = False
+        self._woken = False
+        self.received = 0
+        self.dropped = 0
+        self.largest_backlog = 0
+
+    def put(self, camera: str, msg: Any) -> bool:
+        """Store the newest frame of ``camera``; returns True when it replaced a waiting one (a drop)."""
+        with self._condition:
+            replaced = camera in self._waiting
+            self._waiting[camera] = PendingFrame(camera, msg, time.monotonic())
+            self.received += 1
+            self.dropped += int(replaced)
+            self.largest_backlog = max(self.largest_backlog, len(self._waiting))
+            self._condition.notify()
+        return replaced
+
+    def take_all(self, timeout: float | None = None) -> list[PendingFrame]:
+        """Wait until a frame waits, or ``wake``/``close`` is called, or the timeout passes; then take
+        all waiting frames, oldest arrival first (possibly none)."""
+        with self._condition:
+            self._condition.wait_for(lambda: self._waiting or self._woken or self._closed, timeout=timeout)
+            self._woken = False
+            frames = sorted(self._waiting.values(), key=lambda frame: frame.received)
+            self._waiting.clear()
+            return frames
+
+    def wake(self) -> None:
+        """Make the pending or next ``take_all`` return even without frames (a setting changed)."""
+        with self._condition:
+            self._woken = True
+            self._condition.notify_all()
+
+    def close(self) -> None:
+        """Wake the worker for shutdown; later ``take_all`` calls return at once."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -1,0 +1,42 @@
+"""Start and stop a node whose own threads publish, without racing the shutdown.
+
+rclpy's default signal handler invalidates the context the moment SIGINT/SIGTERM arrives, while a
+worker thread may still be publishing (an RCLError, or an abort that leaves Fast DDS files in
+/dev/shm). So the handlers here only ask the spin loop to stop; the node's threads are joined
+(``node.close()``) before the node is destroyed and the context shut down.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+
+_SPIN_PERIOD = 0.1  # seconds between checks of the stop request
+
+
+def init(args: list[str] | None) -> None:
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+
+def spin_until_stopped(node, finished: threading.Event | None = None) -> None:
+    """Spin ``node`` until SIGINT/SIGTERM (or ``finished`` is set), then ``node.close()``, destroy
+    it and shut rclpy down. ``node.close()`` must stop and join the node's own threads."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # One executor for the whole run (rclpy.spin_once would rebuild its wait set on every call).
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not stop.is_set() and not (finished is not None and finished.is_set()) and rclpy.ok():
+            executor.spin_once(timeout_sec=_SPIN_PERIOD)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        executor.remove_node(node)
+        executor.shutdown()
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,158 @@
+"""Every parameter of the detector node, declared in one place with its description and range, and
+mapped onto the pipeline's configs.
+
+Start-time parameters are read-only (changing them needs a restart); ``prompt``, ``box_threshold`` and
+``text_threshold`` change at run time and take effect between batches. Image QoS is sensor-data by
+default and overridable per topic with rclpy's standard ``qos_overrides.<topic>.subscription.*``
+parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+from perception.detector import DTYPES, DetectorConfig
+from perception.postprocess import PostprocessConfig
+from perception.preprocess import PreprocessConfig
+from perception.tracking_config import DISTANCES, FILTERS, LABEL_GATINGS, PROMPT_CHANGE_RULES, TrackerConfig
+
+COMPRESSED_SUFFIX = "/compressed"
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    name: str
+    default: Any
+    description: str
+    runtime: bool = False  # False: read-only after start
+    value_range: tuple[float, float] | None = None  # inclusive; int or float as the default
+    choices: tuple[str, ...] = ()
+
+    def descriptor(self) -> ParameterDescriptor:
+        descriptor = ParameterDescriptor(name=self.name, description=self.description, read_only=not self.runtime)
+        if isinstance(self.default, list):
+            descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
+        if self.value_range is not None:
+            low, high = self.value_range
+            if isinstance(self.default, float):
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high))]
+            else:
+                descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+        if self.choices:
+            descriptor.additional_constraints = "one of: " + ", ".join(self.choices)
+        return descriptor
+
+
+_TRACKER_DEFAULTS = TrackerConfig()
+_PREPROCESS_DEFAULTS = PreprocessConfig()
+_POSTPROCESS_DEFAULTS = PostprocessConfig()
+
+SPECS = (
+    ParameterSpec(
+        "cameras",
+        ["/camera/image_raw"],
+        "Image topics (sensor_msgs/Image). A topic ending in /compressed is read as sensor_msgs/CompressedImage. "
+        "Detections go to <topic's namespace>/detections.",
+    ),
+    ParameterSpec("prompt", "", "Phrases to detect, separated by ' . ', e.g. 'a person . a red mug .'; "
+                  "also set through the ~/prompt topic. Empty: frames are skipped until a prompt arrives.", runtime=True),
+    ParameterSpec("box_threshold", 0.35, "Smallest box score reported.", runtime=True, value_range=(0.0, 1.0)),
+    ParameterSpec("text_threshold", 0.25, "Smallest token score for a phrase to label a box.", runtime=True,
+                  value_range=(0.0, 1.0)),
+    ParameterSpec("model", "", "Model directory, original .pth checkpoint, or random:tiny (plumbing tests); "
+                  "empty: the bundled model."),
+    ParameterSpec("device", "cpu", "Torch device for inference, e.g. cpu, cuda, cuda:1."),
+    ParameterSpec("dtype", "float32", "Inference precision.", choices=tuple(DTYPES)),
+    ParameterSpec("shortest_edge", _PREPROCESS_DEFAULTS.shortest_edge,
+                  "Images are resized so their short side has this many pixels (unless longest_edge caps it).",
+                  value_range=(32, 8192)),
+    ParameterSpec("longest_edge", _PREPROCESS_DEFAULTS.longest_edge, "Cap on the resized long side, pixels.",
+                  value_range=(32, 8192)),
+    ParameterSpec("nms_iou", 0.0, "Per-phrase non-maximum suppression IoU threshold; 0 keeps every box.",
+                  value_range=(0.0, 1.0)),
+    ParameterSpec("max_detections", _POSTPROCESS_DEFAULTS.max_detections, "Most boxes reported per image.",
+                  value_range=(1, 10_000)),
+    ParameterSpec("batch_size", DetectorConfig().batch_size,
+                  "Most images per forward pass; frames of more cameras run in several passes.", value_range=(1, 64)),
+    ParameterSpec("publish_annotated", False, "Also publish <namespace>/detections/image with boxes drawn."),
+    ParameterSpec("health_period", 10.0, "Seconds between health reports on the log and /diagnostics.",
+                  value_range=(0.1, 3600.0)),
+    ParameterSpec("tracking.enabled", True, "Track objects per camera; detection ids are then track ids."),
+    ParameterSpec("tracking.distance", _TRACKER_DEFAULTS.distance, "Association distance.", choices=DISTANCES),
+    ParameterSpec("tracking.distance_threshold", _TRACKER_DEFAULTS.distance_threshold,
+                  "Largest association distance that still matches: (0, 1] for iou, pixels for euclidean.",
+                  value_range=(1e-6, 1e6)),
+    ParameterSpec("tracking.hit_counter_max", _TRACKER_DEFAULTS.hit_counter_max,
+                  "Frames a track survives without a match.", value_range=(1, 10_000)),
+    ParameterSpec("tracking.initialization_delay", _TRACKER_DEFAULTS.initialization_delay,
+                  "Matches a new track needs before it is published; below hit_counter_max.", value_range=(0, 9_999)),
+    ParameterSpec("tracking.label_gating", _TRACKER_DEFAULTS.label_gating,
+                  "phrase: a detection continues only tracks of its phrase; prompt: of any phrase.", choices=LABEL_GATINGS),
+    ParameterSpec("tracking.on_prompt_change", _TRACKER_DEFAULTS.on_prompt_change,
+                  "What a prompt change does to live tracks.", choices=PROMPT_CHANGE_RULES),
+    ParameterSpec("tracking.filter", _TRACKER_DEFAULTS.filter, "Motion model of a track.", choices=FILTERS),
+)
+SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
+RUNTIME_PARAMETERS = frozenset(spec.name for spec in SPECS if spec.runtime)
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not allowed for parameter ``name``, or None when it is. Ranges are also
+    enforced by ROS through the descriptors; choices and list contents only here."""
+    spec = SPECS_BY_NAME[name]
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}; got {value!r}"
+    if name == "cameras":
+        return _check_cameras(value)
+    return None
+
+
+def _check_cameras(topics: list[str]) -> str | None:
+    if not topics:
+        return "cameras must list at least one image topic"
+    outputs = {}
+    for topic in topics:
+        if not topic or not topic.startswith("/"):
+            return f"cameras entries must be absolute topic names starting with '/'; got {topic!r}"
+        output = detections_topic(topic)
+        if output in outputs:
+            return f"cameras {outputs[output]!r} and {topic!r} would both publish on {output}"
+        outputs[output] = topic
+    return None
+
+
+def detections_topic(camera_topic: str) -> str:
+    """``/robot/front/image_raw`` (or ``.../image_raw/compressed``) -> ``/robot/front/detections``."""
+    base = camera_topic.removesuffix(COMPRESSED_SUFFIX)
+    namespace = base.rsplit("/", 1)[0]
+    return f"{namespace}/detections"
+
+
+def is_compressed(camera_topic: str) -> bool:
+    return camera_topic.endswith(COMPRESSED_SUFFIX)
+
+
+def detector_config(values: dict[str, Any]) -> DetectorConfig:
+    """The detector parameters -> DetectorConfig (its own checks raise ValueError with the range)."""
+    return DetectorConfig(
+        preprocess=PreprocessConfig(shortest_edge=values["shortest_edge"], longest_edge=values["longest_edge"]),
+        postprocess=PostprocessConfig(
+            box_threshold=values["box_threshold"],
+            text_threshold=values["text_threshold"],
+            nms_iou=values["nms_iou"] or None,
+            max_detections=values["max_detections"],
+        ),
+        batch_size=values["batch_size"],
+    )
+
+
+def tracker_config(values: dict[str, Any]) -> TrackerConfig | None:
+    """The tracking.* parameter values -> TrackerConfig, or None when tracking is disabled."""
+    if not values["tracking.enabled"]:
+        return None
+    prefix = "tracking."
+    return TrackerConfig.from_dict(
+        {name[len(prefix):]: value for name, value in values.items() if name.startswith(prefix) and name != "tracking.enabled"}
+    )

@@ -1,0 +1,52 @@
+"""The node's hand-over from callbacks to the inference thread, and its health arithmetic."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from nodes.frame_slots import FrameSlots
+from nodes.health import BatchRecord, Health
+
+
+def test_newest_frame_per_camera_wins_and_drops_are_counted():
+    slots = FrameSlots()
+    assert slots.put("a", "a1") is False
+    assert slots.put("a", "a2") is True
+    assert slots.put("b", "b1") is False
+    taken = slots.take_all(timeout=0)
+    assert [(f.camera, f.msg) for f in taken] == [("a", "a2"), ("b", "b1")]
+    assert (slots.received, slots.dropped, slots.largest_backlog) == (3, 1, 2)
+    assert slots.take_all(timeout=0) == []
+
+
+def test_take_all_blocks_until_a_frame_a_wake_or_close():
+    slots = FrameSlots()
+    results = []
+    worker = threading.Thread(target=lambda: results.append(slots.take_all(timeout=10)))
+    worker.start()
+    time.sleep(0.05)
+    assert worker.is_alive()
+    slots.put("a", 1)
+    worker.join(timeout=5)
+    assert [f.msg for f in results[0]] == [1]
+
+    start = time.monotonic()
+    threading.Timer(0.05, slots.wake).start()
+    assert slots.take_all(timeout=10) == [] and time.monotonic() - start < 5
+    slots.close()
+    assert slots.closed and slots.take_all(timeout=10) == []
+
+
+def test_health_overhead_is_non_model_time_over_model_time():
+    health = Health()
+    health.record_batch(BatchRecord(2, busy_seconds=1.1, model_seconds=1.0, end_to_end_seconds=(0.5, 0.7)))
+    health.record_batch(BatchRecord(1, busy_seconds=2.2, model_seconds=2.0, end_to_end_seconds=()))
+    assert health.record_malformed("wrong_step") is True
+    assert health.record_malformed("wrong_step") is False
+    figures = health.snapshot(received=5, dropped=2, largest_backlog=2)
+    assert figures["overhead"] == pytest.approx(0.1)
+    assert (figures["processed"], figures["batches"], figures["largest_batch"], figures["malformed"]) == (3, 2, 2, 2)
+    assert figures["end_to_end_ms_p50"] == pytest.approx(600.0)
+    assert figures["model_ms_p50"] == pytest.approx(1500.0)

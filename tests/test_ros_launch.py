@@ -1,0 +1,90 @@
+"""The launch files' own logic (argument -> parameter mapping, camera choice), without `launch`,
+and the parameters file against the node's declared parameters."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("rcl_interfaces.msg", reason="ROS 2 is installed by scripts/install_ros.sh")
+from nodes.launch_arguments import CAMERA_TOPIC, camera_node, detector_parameters  # noqa: E402
+from nodes.parameters import SPECS_BY_NAME, check_value, detections_topic, detector_config, tracker_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_empty_arguments_keep_the_params_file_values():
+    assert detector_parameters({"params_file": "/p.yaml", "cameras": "", "prompt": "", "model": "", "device": ""}) == [
+        "/p.yaml"
+    ]
+    assert detector_parameters({}) == []
+
+
+def test_arguments_override_the_params_file_in_order():
+    result = detector_parameters(
+        {"params_file": "/p.yaml", "cameras": " /a/image_raw, /b/image_raw/compressed ,", "prompt": "a cat .",
+         "model": "/models/gdino", "device": "cuda", "dtype": "float16"}
+    )
+    assert result == [
+        "/p.yaml",
+        {"cameras": ["/a/image_raw", "/b/image_raw/compressed"], "prompt": "a cat .", "model": "/models/gdino",
+         "device": "cuda", "dtype": "float16"},
+    ]
+    with pytest.raises(ValueError, match="unknown detector launch arguments"):
+        detector_parameters({"camera": "/a"})
+
+
+def test_camera_choice_prefers_v4l2_camera_then_usb_cam():
+    both = camera_node({"source": "auto"}, lambda package: True)
+    assert (both.package, both.executable, both.namespace) == ("v4l2_camera", "v4l2_camera_node", "camera")
+    assert both.parameters == {"video_device": "/dev/video0"}
+    only_usb = camera_node({"source": "auto", "video_device": "/dev/video2"}, lambda package: package == "usb_cam")
+    assert (only_usb.package, only_usb.parameters["video_device"]) == ("usb_cam", "/dev/video2")
+    with pytest.raises(ValueError, match="no camera driver installed.*source:=video"):
+        camera_node({"source": "auto"}, lambda package: False)
+    with pytest.raises(ValueError, match="usb_cam"):
+        camera_node({"source": "usb_cam"}, lambda package: package == "v4l2_camera")
+
+
+def test_video_source_publishes_where_the_detector_listens():
+    chosen = camera_node({"source": "video", "video_path": "/data/demo.mp4", "loop": "true"}, lambda package: False)
+    assert (chosen.package, chosen.executable) == ("grounding_dino_ros", "video_source_node")
+    assert chosen.parameters == {"path": "/data/demo.mp4", "topic": CAMERA_TOPIC, "loop": True}
+    with pytest.raises(ValueError, match="video_path"):
+        camera_node({"source": "video"}, lambda package: False)
+    with pytest.raises(ValueError, match="loop must be true or false"):
+        camera_node({"source": "video", "video_path": "x", "loop": "yes"}, lambda package: False)
+    with pytest.raises(ValueError, match="source must be one of"):
+        camera_node({"source": "gopro"}, lambda package: False)
+
+
+def test_the_params_file_sets_only_declared_parameters_with_allowed_values():
+    values = yaml.safe_load((ROOT / "config" / "detector_node.yaml").read_text())["/**"]["ros__parameters"]
+    flat = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{key}": inner for key, inner in value.items()})
+        else:
+            flat[name] = value
+    assert set(flat) == set(SPECS_BY_NAME)
+    for name, value in flat.items():
+        spec = SPECS_BY_NAME[name]
+        assert type(value) is type(spec.default), name
+        assert check_value(name, value) is None, name
+        if spec.value_range is not None:
+            assert spec.value_range[0] <= value <= spec.value_range[1], name
+    # And they build valid pipeline configs.
+    assert detector_config(flat).box_threshold == flat["box_threshold"]
+    assert tracker_config(flat).hit_counter_max == flat["tracking.hit_counter_max"]
+    assert tracker_config({**flat, "tracking.enabled": False}) is None
+
+
+def test_camera_topics_map_to_distinct_detection_topics():
+    assert detections_topic("/robot/front/image_raw") == "/robot/front/detections"
+    assert detections_topic("/robot/front/image_raw/compressed") == "/robot/front/detections"
+    assert detections_topic("/image") == "/detections"
+    assert check_value("cameras", ["/a/image_raw", "/b/image_raw"]) is None
+    assert "both publish on /a/detections" in check_value("cameras", ["/a/image_raw", "/a/image_rect"])
+    assert "absolute" in check_value("cameras", ["camera/image_raw"])
+    assert "at least one" in check_value("cameras", [])
