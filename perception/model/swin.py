@@ -81,9 +81,14 @@ class WindowAttention(nn.Module):
         bias = bias.view(tokens, tokens, -1).permute(2, 0, 1)
         if region_bias is not None:
             bias = bias + region_bias[:, None]  # (nW, heads, T, T)
-        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=bias.to(query.dtype))
-        # (B, nW, heads, T, head_dim) -> (B, nW, T, dim)
-        return self.output(attended.transpose(2, 3).reshape(batch, num_windows, tokens, dim))
+        # The fused CPU/GPU kernels take 4-D inputs: (B*nW, heads, T, head_dim) with the bias per window.
+        bias = bias.to(query.dtype).expand(batch, num_windows, self.num_heads, tokens, tokens)
+        attended = F.scaled_dot_product_attention(
+            query.flatten(0, 1), key.flatten(0, 1), value.flatten(0, 1), attn_mask=bias.flatten(0, 1)
+        )
+        # (B*nW, heads, T, head_dim) -> (B, nW, T, dim)
+        return self.output(attended.view(batch, num_windows, self.num_heads, tokens, -1).transpose(2, 3)
+                           .reshape(batch, num_windows, tokens, dim))
 
 
 def window_partition(feature_map: torch.Tensor, window_size: int) -> torch.Tensor:
