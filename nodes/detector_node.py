@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 
-import rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -195,15 +194,7 @@ class DetectorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    lifecycle.init(args)
-    try:
-        node = DetectorNode()
-    except (ValueError, FileNotFoundError) as error:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
-        rclpy.try_shutdown()
-        return 2
-    lifecycle.spin_until_stopped(node)
-    return 0
+    return lifecycle.run(DetectorNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

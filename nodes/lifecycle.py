@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -17,8 +18,19 @@ from rclpy.signals import SignalHandlerOptions
 _SPIN_PERIOD = 0.1  # seconds between checks of the stop request
 
 
-def init(args: list[str] | None) -> None:
+def run(create: Callable[[], object], name: str, args: list[str] | None = None) -> int:
+    """A node's ``main``: init rclpy, build the node with ``create()``, spin until stopped (until
+    ``node.finished`` is set, when the node has that event). A ValueError or FileNotFoundError from
+    ``create`` (bad parameters) is logged as fatal: exit code 2."""
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = create()
+    except (ValueError, FileNotFoundError) as error:
+        rclpy.logging.get_logger(name).fatal(str(error))
+        rclpy.try_shutdown()
+        return 2
+    spin_until_stopped(node, getattr(node, "finished", None))
+    return 0
 
 
 def spin_until_stopped(node, finished: threading.Event | None = None) -> None:

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -47,6 +46,12 @@ class VideoSourceNode(Node):
                 floating_point_range=[FloatingPointRange(from_value=0.01, to_value=100.0)],
             ),
         ).value
+        self._wait_for_subscriber = self.declare_parameter(
+            "wait_for_subscriber",
+            True,
+            ParameterDescriptor(description="Start only once something subscribes, so a slow-starting detector "
+                                            "sees the video from its first frame.", read_only=True),
+        ).value
         if not path:
             raise ValueError("parameter 'path' is required: the video file to publish")
         self._path = path
@@ -63,6 +68,9 @@ class VideoSourceNode(Node):
 
     def _publish_all(self) -> None:
         try:
+            while self._wait_for_subscriber and self._publisher.get_subscription_count() == 0:
+                if self._stop.wait(0.05):
+                    return
             while not self._stop.is_set():
                 self._publish_once()
                 if not self._loop:
@@ -93,15 +101,7 @@ class VideoSourceNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    lifecycle.init(args)
-    try:
-        node = VideoSourceNode()
-    except ValueError as error:
-        rclpy.logging.get_logger("video_source").fatal(str(error))
-        rclpy.try_shutdown()
-        return 2
-    lifecycle.spin_until_stopped(node, finished=node.finished)
-    return 0
+    return lifecycle.run(VideoSourceNode, "video_source", args)
 
 
 if __name__ == "__main__":
