@@ -32,6 +32,8 @@ setup(
     entry_points={
         "console_scripts": [
             "gdino = perception.cli.main:main",
+            "detector_node = nodes.detector_node:main",
+            "video_source_node = nodes.video_source_node:main",
         ],
     },
 )
