@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -221,13 +222,45 @@ def _annotated(frame: DecodedFrame, tracks: list[Track], size: tuple[int, int]) 
     return draw_objects(image, [LabeledBox(t.label, t.score, t.box_xyxy * scale, str(t.track_id)) for t in tracks])
 
 
+class _StopSignals:
+    """Within ``with``, SIGINT (Ctrl-C) and SIGTERM ask the pipeline to stop at the next frame boundary.
+
+    Stopping between frames, never inside an encoder call, keeps the video and the records equal; a
+    second signal raises KeyboardInterrupt at once. Only the main thread can take signals: elsewhere
+    the caller's own handling stays as it is.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop, self.received = stop, ""
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+        self.stop.set()
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs: VideoOutputs,
                   config: VideoJobConfig | None = None, progress: bool = False) -> VideoRunSummary:
     """Detect and track `prompt` in a video file and write the annotated video and the track records.
 
     Raises perception.video_io.VideoInputError for an unreadable input and ValueError for a prompt the
     detector refuses, both before any output is created. Damage inside the input is not an error:
-    every decodable frame is processed and the summary's ``damage`` says what was lost.
+    every decodable frame is processed and the summary's ``damage`` says what was lost. Ctrl-C or
+    SIGTERM (on the main thread) finish the frame being written, close the outputs and then raise
+    KeyboardInterrupt.
     """
     config = config or VideoJobConfig()
     reader = VideoReader(input_path, config.start_time, config.end_time)
@@ -246,16 +279,16 @@ def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs
     bar = tqdm(total=_expected_frames(reader.info, config), unit="frame", disable=not progress, dynamic_ncols=True)
     started = time.perf_counter()
     try:
-        for stage in stages:
-            stage.start()
-        while (item := _get(results, stop, stages)) is not _END:
-            frame, tracks, detected = item
-            writer.write(_annotated(frame, tracks, size), frame.pts)
-            records.write(frame.index, frame.time, detected, tracks)
-            bar.update()
+        with _StopSignals(stop) as stop_signals:
+            for stage in stages:
+                stage.start()
+            while (item := _get(results, stop, stages)) is not _END:
+                frame, tracks, detected = item
+                writer.write(_annotated(frame, tracks, size), frame.pts)
+                records.write(frame.index, frame.time, detected, tracks)
+                bar.update()
     except BaseException as error:
-        logger.warning("stopped by %s after %d frames; %s and %s are complete up to that frame",
-                       type(error).__name__, records.frames_written, outputs.video, outputs.jsonl)
+        _log_stop(type(error).__name__, records.frames_written, outputs)
         raise
     finally:
         stop.set()
@@ -267,7 +300,15 @@ def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs
             writer.close()
         finally:
             records.close()
+    if stop_signals.received:
+        _log_stop(stop_signals.received, records.frames_written, outputs)
+        raise KeyboardInterrupt
     if reader.report.damaged:
         logger.warning("%s is damaged: %s", input_path, reader.report.describe())
     return VideoRunSummary(records.frames_written, inference.detected_frames, reader.report, writer.encoder,
                            time.perf_counter() - started)
+
+
+def _log_stop(cause: str, frames: int, outputs: VideoOutputs) -> None:
+    logger.warning("stopped by %s after %d frames; %s and %s are complete up to that frame",
+                   cause, frames, outputs.video, outputs.jsonl)

@@ -7,8 +7,6 @@ the last written frame).
 from __future__ import annotations
 
 import argparse
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -72,20 +70,6 @@ def tracker_config_from_args(args: argparse.Namespace):
         raise CliError(str(error)) from error
 
 
-@contextmanager
-def terminate_as_interrupt():
-    """SIGTERM (plain `kill`) ends the run like Ctrl-C: outputs are closed, not cut."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(args: argparse.Namespace) -> int:
     from perception.video import VideoJobConfig, VideoOutputs, process_video
     from perception.video_io import VideoInputError, probe
@@ -103,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
         detector.set_prompt(args.prompt)  # refuses a prompt without phrases before any output exists
     except ValueError as error:
         raise CliError(str(error)) from error
-    with terminate_as_interrupt():
-        summary = process_video(detector, args.prompt, args.input, outputs, config, progress=not args.quiet)
+    # Ctrl-C and SIGTERM stop at a frame boundary inside process_video, which then raises KeyboardInterrupt.
+    summary = process_video(detector, args.prompt, args.input, outputs, config, progress=not args.quiet)
     print(f"{summary.frames} frames ({summary.detected_frames} detected) in {summary.seconds:.1f} s, "
           f"{summary.fps:.1f} frames/s -> {outputs.video} ({summary.encoder}), {outputs.jsonl}"
           + (f", {outputs.mot}" if outputs.mot else ""))

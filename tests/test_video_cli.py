@@ -1,0 +1,107 @@
+"""`gdino video` end to end: the real recorded clip, interruption of a running process, damaged and
+unreadable inputs. Runs the installed console command with the tiny random-weight model at a small
+input size (plumbing only; detections are meaningless)."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from video_samples import VTEST_FRAMES, container_duration, decoded_times, read_jsonl, synthetic_clip, vtest_path
+
+from perception.cli.main import main
+
+GDINO = str(Path(sys.executable).parent / "gdino")
+TINY_MODEL = ["--weights", "random:tiny", "--shortest-edge", "64", "--longest-edge", "96", "--quiet"]
+
+
+def gdino_video(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([GDINO, "video", *args, *TINY_MODEL], capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("gdino video: error:")]
+
+
+def test_real_recording_every_frame_accounted_for(tmp_path):
+    video, jsonl, mot = tmp_path / "vtest.mp4", tmp_path / "vtest.jsonl", tmp_path / "vtest.mot"
+    # Stride 15 (the tracker's hit counter) keeps the model to 53 of the 795 frames; all 795 are written.
+    result = gdino_video(str(vtest_path()), "--prompt", "a person .", "--stride", "15", "--output-size", "384x288",
+                         "--output", str(video), "--jsonl", str(jsonl), "--mot", str(mot))
+    assert result.returncode == 0, result.stderr
+    assert f"{VTEST_FRAMES} frames (53 detected)" in result.stdout
+    records = read_jsonl(jsonl)
+    assert [record["frame"] for record in records] == list(range(VTEST_FRAMES))
+    assert [record["time"] for record in records] == pytest.approx([index / 10 for index in range(VTEST_FRAMES)])
+    assert sum(record["detected"] for record in records) == 53
+    assert decoded_times(video) == pytest.approx([index / 10 for index in range(VTEST_FRAMES)], abs=1e-3)
+    assert container_duration(video) == pytest.approx(container_duration(vtest_path()), abs=1e-3)
+    mot_rows = mot.read_text().splitlines()
+    assert len(mot_rows) == sum(len(record["tracks"]) for record in records) > 0
+
+
+def start_and_signal(tmp_path, sig: signal.Signals) -> tuple[subprocess.Popen, Path, Path]:
+    """Start a run on the real clip and send `sig` once it has written 20 frames."""
+    video, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    process = subprocess.Popen([GDINO, "video", str(vtest_path()), "--prompt", "a person .", "--output", str(video),
+                                *TINY_MODEL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (jsonl.exists() and len(jsonl.read_text().splitlines()) >= 20):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the run wrote fewer than 20 frames in 300 s"
+        time.sleep(0.1)
+    process.send_signal(sig)
+    process.communicate(timeout=120)
+    return process, video, jsonl
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_leaves_the_same_frames_in_video_and_records(tmp_path, sig):
+    process, video, jsonl = start_and_signal(tmp_path, sig)
+    assert process.returncode == 130
+    records = read_jsonl(jsonl)  # every line parses
+    assert len(records) >= 20 and [record["frame"] for record in records] == list(range(len(records)))
+    assert decoded_times(video) == pytest.approx([record["time"] for record in records], abs=1e-3)
+    assert len(records) < VTEST_FRAMES
+
+
+def test_killed_run_leaves_a_playable_video_and_valid_records(tmp_path):
+    process, video, jsonl = start_and_signal(tmp_path, signal.SIGKILL)
+    assert process.returncode == -signal.SIGKILL
+    records = read_jsonl(jsonl)  # flushed per frame: no partial line
+    times = decoded_times(video)  # fragmented MP4: playable without its end
+    # The encoder holds back a few frames for rate control; all it had emitted are in the file.
+    assert 0 < len(times) <= len(records) >= 20
+    assert times == pytest.approx([record["time"] for record in records[: len(times)]], abs=1e-3)
+
+
+def test_truncated_input_exit_code_and_report(tmp_path):
+    clip = tmp_path / "clip.mkv"
+    synthetic_clip(clip, 30, container_format="matroska")
+    truncated = tmp_path / "truncated.mkv"
+    truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size * 2 // 3])
+    decodable = len(decoded_times(truncated))
+    result = gdino_video(str(truncated), "--prompt", "red heart .", "--output", str(tmp_path / "out.mp4"))
+    assert result.returncode == 3, result.stderr
+    assert f"{30 - decodable} of 30 frames announced by the header missing" in result.stderr
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == len(decoded_times(tmp_path / "out.mp4")) == decodable
+
+
+def test_unusable_inputs_each_give_one_error_line(tmp_path, capsys):
+    clip = tmp_path / "clip.avi"
+    synthetic_clip(clip, 3, codec="mpeg4", container_format="avi")
+    unknown_codec = tmp_path / "unknown.avi"
+    unknown_codec.write_bytes(clip.read_bytes().replace(b"FMP4", b"QQQQ"))
+    cases = [
+        ([str(tmp_path / "missing.mp4"), "--prompt", "a person ."], "input video not found"),
+        ([str(unknown_codec), "--prompt", "a person ."], "unknown video codec"),
+        ([str(clip), "--prompt", " . "], "names nothing"),
+    ]
+    for args, message in cases:
+        assert main(["video", *args, "--output", str(tmp_path / "out.mp4"), *TINY_MODEL]) == 2
+        lines = error_lines(capsys.readouterr().err)
+        assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "out.mp4").exists()
