@@ -30,7 +30,14 @@ from nodes.detection_conversion import detection_array_msg, label_info_msg
 from nodes.diagnostics import DiagnosticsPublisher
 from nodes.frame_slots import FrameSlots, PendingFrame
 from nodes.health import BatchRecord, Health, summary_line
-from nodes.image_conversion import MalformedImageError, compressed_to_rgb, fill_image_msg, image_to_rgb
+from perception.camera_messages import (
+    MalformedImageError,
+    compressed_to_rgb,
+    detections_topic,
+    fill_image_msg,
+    image_to_rgb,
+    is_compressed,
+)
 from perception.detector import GroundingDinoDetector
 from perception.drawing import draw_objects
 from perception.streams import MultiStreamDetector
@@ -66,11 +73,11 @@ class DetectorNode(Node):
         self._detection_publishers = {}
         self._annotated_publishers = {}
         for camera in values["cameras"]:
-            output = parameters.detections_topic(camera)
+            output = detections_topic(camera)
             self._detection_publishers[camera] = self.create_publisher(Detection2DArray, output, 10)
             if self._publish_annotated:
                 self._annotated_publishers[camera] = self.create_publisher(Image, output + "/image", qos_profile_sensor_data)
-            msg_type = CompressedImage if parameters.is_compressed(camera) else Image
+            msg_type = CompressedImage if is_compressed(camera) else Image
             self.create_subscription(
                 msg_type,
                 camera,

@@ -13,13 +13,11 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from perception.camera_messages import detections_topic
 from perception.detector import DTYPES, DetectorConfig
 from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
 from perception.tracking_config import DISTANCES, FILTERS, LABEL_GATINGS, PROMPT_CHANGE_RULES, TrackerConfig
-
-COMPRESSED_SUFFIX = "/compressed"
-
 
 @dataclass(frozen=True)
 class ParameterSpec:
@@ -121,17 +119,6 @@ def _check_cameras(topics: list[str]) -> str | None:
             return f"cameras {outputs[output]!r} and {topic!r} would both publish on {output}"
         outputs[output] = topic
     return None
-
-
-def detections_topic(camera_topic: str) -> str:
-    """``/robot/front/image_raw`` (or ``.../image_raw/compressed``) -> ``/robot/front/detections``."""
-    base = camera_topic.removesuffix(COMPRESSED_SUFFIX)
-    namespace = base.rsplit("/", 1)[0]
-    return f"{namespace}/detections"
-
-
-def is_compressed(camera_topic: str) -> bool:
-    return camera_topic.endswith(COMPRESSED_SUFFIX)
 
 
 def detector_config(values: dict[str, Any]) -> DetectorConfig:

@@ -18,7 +18,7 @@ from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from sensor_msgs.msg import Image
 
 from nodes import lifecycle
-from nodes.image_conversion import fill_image_msg
+from perception.camera_messages import fill_image_msg
 from perception.video_io import VideoReader
 
 

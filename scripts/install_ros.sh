@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the ROS 2 Jazzy side of the package into the venv $VENV: rclpy with Fast DDS and the
 # message packages the nodes use, from the registry's ros-jazzy-* wheels, then builds vision_msgs
-# from scripts/vision_msgs (upstream 4.x layout, so type hashes match upstream) when it is not
-# importable yet. Idempotent and quick when everything is there. Called by scripts/setup_env.sh.
+# (upstream 4.x layout, so type hashes match upstream) when it is not importable yet: the build files
+# in scripts/vision_msgs, the .msg files in perception/interfaces/vision_msgs/msg (also read by
+# `gdino bag`, which registers them with rosbags). Idempotent and quick when everything is there. Called by scripts/setup_env.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -56,7 +57,7 @@ for tool in cmake c++; do
   fi
 done
 
-echo "install_ros: building vision_msgs from scripts/vision_msgs into $VENV"
+echo "install_ros: building vision_msgs into $VENV"
 "$PYTHON" -m pip install --quiet "${GENERATOR_WHEELS[@]}"
 
 # The wheels' exported CMake targets name the wheel builder's Python and numpy include folders;
@@ -78,8 +79,12 @@ quiet() {
     exit 1
   fi
 }
+source_dir="$build_dir/vision_msgs"
+mkdir -p "$source_dir"
+cp scripts/vision_msgs/CMakeLists.txt scripts/vision_msgs/package.xml "$source_dir"/
+cp -r perception/interfaces/vision_msgs/msg "$source_dir"/msg
 export AMENT_PREFIX_PATH="$VENV"
-quiet cmake -S scripts/vision_msgs -B "$build_dir/build" -Wno-dev \
+quiet cmake -S "$source_dir" -B "$build_dir/build" -Wno-dev \
   -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_PREFIX_PATH="$VENV" \
   -DPython3_EXECUTABLE="$PYTHON" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release
 quiet cmake --build "$build_dir/build" --parallel 2

@@ -15,7 +15,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from nodes.detection_conversion import detection_array_msg, label_info_msg  # noqa: E402
-from nodes.image_conversion import (  # noqa: E402
+from perception.camera_messages import (  # noqa: E402
     BadStepError,
     CorruptCompressedImageError,
     DataSizeError,

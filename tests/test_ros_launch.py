@@ -9,7 +9,8 @@ import yaml
 
 pytest.importorskip("rcl_interfaces.msg", reason="ROS 2 is installed by scripts/install_ros.sh")
 from nodes.launch_arguments import CAMERA_TOPIC, camera_node, detector_parameters  # noqa: E402
-from nodes.parameters import SPECS_BY_NAME, check_value, detections_topic, detector_config, tracker_config  # noqa: E402
+from nodes.parameters import SPECS_BY_NAME, check_value, detector_config, tracker_config  # noqa: E402
+from perception.camera_messages import detections_topic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
-from nodes.image_conversion import fill_image_msg  # noqa: E402
+from perception.camera_messages import fill_image_msg  # noqa: E402
 
 CAMERAS = ("/cam_a/image_raw", "/cam_b/image_raw", "/cam_c/image_raw/compressed")
 FIRST_PROMPT = "a person . a red mug ."

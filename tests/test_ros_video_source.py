@@ -15,7 +15,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from ros_harness import Listener, NodeProcess, isolated_ros_environment, shm_files, wait_for  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from nodes.image_conversion import image_to_rgb  # noqa: E402
+from perception.camera_messages import image_to_rgb  # noqa: E402
 
 FRAMES, FPS, HEIGHT, WIDTH = 12, 20, 48, 64
 

@@ -1,9 +1,10 @@
-"""Camera messages to RGB arrays and back, as pure functions (no ROS graph needed to test them).
+"""Camera messages to RGB arrays and back, and the camera topic conventions, as pure functions.
 
-Inputs are duck-typed ``sensor_msgs/Image`` and ``sensor_msgs/CompressedImage`` messages (anything with
-their fields works, e.g. rosbags' message classes). Outputs are (H, W, 3) uint8 RGB arrays, C-contiguous.
-Every malformed message raises a subclass of :class:`MalformedImageError` whose ``kind`` names the
-problem, so a node can log each kind once and skip the message.
+Shared by the ROS node (rclpy messages) and ``gdino bag`` (rosbags messages): inputs are duck-typed
+``sensor_msgs/Image`` and ``sensor_msgs/CompressedImage`` messages, anything with their fields. No ROS
+import here. Outputs are (H, W, 3) uint8 RGB arrays, C-contiguous. Every malformed message raises a
+subclass of :class:`MalformedImageError` whose ``kind`` names the problem, so a node can log each kind
+once and skip the message.
 """
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def image_to_rgb(msg) -> np.ndarray:
     if layout.channel_bytes == 2:
         pixels = (pixels >> 8).astype(np.uint8)
     if layout.to_rgb is None:
-        return np.ascontiguousarray(pixels)
+        return pixels.copy()  # owned and writable: the message's buffer may be read-only or reused
     source = pixels if layout.channels > 1 else pixels[:, :, 0]
     return cv2.cvtColor(np.ascontiguousarray(source), layout.to_rgb)
 
@@ -127,16 +128,41 @@ def compressed_to_rgb(msg) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def fill_image_msg(msg, rgb: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 RGB array into a ``sensor_msgs/Image`` as rgb8 without row padding.
-
-    The caller sets the header. ``bytes`` is handed to the message because rclpy converts a numpy
-    array element by element (tens of milliseconds per VGA frame).
-    """
+def rgb8_fields(rgb: np.ndarray) -> dict:
+    """The ``sensor_msgs/Image`` fields (all but the header) of an (H, W, 3) uint8 RGB array as rgb8
+    without row padding; ``data`` is a flat uint8 array."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB array; got {rgb.dtype} {rgb.shape}")
-    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-    msg.encoding = "rgb8"
-    msg.is_bigendian = 0
-    msg.step = int(rgb.shape[1] * 3)
-    msg.data = np.ascontiguousarray(rgb).tobytes()
+    return {
+        "height": int(rgb.shape[0]),
+        "width": int(rgb.shape[1]),
+        "encoding": "rgb8",
+        "is_bigendian": 0,
+        "step": int(rgb.shape[1] * 3),
+        "data": np.ascontiguousarray(rgb).reshape(-1),
+    }
+
+
+def fill_image_msg(msg, rgb: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 RGB array into an rclpy ``sensor_msgs/Image`` (the caller sets the header).
+
+    ``bytes`` is handed to the message because rclpy converts a numpy array element by element (tens
+    of milliseconds per VGA frame).
+    """
+    for name, value in rgb8_fields(rgb).items():
+        setattr(msg, name, value.tobytes() if name == "data" else value)
+
+
+COMPRESSED_SUFFIX = "/compressed"
+
+
+def is_compressed(camera_topic: str) -> bool:
+    """A camera topic ending in /compressed carries ``sensor_msgs/CompressedImage``."""
+    return camera_topic.endswith(COMPRESSED_SUFFIX)
+
+
+def detections_topic(camera_topic: str) -> str:
+    """``/robot/front/image_raw`` (or ``.../image_raw/compressed``) -> ``/robot/front/detections``."""
+    base = camera_topic.removesuffix(COMPRESSED_SUFFIX)
+    namespace = base.rsplit("/", 1)[0]
+    return f"{namespace}/detections"
