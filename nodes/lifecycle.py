@@ -52,3 +52,27 @@ def spin_until_stopped(node, finished: threading.Event | None = None) -> None:
         node.close()
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+class BackgroundNode:
+    """A node spun on its own thread (for drivers and tests that block the main thread); ``close``
+    joins the thread before destroying the node, or rclpy aborts and leaves files in /dev/shm."""
+
+    def __init__(self, name: str) -> None:
+        self.node = rclpy.create_node(name)
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name=f"spin {name}", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self._executor.spin_once(timeout_sec=_SPIN_PERIOD / 2)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._executor.remove_node(self.node)
+        self._executor.shutdown()
+        self.node.destroy_node()

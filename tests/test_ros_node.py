@@ -20,11 +20,13 @@ from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_harness import Listener, NodeProcess, isolated_ros_environment, shm_files, wait_for  # noqa: E402
+from ros_harness import NodeProcess, wait_for  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
+from nodes.lifecycle import BackgroundNode as Listener  # noqa: E402
+from nodes.loopback import isolated_ros_environment, shm_files  # noqa: E402
 from perception.camera_messages import fill_image_msg  # noqa: E402
 
 CAMERAS = ("/cam_a/image_raw", "/cam_b/image_raw", "/cam_c/image_raw/compressed")

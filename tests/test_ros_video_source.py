@@ -12,9 +12,11 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 is installed by scripts/install_ros.sh")
 import rclpy  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_harness import Listener, NodeProcess, isolated_ros_environment, shm_files, wait_for  # noqa: E402
+from ros_harness import NodeProcess, wait_for  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from nodes.lifecycle import BackgroundNode as Listener  # noqa: E402
+from nodes.loopback import isolated_ros_environment, shm_files  # noqa: E402
 from perception.camera_messages import image_to_rgb  # noqa: E402
 
 FRAMES, FPS, HEIGHT, WIDTH = 12, 20, 48, 64

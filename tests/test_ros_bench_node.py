@@ -1,0 +1,34 @@
+"""`gdino bench node --json` end to end: a real node process fed at 30 Hz, with the tiny random model."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 is installed by scripts/install_ros.sh")
+
+
+def test_bench_node_reports_latency_drops_backlog_overhead_and_memory():
+    command = [sys.executable, "-m", "perception.cli.main", "bench", "node", "--json", "--frames", "75",
+               "--size", "160x120", "--weights", "random:tiny", "--shortest-edge", "120", "--longest-edge", "160"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout)
+    assert result["frames_published"] == 75
+    # Every frame the node received is answered or counted as dropped (newest frame wins).
+    assert result["frames_answered"] + result["dropped"] == result["received_by_node"] <= 75
+    assert result["frames_answered"] >= 1  # how many depends on the model speed under the machine's load
+    assert result["largest_backlog"] == 1  # one camera: never more than one frame waits
+    assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p95"] <= result["latency_ms"]["max"]
+    assert result["model_ms"]["p50"] > 0 and math.isfinite(result["overhead"]) and result["overhead"] >= 0
+    assert result["rss_mb"]["after_warmup"] > 100 and result["rss_growth"] is not None
+    assert result["node_exit_code"] == 0 and result["leftover_shm_files"] == []
+
+
+def test_bench_node_rejects_a_bad_size():
+    completed = subprocess.run([sys.executable, "-m", "perception.cli.main", "bench", "node", "--size", "big"],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2 and "--size must look like 640x480" in completed.stderr
