@@ -1,4 +1,4 @@
 """Multi-scale deformable attention: the dispatch function and its implementations."""
-from perception.ops.dispatch import multi_scale_deformable_attention
+from perception.ops.dispatch import IMPLEMENTATIONS, describe_implementation, multi_scale_deformable_attention
 
-__all__ = ["multi_scale_deformable_attention"]
+__all__ = ["IMPLEMENTATIONS", "describe_implementation", "multi_scale_deformable_attention"]

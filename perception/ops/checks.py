@@ -1,0 +1,75 @@
+"""Input checks for multi-scale deformable attention, run before any implementation.
+
+They turn mismatched shapes into a ValueError naming the tensor, where a kernel would read out of
+bounds or grid_sample would fail with an opaque message. Reading spatial_shapes and level_start_index
+costs one device-to-host copy of a few integers on CUDA.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def check_inputs(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> None:
+    """Shapes as in :func:`perception.ops.reference.ms_deform_attn_pytorch`; raises ValueError."""
+    if value.dim() != 4:
+        raise ValueError(f"value must be (batch, num_values, num_heads, head_dim), got shape {tuple(value.shape)}")
+    batch, num_values, num_heads, _ = value.shape
+    if sampling_locations.dim() != 6 or sampling_locations.shape[-1] != 2:
+        raise ValueError(
+            "sampling_locations must be (batch, num_queries, num_heads, num_levels, num_points, 2), "
+            f"got shape {tuple(sampling_locations.shape)}"
+        )
+    if sampling_locations.shape[0] != batch or sampling_locations.shape[2] != num_heads:
+        raise ValueError(
+            f"sampling_locations {tuple(sampling_locations.shape)} must have batch {batch} and "
+            f"{num_heads} heads like value {tuple(value.shape)}"
+        )
+    num_levels = sampling_locations.shape[3]
+    if attention_weights.shape != sampling_locations.shape[:5]:
+        raise ValueError(
+            f"attention_weights must have shape {tuple(sampling_locations.shape[:5])}, "
+            f"got {tuple(attention_weights.shape)}"
+        )
+    if not value.dtype.is_floating_point or {sampling_locations.dtype, attention_weights.dtype} != {value.dtype}:
+        raise ValueError(
+            "value, sampling_locations and attention_weights must share one floating dtype, got "
+            f"{value.dtype}, {sampling_locations.dtype}, {attention_weights.dtype}"
+        )
+    if spatial_shapes.shape != (num_levels, 2) or level_start_index.shape != (num_levels,):
+        raise ValueError(
+            f"spatial_shapes must be ({num_levels}, 2) and level_start_index ({num_levels},), got "
+            f"{tuple(spatial_shapes.shape)} and {tuple(level_start_index.shape)}"
+        )
+    if spatial_shapes.dtype != torch.int64 or level_start_index.dtype != torch.int64:
+        raise ValueError(
+            f"spatial_shapes and level_start_index must be int64, got {spatial_shapes.dtype} and {level_start_index.dtype}"
+        )
+    devices = {tensor.device for tensor in (value, spatial_shapes, level_start_index, sampling_locations, attention_weights)}
+    if len(devices) != 1:
+        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+    check_levels(spatial_shapes.tolist(), level_start_index.tolist(), num_values)
+
+
+def check_levels(spatial_shapes: list[list[int]], level_start_index: list[int], num_values: int) -> None:
+    """Every level at least 1x1, levels stored back to back, together exactly num_values positions."""
+    if any(height < 1 or width < 1 for height, width in spatial_shapes):
+        raise ValueError(f"every level needs height and width >= 1, got spatial_shapes {spatial_shapes}")
+    expected_starts = []
+    total = 0
+    for height, width in spatial_shapes:
+        expected_starts.append(total)
+        total += height * width
+    if level_start_index != expected_starts:
+        raise ValueError(
+            f"level_start_index must be {expected_starts} for spatial_shapes {spatial_shapes}, got {level_start_index}"
+        )
+    if total != num_values:
+        raise ValueError(
+            f"spatial_shapes {spatial_shapes} hold {total} positions but value has num_values={num_values}"
+        )

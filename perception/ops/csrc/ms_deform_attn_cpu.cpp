@@ -1,0 +1,177 @@
+// CPU kernels of multi-scale deformable attention, built on the shared per-sample math.
+//
+// Forward: at::parallel_for over (batch, query, head); each item accumulates its head_dim output
+// channels in acc_t (float for float/half/bfloat16, double for double), corner by corner over
+// contiguous channels so the compiler vectorizes the inner loop.
+// Backward: at::parallel_for over (batch, head); each item owns value[b, :, head, :], so the
+// value-gradient scatter needs no atomics and the result is deterministic.
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+#include "ms_deform_attn.h"
+#include "ms_deform_attn_math.h"
+
+namespace gdino {
+namespace {
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#define GDINO_CPU_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define GDINO_CPU_CLONES
+#endif
+
+// Work items per parallel_for chunk: one item is num_levels * num_points samples of head_dim channels.
+constexpr int64_t kForwardGrain = 64;
+
+struct PlainAdd {
+  template <typename acc_t>
+  void operator()(acc_t* address, acc_t amount) const {
+    *address += amount;
+  }
+};
+
+// The forward's inputs as raw pointers (layouts in ms_deform_attn.h).
+template <typename scalar_t>
+struct ForwardArgs {
+  AttentionSizes sizes;
+  const scalar_t* value;
+  const int64_t* spatial_shapes;
+  const int64_t* level_start_index;
+  const scalar_t* sampling_locations;
+  const scalar_t* attention_weights;
+  scalar_t* output;
+};
+
+// Forward for items [begin, end), item = (b * num_queries + q) * num_heads + head. On x86-64 Linux
+// this is also compiled for AVX2 and picked at load time: the channel loop runs 8 floats wide
+// instead of 4, with the same operations in the same order (no FMA), so results do not change.
+template <typename scalar_t>
+GDINO_CPU_CLONES void forward_items(const ForwardArgs<scalar_t>& args, int64_t begin, int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const AttentionSizes& sizes = args.sizes;
+  const int64_t head_dim = sizes.head_dim;
+  const int64_t position_stride = sizes.num_heads * head_dim;
+  const int64_t samples_per_item = sizes.num_levels * sizes.num_points;
+  std::vector<acc_t> accumulator_buffer(head_dim);
+  acc_t* __restrict__ accumulator = accumulator_buffer.data();
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t head = item % sizes.num_heads;
+    const int64_t b = item / (sizes.num_queries * sizes.num_heads);
+    const scalar_t* value_head = args.value + b * sizes.num_values * position_stride + head * head_dim;
+    const scalar_t* locations = args.sampling_locations + item * samples_per_item * 2;
+    const scalar_t* weights = args.attention_weights + item * samples_per_item;
+    std::fill(accumulator, accumulator + head_dim, acc_t(0));
+    for (int64_t level = 0; level < sizes.num_levels; ++level) {
+      const int64_t height = args.spatial_shapes[2 * level];
+      const int64_t width = args.spatial_shapes[2 * level + 1];
+      const scalar_t* level_value = value_head + args.level_start_index[level] * position_stride;
+      for (int64_t point = 0; point < sizes.num_points; ++point) {
+        const int64_t sample_index = level * sizes.num_points + point;
+        const BilinearSample<acc_t> sample = bilinear_sample<acc_t>(
+            locations[2 * sample_index], locations[2 * sample_index + 1], height, width);
+        const acc_t attention = weights[sample_index];
+        for (int corner = 0; corner < 4; ++corner) {
+          if (sample.offset[corner] < 0) {
+            continue;
+          }
+          const acc_t coefficient = corner_coefficient(sample, corner, attention);
+          const scalar_t* __restrict__ corner_value = level_value + sample.offset[corner] * position_stride;
+          for (int64_t channel = 0; channel < head_dim; ++channel) {
+            accumulator[channel] += coefficient * static_cast<acc_t>(corner_value[channel]);
+          }
+        }
+      }
+    }
+    scalar_t* item_output = args.output + item * head_dim;
+    for (int64_t channel = 0; channel < head_dim; ++channel) {
+      item_output[channel] = static_cast<scalar_t>(accumulator[channel]);
+    }
+  }
+}
+
+template <typename scalar_t>
+void backward_kernel(const AttentionSizes& sizes, const scalar_t* value, const int64_t* spatial_shapes,
+                     const int64_t* level_start_index, const scalar_t* sampling_locations,
+                     const scalar_t* attention_weights, const scalar_t* grad_output,
+                     at::opmath_type<scalar_t>* grad_value, scalar_t* grad_locations, scalar_t* grad_weights) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t head_dim = sizes.head_dim;
+  const int64_t position_stride = sizes.num_heads * head_dim;
+  const int64_t samples_per_item = sizes.num_levels * sizes.num_points;
+  at::parallel_for(0, sizes.batch * sizes.num_heads, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t owner = begin; owner < end; ++owner) {  // owner = b * num_heads + head
+      const int64_t head = owner % sizes.num_heads;
+      const int64_t b = owner / sizes.num_heads;
+      const int64_t head_offset = b * sizes.num_values * position_stride + head * head_dim;
+      for (int64_t query = 0; query < sizes.num_queries; ++query) {
+        const int64_t item = (b * sizes.num_queries + query) * sizes.num_heads + head;
+        const scalar_t* item_grad_output = grad_output + item * head_dim;
+        for (int64_t level = 0; level < sizes.num_levels; ++level) {
+          const int64_t height = spatial_shapes[2 * level];
+          const int64_t width = spatial_shapes[2 * level + 1];
+          const int64_t level_offset = head_offset + level_start_index[level] * position_stride;
+          for (int64_t point = 0; point < sizes.num_points; ++point) {
+            const int64_t sample_index = item * samples_per_item + level * sizes.num_points + point;
+            const BilinearSample<acc_t> sample = bilinear_sample<acc_t>(
+                sampling_locations[2 * sample_index], sampling_locations[2 * sample_index + 1], height, width);
+            const acc_t attention = attention_weights[sample_index];
+            SampleGradient<acc_t> gradient;
+            for (int64_t channel = 0; channel < head_dim; ++channel) {
+              backward_channel(sample, attention, static_cast<acc_t>(item_grad_output[channel]),
+                               value + level_offset + channel, position_stride,
+                               grad_value + level_offset + channel, PlainAdd{}, gradient);
+            }
+            grad_weights[sample_index] = static_cast<scalar_t>(gradient.attention);
+            grad_locations[2 * sample_index] = static_cast<scalar_t>(location_gradient(gradient.pixel_x, width));
+            grad_locations[2 * sample_index + 1] =
+                static_cast<scalar_t>(location_gradient(gradient.pixel_y, height));
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
+                       const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
+  const AttentionSizes sizes =
+      check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
+  TORCH_CHECK(value.device().is_cpu(), "forward_cpu needs CPU tensors, got ", value.device());
+  at::Tensor output = at::empty({sizes.batch, sizes.num_queries, sizes.num_heads * sizes.head_dim}, value.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "gdino_ms_deform_attn_forward_cpu", [&] {
+    const ForwardArgs<scalar_t> args{sizes,
+                                     value.const_data_ptr<scalar_t>(),
+                                     spatial_shapes.const_data_ptr<int64_t>(),
+                                     level_start_index.const_data_ptr<int64_t>(),
+                                     sampling_locations.const_data_ptr<scalar_t>(),
+                                     attention_weights.const_data_ptr<scalar_t>(),
+                                     output.mutable_data_ptr<scalar_t>()};
+    at::parallel_for(0, sizes.batch * sizes.num_queries * sizes.num_heads, kForwardGrain,
+                     [&](int64_t begin, int64_t end) { forward_items(args, begin, end); });
+  });
+  return output;
+}
+
+std::vector<at::Tensor> backward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,
+                                     const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
+                                     const at::Tensor& attention_weights, const at::Tensor& grad_output) {
+  TORCH_CHECK(value.device().is_cpu(), "backward_cpu needs CPU tensors, got ", value.device());
+  BackwardTensors gradients =
+      prepare_backward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "gdino_ms_deform_attn_backward_cpu", [&] {
+    backward_kernel<scalar_t>(gradients.sizes, value.const_data_ptr<scalar_t>(),
+                              spatial_shapes.const_data_ptr<int64_t>(), level_start_index.const_data_ptr<int64_t>(),
+                              sampling_locations.const_data_ptr<scalar_t>(),
+                              attention_weights.const_data_ptr<scalar_t>(), grad_output.const_data_ptr<scalar_t>(),
+                              gradients.grad_value.mutable_data_ptr<at::opmath_type<scalar_t>>(),
+                              gradients.grad_locations.mutable_data_ptr<scalar_t>(),
+                              gradients.grad_weights.mutable_data_ptr<scalar_t>());
+  });
+  return {gradients.grad_value.to(value.scalar_type()), gradients.grad_locations, gradients.grad_weights};
+}
+
+}  // namespace gdino
