@@ -1,0 +1,82 @@
+"""The detect-and-track step the node and `gdino bag` share, and the annotation drawing, with the real
+(tiny, random-weight) detector and the real tracker."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perception.detector import DetectorConfig, GroundingDinoDetector
+from perception.drawing import draw_objects
+from perception.postprocess import PostprocessConfig
+from perception.preprocess import PreprocessConfig
+from perception.streams import LabeledBox, MultiStreamDetector
+from perception.tracking_config import TrackerConfig
+
+
+@pytest.fixture(scope="module")
+def detector():
+    config = DetectorConfig(preprocess=PreprocessConfig(shortest_edge=64, longest_edge=96),
+                            postprocess=PostprocessConfig(box_threshold=0.0, text_threshold=0.0, max_detections=5))
+    return GroundingDinoDetector.from_pretrained("random:tiny", config=config)
+
+
+def images():
+    generator = np.random.default_rng(3)
+    return [generator.integers(0, 255, (64, 96, 3), dtype=np.uint8) for _ in range(2)]
+
+
+def as_tuples(objects):
+    return [(o.label, round(o.score, 4), tuple(np.round(o.box_xyxy, 2)), o.object_id) for o in objects]
+
+
+def test_streams_in_one_batch_get_what_each_gets_alone(detector):
+    first, second = images()
+    together = MultiStreamDetector(detector, TrackerConfig(initialization_delay=0))
+    together.set_prompt("a person . a car .")
+    alone = MultiStreamDetector(detector, TrackerConfig(initialization_delay=0))
+    alone.set_prompt("a person . a car .")
+    for _ in range(3):
+        batch = together.process([("left", first), ("right", second)])
+        left = alone.process([("left", first)]).objects[0]
+        right = alone.process([("right", second)]).objects[0]
+        assert as_tuples(batch.objects[0]) == as_tuples(left)
+        assert as_tuples(batch.objects[1]) == as_tuples(right)
+        assert batch.model_seconds > 0
+    # One tracker per stream: both streams number their tracks from the same start.
+    assert sorted(o.object_id for o in batch.objects[0])[0] == sorted(o.object_id for o in batch.objects[1])[0]
+
+
+def test_a_stream_repeated_in_a_batch_is_tracked_in_order(detector):
+    first, _ = images()
+    pipeline = MultiStreamDetector(detector, TrackerConfig(initialization_delay=0))
+    assert pipeline.phrases is None
+    with pytest.raises(RuntimeError, match="before set_prompt"):
+        pipeline.process([("cam", first)])
+    assert pipeline.set_prompt("a person .") == ["a person"]
+    result = pipeline.process([("cam", first), ("cam", first), ("cam", first)])
+    ids = [sorted(o.object_id for o in objects) for objects in result.objects]
+    assert ids[0] and ids[0] == ids[1] == ids[2]  # the same objects keep their ids over the three frames
+    assert all(o.label == "a person" for objects in result.objects for o in objects)
+
+
+def test_without_tracking_every_detection_is_reported_with_an_empty_id(detector):
+    first, _ = images()
+    pipeline = MultiStreamDetector(detector, None)
+    pipeline.set_prompt("a car .")
+    objects = pipeline.process([("cam", first)]).objects[0]
+    assert len(objects) == 5 and {o.object_id for o in objects} == {""}
+
+
+def test_drawing_outlines_each_box_and_leaves_the_input_alone():
+    frame = np.zeros((40, 60, 3), np.uint8)
+    objects = [LabeledBox("a cat", 0.9, np.array([10, 12, 30, 35], np.float32), "4"),
+               LabeledBox("a dog", 0.5, np.array([35, 20, 55, 38], np.float32), "")]
+    drawn = draw_objects(frame, objects)
+    assert not frame.any()  # a copy was drawn on
+    assert drawn[35, 20].any() and drawn[25, 10].any()  # bottom and left edges of the first box
+    assert not drawn[25, 20].any()  # its inside stays untouched
+    assert tuple(drawn[37, 45]) != tuple(drawn[35, 20])  # different objects, different colours
+    again = draw_objects(frame, objects[:1])
+    assert tuple(again[35, 20]) == tuple(drawn[35, 20])  # an id keeps its colour
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        draw_objects(frame[:, :, 0], objects)
