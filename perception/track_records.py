@@ -34,6 +34,16 @@ def track_record(track: Track) -> dict:
     }
 
 
+def mot_lines(frame: int, tracks: Sequence[Track]) -> str:
+    """MOTChallenge rows of one frame (0-based ``frame`` in, 1-based out), one per track."""
+    rows = []
+    for track in tracks:
+        x0, y0, x1, y1 = (float(value) for value in track.box_xyxy)
+        rows.append(f"{frame + 1},{track.track_id},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},"
+                    f"{track.score:.4f},-1,-1,-1\n")
+    return "".join(rows)
+
+
 class TrackRecordWriter:
     """Appends one JSON line (and optional MOTChallenge lines) per frame, flushing each frame."""
 
@@ -43,14 +53,12 @@ class TrackRecordWriter:
         self.frames_written = 0
 
     def write(self, frame: int, time: float, detected: bool, tracks: Sequence[Track]) -> None:
-        line = {"frame": frame, "time": round(time, 6), "detected": detected, "tracks": [track_record(t) for t in tracks]}
+        line = {"frame": frame, "time": round(time, 6), "detected": detected,
+                "tracks": [track_record(track) for track in tracks]}
         self._jsonl.write(json.dumps(line) + "\n")
         self._jsonl.flush()
         if self._mot is not None:
-            for track in tracks:
-                x0, y0, x1, y1 = (float(value) for value in track.box_xyxy)
-                self._mot.write(f"{frame + 1},{track.track_id},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},"
-                                f"{track.score:.4f},-1,-1,-1\n")
+            self._mot.write(mot_lines(frame, tracks))
             self._mot.flush()
         self.frames_written += 1
 

@@ -43,11 +43,13 @@ class MotionConfig:
 
     def __post_init__(self) -> None:
         _check_choice("motion model", self.model, MOTION_MODELS)
-        _check(self.max_points >= 4, f"tracking motion max_points must be >= 4 (a homography needs 4); got {self.max_points}")
+        _check(self.max_points >= 4,
+               f"tracking motion max_points must be >= 4 (a homography needs 4); got {self.max_points}")
         _check(self.min_distance >= 1, f"tracking motion min_distance must be >= 1 pixel; got {self.min_distance}")
         _check(self.block_size >= 3 and self.block_size % 2 == 1,
                f"tracking motion block_size must be an odd integer >= 3; got {self.block_size}")
-        _check(0.0 < self.quality_level < 1.0, f"tracking motion quality_level must be in (0, 1); got {self.quality_level}")
+        _check(0.0 < self.quality_level < 1.0,
+               f"tracking motion quality_level must be in (0, 1); got {self.quality_level}")
 
 
 @dataclass
@@ -91,9 +93,10 @@ class TrackerConfig:
             _check(0.0 < self.distance_threshold <= 1.0,
                    f"tracking distance_threshold must be in (0, 1] for the iou distance; got {self.distance_threshold}")
         else:
-            _check(self.distance_threshold > 0.0,
-                   f"tracking distance_threshold must be > 0 pixels for the euclidean distance; got {self.distance_threshold}")
-        _check(1 <= self.hit_counter_max <= 10_000, f"tracking hit_counter_max must be in [1, 10000]; got {self.hit_counter_max}")
+            _check(self.distance_threshold > 0.0, "tracking distance_threshold must be > 0 pixels for the euclidean "
+                   f"distance; got {self.distance_threshold}")
+        _check(1 <= self.hit_counter_max <= 10_000,
+               f"tracking hit_counter_max must be in [1, 10000]; got {self.hit_counter_max}")
         _check(0 <= self.initialization_delay < self.hit_counter_max,
                f"tracking initialization_delay must be in [0, hit_counter_max - 1] = [0, {self.hit_counter_max - 1}]; "
                f"got {self.initialization_delay}")
@@ -102,7 +105,8 @@ class TrackerConfig:
         _check_choice("filter", self.filter, FILTERS)
         _check(self.kalman_measurement_noise > 0.0,
                f"tracking kalman_measurement_noise must be > 0; got {self.kalman_measurement_noise}")
-        _check(self.kalman_process_noise > 0.0, f"tracking kalman_process_noise must be > 0; got {self.kalman_process_noise}")
+        _check(self.kalman_process_noise > 0.0,
+               f"tracking kalman_process_noise must be > 0; got {self.kalman_process_noise}")
         self._check_synonym_groups()
 
     def _check_synonym_groups(self) -> None:
@@ -128,5 +132,6 @@ class TrackerConfig:
         if isinstance(motion, dict):
             motion_known = {f.name for f in fields(MotionConfig)}
             motion_unknown = sorted(set(motion) - motion_known)
-            _check(not motion_unknown, f"unknown tracking motion keys {motion_unknown}; allowed: {sorted(motion_known)}")
+            _check(not motion_unknown,
+                   f"unknown tracking motion keys {motion_unknown}; allowed: {sorted(motion_known)}")
         return cls(**values)

@@ -57,7 +57,8 @@ def test_identities_survive_gaps_up_to_the_hit_counter(hit_counter_max):
     truth = ground_truth_boxes(frames=40 + 2 * hit_counter_max, objects=3, seed=1)
     rng = np.random.default_rng(2)
     gap = range(25, 25 + hit_counter_max)  # all objects missed for exactly hit_counter_max frames
-    detections = [None if frame in gap else noisy_detections(truth[frame], rng, 1.5, True) for frame in range(len(truth))]
+    detections = [None if frame in gap else noisy_detections(truth[frame], rng, 1.5, True)
+                  for frame in range(len(truth))]
     tracks = run(ObjectTracker(config), detections)
     ids = ids_by_truth(truth, tracks)
     assert all(len(object_ids) == 1 for object_ids in ids), ids
@@ -71,7 +72,8 @@ def test_a_gap_longer_than_the_hit_counter_ends_the_identity():
     truth = ground_truth_boxes(frames=50, objects=2, seed=3)
     rng = np.random.default_rng(4)
     gap = range(20, 27)  # one frame more than the hit counter allows
-    detections = [None if frame in gap else noisy_detections(truth[frame], rng, 1.0, False) for frame in range(len(truth))]
+    detections = [None if frame in gap else noisy_detections(truth[frame], rng, 1.0, False)
+                  for frame in range(len(truth))]
     ids = ids_by_truth(truth, run(ObjectTracker(config), detections))
     assert all(len(object_ids) == 2 for object_ids in ids), ids
 
@@ -191,12 +193,14 @@ def panning_scene(frames: int, pan: int) -> tuple[list[np.ndarray], list[Detecti
         x = object_x - left
         visible = -20 < x < 320
         boxes = [[x, 100, x + 20, 140]] if visible else []
-        detections.append(Detections(boxes=np.array(boxes).reshape(-1, 4), scores=[0.9] * len(boxes), labels=["person"] * len(boxes)))
+        detections.append(Detections(boxes=np.array(boxes).reshape(-1, 4), scores=[0.9] * len(boxes),
+                                     labels=["person"] * len(boxes)))
     return images, detections
 
 
 def distinct_matched_ids(images: list[np.ndarray], detections: list[Detections], motion: bool) -> set[int]:
-    config = TrackerConfig(initialization_delay=0, hit_counter_max=2, motion={"enabled": motion, "model": "translation"})
+    config = TrackerConfig(initialization_delay=0, hit_counter_max=2,
+                           motion={"enabled": motion, "model": "translation"})
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
     seen = set()
@@ -224,7 +228,8 @@ def test_camera_motion_needs_the_frame():
         ({"distance_threshold": 1.5}, r"distance_threshold must be in \(0, 1\] for the iou distance; got 1.5"),
         ({"distance": "euclidean", "distance_threshold": 0}, r"must be > 0 pixels for the euclidean distance"),
         ({"hit_counter_max": 0}, r"hit_counter_max must be in \[1, 10000\]; got 0"),
-        ({"hit_counter_max": 5, "initialization_delay": 5}, r"initialization_delay must be in \[0, hit_counter_max - 1\] = \[0, 4\]"),
+        ({"hit_counter_max": 5, "initialization_delay": 5},
+         r"initialization_delay must be in \[0, hit_counter_max - 1\] = \[0, 4\]"),
         ({"label_gating": "label"}, r"label_gating must be one of phrase, prompt; got 'label'"),
         ({"on_prompt_change": "drop"}, r"on_prompt_change must be one of reset, keep"),
         ({"synonym_groups": (("a", "b"), ("b", "c"))}, r"phrase 'b' appears in two groups"),

@@ -24,7 +24,8 @@ def detector():
 
 
 def outputs_in(directory, mot: bool = False) -> VideoOutputs:
-    return VideoOutputs(str(directory / "out.mp4"), str(directory / "out.jsonl"), str(directory / "out.mot") if mot else None)
+    mot_path = str(directory / "out.mot") if mot else None
+    return VideoOutputs(str(directory / "out.mp4"), str(directory / "out.jsonl"), mot_path)
 
 
 def test_every_frame_is_written_at_its_input_time(tmp_path, detector):
@@ -51,8 +52,8 @@ def test_every_frame_is_written_at_its_input_time(tmp_path, detector):
     assert set(track) == {"id", "label", "score", "box", "matched", "age"}
     assert track["label"] in ("red heart", "blue star")
     row = next(row for row in mot_rows if int(row[0]) == first["frame"] + 1 and int(row[1]) == track["id"])
-    assert [float(value) for value in row[2:6]] == pytest.approx(
-        [track["box"][0], track["box"][1], track["box"][2] - track["box"][0], track["box"][3] - track["box"][1]], abs=0.02)
+    x0, y0, x1, y1 = track["box"]
+    assert [float(value) for value in row[2:6]] == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=0.02)
 
 
 def test_pipeline_matches_a_frame_by_frame_loop(tmp_path, detector):
@@ -64,7 +65,8 @@ def test_pipeline_matches_a_frame_by_frame_loop(tmp_path, detector):
     process_video(detector, PROMPT, str(clip), outputs, VideoJobConfig(batch_size=4, tracker=tracker_config))
     tracker = ObjectTracker(tracker_config)
     tracker.set_phrases(detector.set_prompt(PROMPT))
-    expected = [tracker.update(detector.detect([frame.image])[0], frame=frame.image) for frame in VideoReader(str(clip))]
+    expected = [tracker.update(detector.detect([frame.image])[0], frame=frame.image)
+                for frame in VideoReader(str(clip))]
     records = read_jsonl(outputs.jsonl)
     assert sum(len(tracks) for tracks in expected) > 0
     for record, tracks in zip(records, expected, strict=True):

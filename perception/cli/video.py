@@ -40,13 +40,18 @@ def register(subparsers) -> None:
                         help="run the detector on every n-th frame; the tracker predicts the others (default 1)")
     parser.add_argument("--output-size", type=parse_size, default=None,
                         help="output video WIDTHxHEIGHT, even numbers (default: the input size)")
-    parser.add_argument("--tracker-config", help="YAML file of tracking settings (see perception/tracking_config.py)")
-    parser.add_argument("--label-gating", choices=("phrase", "prompt"), default=None,
-                        help="'prompt' lets a track keep its id when the detector wavers between the prompt's phrases")
-    parser.add_argument("--camera-motion", action="store_true", help="compensate camera motion (moving cameras)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_tracker_arguments(parser)
     add_detector_arguments(parser)
     parser.set_defaults(run=run)
+
+
+def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tracking")
+    group.add_argument("--tracker-config", help="YAML file of tracking settings (see perception/tracking_config.py)")
+    group.add_argument("--label-gating", choices=("phrase", "prompt"), default=None,
+                       help="'prompt' lets a track keep its id when the detector wavers between the prompt's phrases")
+    group.add_argument("--camera-motion", action="store_true", help="compensate camera motion (moving cameras)")
 
 
 def tracker_config_from_args(args: argparse.Namespace):
