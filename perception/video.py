@@ -5,10 +5,10 @@ Three threads joined by bounded queues::
     decode (PyAV, FFmpeg threads) -> frames -> inference (detector batches + tracker) -> results
         -> caller's thread: draw, encode, write JSON Lines / MOTChallenge, progress
 
-The caller's thread owns every output file, so Ctrl-C (delivered to it) or a failure in any stage
-closes them in ``finally``: the video stays playable and the JSON lines complete up to the last frame
-written. Frames still queued at that moment are dropped, so the video and the records always hold
-the same frames.
+The caller's thread owns every output file. Ctrl-C or SIGTERM stop the run at a frame boundary and a
+failure in any stage stops it too; frames already processed are still written, the others dropped,
+and the outputs are closed in ``finally``: the video stays playable, the JSON lines are complete up to
+the last frame written, and both always hold the same frames.
 
 Frame stride: the detector runs on every ``frame_stride``-th frame (counted from the start time); the
 tracker predicts the frames in between (norfair's period), and every frame is written.
@@ -18,10 +18,8 @@ from __future__ import annotations
 import logging
 import math
 import queue
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from perception.drawing import draw_objects
+from perception.pipeline_stages import END, Stage, StopSignals, get, put
 from perception.track_records import TrackRecordWriter
 from perception.streams import LabeledBox
 from perception.tracking import ObjectTracker, Track
@@ -38,10 +37,6 @@ from perception.types import Detections
 from perception.video_io import DamageReport, DecodedFrame, VideoInfo, VideoReader, VideoWriter
 
 logger = logging.getLogger(__name__)
-
-_END = object()  # end-of-stream marker passed through the queues
-_POLL_SECONDS = 0.1  # how often a blocked queue operation checks for a stop request
-
 
 class FrameDetector(Protocol):
     """What the pipeline needs from a detector (perception.detector.GroundingDinoDetector has it)."""
@@ -104,50 +99,6 @@ class VideoRunSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Stage(threading.Thread):
-    """A pipeline thread that records its exception and stops the others instead of dying silently."""
-
-    def __init__(self, name: str, work: Callable[[], None], stop: threading.Event) -> None:
-        super().__init__(name=f"video-{name}", daemon=True)
-        self._work, self._stop_request = work, stop
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._work()
-        except BaseException as error:  # handed to the caller's thread, which re-raises it
-            self.error = error
-            self._stop_request.set()
-
-
-def _put(target: queue.Queue, item, stop: threading.Event) -> bool:
-    """Put, waiting for room unless a stop is requested; False when stopped."""
-    while not stop.is_set():
-        try:
-            target.put(item, timeout=_POLL_SECONDS)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(source: queue.Queue, stop: threading.Event, stages: Iterable[_Stage]):
-    """Get; once the queue is empty, re-raise a failed stage's error, or return _END when stopped.
-
-    Items already queued come first, so the work finished before a stage failed still gets written.
-    """
-    while True:
-        try:
-            return source.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            pass
-        for stage in stages:
-            if stage.error is not None:
-                raise stage.error
-        if stop.is_set():
-            return _END
-
-
 class _Inference:
     """Groups decoded frames into detector batches, then tracks every frame in order."""
 
@@ -158,11 +109,11 @@ class _Inference:
     def is_detected(self, frame: DecodedFrame) -> bool:
         return frame.index % self.config.frame_stride == 0
 
-    def run(self, frames: queue.Queue, results: queue.Queue, stop: threading.Event, stages: list[_Stage]) -> None:
+    def run(self, frames: queue.Queue, results: queue.Queue, stop: threading.Event, stages: list[Stage]) -> None:
         pending: list[DecodedFrame] = []
         while True:
-            item = _get(frames, stop, stages)
-            if item is _END:
+            item = get(frames, stop, stages)
+            if item is END:
                 break
             # A batch closes when the next frame to detect would overflow it, so the frames after the
             # last detected one are tracked before the following batch's detections arrive.
@@ -172,7 +123,7 @@ class _Inference:
                 pending = []
             pending.append(item)
         if not stop.is_set() and self._track_batch(pending, results, stop):
-            _put(results, _END, stop)
+            put(results, END, stop)
 
     def _track_batch(self, pending: list[DecodedFrame], results: queue.Queue, stop: threading.Event) -> bool:
         if stop.is_set():
@@ -183,16 +134,16 @@ class _Inference:
         for frame in pending:
             frame_detections = next(detections) if self.is_detected(frame) else None
             tracks = self.tracker.update(frame_detections, frame=frame.image, period=self.config.frame_stride)
-            if not _put(results, (frame, tracks, frame_detections is not None), stop):
+            if not put(results, (frame, tracks, frame_detections is not None), stop):
                 return False
         return True
 
 
 def _decode(reader: VideoReader, frames: queue.Queue, stop: threading.Event) -> None:
     for frame in reader:
-        if not _put(frames, frame, stop):
+        if not put(frames, frame, stop):
             return
-    _put(frames, _END, stop)
+    put(frames, END, stop)
 
 
 def output_size(info: VideoInfo, requested: tuple[int, int] | None) -> tuple[int, int]:
@@ -222,36 +173,6 @@ def _annotated(frame: DecodedFrame, tracks: list[Track], size: tuple[int, int]) 
     return draw_objects(image, [LabeledBox(t.label, t.score, t.box_xyxy * scale, str(t.track_id)) for t in tracks])
 
 
-class _StopSignals:
-    """Within ``with``, SIGINT (Ctrl-C) and SIGTERM ask the pipeline to stop at the next frame boundary.
-
-    Stopping between frames, never inside an encoder call, keeps the video and the records equal; a
-    second signal raises KeyboardInterrupt at once. Only the main thread can take signals: elsewhere
-    the caller's own handling stays as it is.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop, self.received = stop, ""
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.received:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-        self.stop.set()
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs: VideoOutputs,
                   config: VideoJobConfig | None = None, progress: bool = False) -> VideoRunSummary:
     """Detect and track `prompt` in a video file and write the annotated video and the track records.
@@ -271,18 +192,18 @@ def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs
     depth = config.batch_size * config.frame_stride * config.queue_batches
     frames, results = queue.Queue(maxsize=depth), queue.Queue(maxsize=depth)
     stop = threading.Event()
-    stages: list[_Stage] = []
-    stages.append(_Stage("decode", lambda: _decode(reader, frames, stop), stop))
-    stages.append(_Stage("inference", lambda: inference.run(frames, results, stop, stages[:1]), stop))
+    stages: list[Stage] = []
+    stages.append(Stage("decode", lambda: _decode(reader, frames, stop), stop))
+    stages.append(Stage("inference", lambda: inference.run(frames, results, stop, stages[:1]), stop))
     writer = VideoWriter(outputs.video, size[0], size[1], reader.info.frame_rate, reader.info.time_base)
     records = TrackRecordWriter(outputs.jsonl, outputs.mot)
     bar = tqdm(total=_expected_frames(reader.info, config), unit="frame", disable=not progress, dynamic_ncols=True)
     started = time.perf_counter()
     try:
-        with _StopSignals(stop) as stop_signals:
+        with StopSignals(stop) as stop_signals:
             for stage in stages:
                 stage.start()
-            while (item := _get(results, stop, stages)) is not _END:
+            while (item := get(results, stop, stages)) is not END:
                 frame, tracks, detected = item
                 writer.write(_annotated(frame, tracks, size), frame.pts)
                 records.write(frame.index, frame.time, detected, tracks)

@@ -193,10 +193,19 @@ def _frame_step(stream) -> int:
     return max(1, round(1 / (rate * stream.time_base))) if rate else 1
 
 
+def _can_encode(name: str) -> bool:
+    """codecs_available lists decoders too: check that an encoder of this name exists."""
+    try:
+        av.codec.Codec(name, "w")
+    except av.codec.codec.UnknownCodecError:
+        return False
+    return True
+
+
 def choose_encoder() -> str:
     """The first H.264 encoder this FFmpeg build has, else MPEG-4 Part 2 (logged as a warning)."""
     for name in H264_ENCODERS:
-        if name in av.codecs_available:
+        if name in av.codecs_available and _can_encode(name):
             return name
     logger.warning("no H.264 encoder in this FFmpeg build; writing MPEG-4 Part 2 (%s) instead", FALLBACK_ENCODER)
     return FALLBACK_ENCODER

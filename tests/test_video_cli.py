@@ -99,6 +99,7 @@ def test_unusable_inputs_each_give_one_error_line(tmp_path, capsys):
         ([str(tmp_path / "missing.mp4"), "--prompt", "a person ."], "input video not found"),
         ([str(unknown_codec), "--prompt", "a person ."], "unknown video codec"),
         ([str(clip), "--prompt", " . "], "names nothing"),
+        ([str(clip), "--prompt", "a person .", "--start", "100"], "lies between 100.0 s and the end"),
     ]
     for args, message in cases:
         assert main(["video", *args, "--output", str(tmp_path / "out.mp4"), *TINY_MODEL]) == 2

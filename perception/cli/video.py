@@ -97,5 +97,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary.frames} frames ({summary.detected_frames} detected) in {summary.seconds:.1f} s, "
           f"{summary.fps:.1f} frames/s -> {outputs.video} ({summary.encoder}), {outputs.jsonl}"
           + (f", {outputs.mot}" if outputs.mot else ""))
+    if summary.frames == 0 and not summary.damage.damaged:
+        raise CliError(f"no frame of {args.input} lies between {args.start} s and "
+                       f"{'the end' if args.end is None else f'{args.end} s'}")
     # The damage itself was logged as a warning by process_video.
     return EXIT_DAMAGED_INPUT if summary.damage.damaged else 0
