@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -45,22 +46,15 @@ class DetectorConfig:
         if self.attention_implementation not in IMPLEMENTATIONS:
             raise ValueError(f"attention_implementation must be one of {IMPLEMENTATIONS}")
 
-    # Convenience accessors for the two thresholds users change at run time.
-    @property
-    def box_threshold(self) -> float:
-        return self.postprocess.box_threshold
+    def replace_postprocess(self, **changes) -> None:
+        """Change post-processing settings between calls; the new values are validated."""
+        self.postprocess = dataclasses.replace(self.postprocess, **changes)
 
-    @box_threshold.setter
-    def box_threshold(self, value: float) -> None:
-        self.postprocess = PostprocessConfig(**{**self.postprocess.__dict__, "box_threshold": value})
-
-    @property
-    def text_threshold(self) -> float:
-        return self.postprocess.text_threshold
-
-    @text_threshold.setter
-    def text_threshold(self, value: float) -> None:
-        self.postprocess = PostprocessConfig(**{**self.postprocess.__dict__, "text_threshold": value})
+    # The two thresholds users change at run time (ROS parameters, CLI options).
+    box_threshold = property(lambda self: self.postprocess.box_threshold,
+                             lambda self, value: self.replace_postprocess(box_threshold=value))
+    text_threshold = property(lambda self: self.postprocess.text_threshold,
+                              lambda self, value: self.replace_postprocess(text_threshold=value))
 
 
 @dataclass
