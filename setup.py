@@ -93,9 +93,10 @@ def native_op_build() -> tuple[list, dict]:
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     # at::parallel_for runs in parallel only when the kernels are compiled for torch's OpenMP backend;
-    # no contraction into FMA, so every CPU (and the AVX2 clone of the forward) rounds alike.
+    # no contraction into FMA, so every CPU (and the AVX2 clone of the forward) rounds alike; no debug
+    # information (Python's CFLAGS ask for it), which would double the compile time of torch's headers.
     openmp = ["-fopenmp"] if torch.backends.openmp.is_available() else []
-    cxx_flags = ["-O3", "-ffp-contract=off", *openmp]
+    cxx_flags = ["-O3", "-g0", "-ffp-contract=off", *openmp]
     sources = sorted(glob(f"{OPS_SOURCE_DIR}/*.cpp"))
     headers = sorted(glob(f"{OPS_SOURCE_DIR}/*.h"))
     if cuda_missing:

@@ -20,13 +20,16 @@ from perception.ops.reference import ms_deform_attn_pytorch
 logger = logging.getLogger(__name__)
 
 IMPLEMENTATIONS = ("auto", "cuda", "cpu", "pytorch")
-_logged_choices: set[tuple[str, str, "Choice"]] = set()
 
 
 @dataclass(frozen=True)
 class Choice:
     implementation: str  # "cuda", "cpu" or "pytorch"
     reason: str
+
+
+# (requested implementation, device type, choice) already logged: each is logged once per process.
+_logged_choices: set[tuple[str, str, Choice]] = set()
 
 
 def select_implementation(implementation: str, device: torch.device, native: NativeOps | None = None) -> Choice:
