@@ -25,10 +25,11 @@ PACKAGE_NAME = "grounding_dino_ros"
 
 OPS_SOURCE_DIR = "perception/ops/csrc"
 OPS_BUILD_MODES = ("auto", "cpu", "cuda", "none")
-# Compute capabilities compiled when TORCH_CUDA_ARCH_LIST is unset (all that CUDA 13 supports, one per
-# SM family; a binary for X.y also runs on X.z with z >= y): 7.5 Turing (T4, RTX 20), 8.0 A100,
-# 8.6 RTX 30 and, through 8.6 code, RTX 40 (8.9), 8.7 Jetson Orin, 9.0 H100, 10.0 B200 (and B300),
-# 11.0 Jetson Thor, 12.0 RTX 50 (and DGX Spark); +PTX lets GPUs newer than all of them JIT-compile.
+# Compute capabilities compiled when TORCH_CUDA_ARCH_LIST is unset, covering every GPU family CUDA 13
+# supports (code for X.y also runs on X.z with z >= y): 7.5 Turing (T4, RTX 20), 8.0 A100, 8.6 RTX 30
+# and RTX 40 (8.9), 8.7 Jetson Orin, 9.0 H100, 10.0 B200 and B300, 11.0 Jetson Thor, 12.0 RTX 50 and
+# DGX Spark; +PTX lets newer GPUs JIT-compile. 8.6 and 8.7 are named (8.0 code would run) so the most
+# common desktop and Jetson GPUs get code tuned for them.
 DEFAULT_CUDA_ARCH_LIST = "7.5;8.0;8.6;8.7;9.0;10.0;11.0;12.0+PTX"
 REBUILD_COMMAND = "python setup.py build_ext --inplace"
 
