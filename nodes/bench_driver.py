@@ -34,6 +34,10 @@ from perception.camera_messages import rgb8_fields
 CAMERA = "/bench/image_raw"
 DETECTIONS = "/bench/detections"
 DRAIN_SECONDS = 3.0  # after the last frame, wait this long past the last answer for stragglers
+# The memory baseline waits for this many answered frames as well as the warm-up frames: allocator
+# caches fill per processed batch, not per published frame.
+WARMUP_ANSWERS = 50
+RSS_SAMPLE_SECONDS = 10.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -141,15 +145,15 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
              args.startup_timeout, "the node to start", node_process)
         # bytes, not arrays: rclpy copies a numpy array element by element.
         payloads = [rgb8_fields(image) | {"data": image.tobytes()} for image in frames(30, args.height, args.width)]
-        rss_after_warmup, rss_samples = None, []
+        rss_after_warmup, baseline_frame, rss_samples = None, None, []
         start = time.monotonic()
         stamps = []
         for index in range(args.frames):
             time.sleep(max(0.0, start + index / args.rate - time.monotonic()))
             stamps.append(driver.publish(payloads[index % len(payloads)]))
-            if index == args.warmup:
-                rss_after_warmup = rss_bytes(node_process.pid)
-            if index % max(1, int(args.rate)) == 0:
+            if baseline_frame is None and index >= args.warmup and len(driver.answers) >= WARMUP_ANSWERS:
+                rss_after_warmup, baseline_frame = rss_bytes(node_process.pid), index
+            if index % max(1, round(args.rate * RSS_SAMPLE_SECONDS)) == 0:
                 rss_samples.append(rss_bytes(node_process.pid))
         publish_seconds = time.monotonic() - start
 
@@ -196,7 +200,9 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
             "after_warmup": round(rss_after_warmup / 2**20, 1) if rss_after_warmup else None,
             "max": round(max(rss_samples + [rss_end]) / 2**20, 1),
             "end": round(rss_end / 2**20, 1),
+            f"every_{RSS_SAMPLE_SECONDS:.0f}s": [round(sample / 2**20, 1) for sample in rss_samples],
         },
+        "memory_baseline_frame": baseline_frame,  # None: fewer than WARMUP_ANSWERS frames were answered
         "rss_growth": round(rss_end / rss_after_warmup - 1.0, 4) if rss_after_warmup else None,
         "node_exit_code": exit_code,
         "leftover_shm_files": sorted(shm_files() - shm_before),

@@ -52,9 +52,10 @@ class DetectorNode(Node):
         for spec in parameters.SPECS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
         values = {spec.name: self.get_parameter(spec.name).value for spec in parameters.SPECS}
-        problem = parameters.check_value("cameras", values["cameras"]) or parameters.check_value("dtype", values["dtype"])
-        if problem:
-            raise ValueError(problem)
+        for name, value in values.items():
+            problem = parameters.check_value(name, value)
+            if problem:
+                raise ValueError(problem)
         detector = GroundingDinoDetector.from_pretrained(
             values["model"] or None,
             config=parameters.detector_config(values),
@@ -100,7 +101,7 @@ class DetectorNode(Node):
             f"tracking {'on' if values['tracking.enabled'] else 'off'}"
         )
 
-    # Executor side -------------------------------------------------------------------------------
+    # On the executor's thread: callbacks only validate and record.
     def _on_prompt_msg(self, msg: String) -> None:
         result = self.set_parameters([Parameter("prompt", value=msg.data)])[0]
         if not result.successful:
@@ -132,7 +133,7 @@ class DetectorNode(Node):
         self.get_logger().info(summary_line(figures))
         self._diagnostics.publish(figures)
 
-    # Inference thread ----------------------------------------------------------------------------
+    # On the inference thread.
     def _run_worker(self) -> None:
         while not self._slots.closed:
             frames = self._slots.take_all()

@@ -24,7 +24,9 @@ def test_bench_node_reports_latency_drops_backlog_overhead_and_memory():
     assert result["largest_backlog"] == 1  # one camera: never more than one frame waits
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p95"] <= result["latency_ms"]["max"]
     assert result["model_ms"]["p50"] > 0 and math.isfinite(result["overhead"]) and result["overhead"] >= 0
-    assert result["rss_mb"]["after_warmup"] > 100 and result["rss_growth"] is not None
+    assert result["rss_mb"]["end"] > 100 and result["rss_mb"]["every_10s"]
+    # The memory baseline needs 50 answered frames; a slow machine may not get there in 75 frames.
+    assert (result["rss_growth"] is None) == (result["memory_baseline_frame"] is None)
     assert result["node_exit_code"] == 0 and result["leftover_shm_files"] == []
 
 

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
           f"({result['image']}); node dropped {result['dropped']}, largest backlog {result['largest_backlog']}")
     print(f"end-to-end latency p50 {latency.get('p50')} ms, p95 {latency.get('p95')} ms "
           f"(goal {result['latency_goal_ms']} ms); model p50 {result['model_ms']['p50']} ms")
-    print(f"overhead {result['overhead']:.1%} of model time; resident memory {result['rss_mb']}, "
-          f"growth after warm-up {result['rss_growth']:.2%}")
+    growth = "n/a (too few answered frames)" if result["rss_growth"] is None else f"{result['rss_growth']:.2%}"
+    print(f"overhead {result['overhead']:.1%} of model time; resident memory {result['rss_mb']['end']} MB, "
+          f"growth after warm-up {growth}")
     return 0
