@@ -89,3 +89,14 @@ def test_camera_topics_map_to_distinct_detection_topics():
     assert "both publish on /a/detections" in check_value("cameras", ["/a/image_raw", "/a/image_rect"])
     assert "absolute" in check_value("cameras", ["camera/image_raw"])
     assert "at least one" in check_value("cameras", [])
+
+
+@pytest.mark.parametrize("name", ["detector.launch.py", "camera_detector.launch.py"])
+def test_launch_files_parse_and_delegate_to_the_tested_functions(name):
+    import ast
+
+    tree = ast.parse((ROOT / "launch" / name).read_text())
+    imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert ("nodes.launch_arguments", "detector_parameters" if name == "detector.launch.py" else "camera_node") in imported
+    assert any(isinstance(node, ast.FunctionDef) and node.name == "generate_launch_description" for node in tree.body)
