@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from perception.cli.errors import CliError
 
@@ -34,15 +35,14 @@ def build_detector(args: argparse.Namespace):
     from perception.preprocess import PreprocessConfig
     from perception.weights import WeightsError
 
+    def given(options: dict) -> dict:
+        return {name: value for name, value in options.items() if value is not None}
+
     try:
-        preprocess, postprocess = PreprocessConfig(), PostprocessConfig()
-        preprocess = PreprocessConfig(
-            shortest_edge=args.shortest_edge or preprocess.shortest_edge,
-            longest_edge=args.longest_edge or preprocess.longest_edge,
-        )
+        sizes = {"shortest_edge": args.shortest_edge, "longest_edge": args.longest_edge}
         thresholds = {"box_threshold": args.box_threshold, "text_threshold": args.text_threshold}
-        postprocess = PostprocessConfig(**{**postprocess.__dict__,
-                                           **{key: value for key, value in thresholds.items() if value is not None}})
+        preprocess = dataclasses.replace(PreprocessConfig(), **given(sizes))
+        postprocess = dataclasses.replace(PostprocessConfig(), **given(thresholds))
         config = DetectorConfig(preprocess=preprocess, postprocess=postprocess, batch_size=args.batch_size)
         return GroundingDinoDetector.from_pretrained(args.weights, args.preset, device=args.device, dtype=args.dtype,
                                                      config=config)
