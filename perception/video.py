@@ -60,7 +60,10 @@ class VideoJobConfig:
     start_time: float = 0.0  # seconds into the input
     end_time: float | None = None  # seconds into the input, exclusive; None reads to the end
     output_size: tuple[int, int] | None = None  # (width, height), even; None keeps the input size
-    queue_batches: int = 2  # batches each queue holds: enough to hide jitter, bounded memory
+    # Batches (of batch_size * frame_stride frames) each of the two queues holds. One lets decoding and
+    # encoding overlap the model; two also absorb jitter. Decoded frames in memory: up to
+    # (1 + 2 * queue_batches) batches, e.g. 5 * 4 VGA frames = 18 MB, but 5 * 4 * 15 4K frames = 7.5 GB.
+    queue_batches: int = 2
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
     def __post_init__(self) -> None:
