@@ -1,6 +1,7 @@
 """`gdino video` end to end: the real recorded clip, interruption of a running process, damaged and
-unreadable inputs. Runs the installed console command with the tiny random-weight model at a small
-input size (plumbing only; detections are meaningless)."""
+unreadable inputs. Runs the installed console command in a subprocess where a process must be run or
+signalled, gdino's main() in-process otherwise, with the tiny random-weight model at a small input
+size (plumbing only; detections are meaningless)."""
 from __future__ import annotations
 
 import signal
@@ -78,15 +79,15 @@ def test_killed_run_leaves_a_playable_video_and_valid_records(tmp_path):
     assert times == pytest.approx([record["time"] for record in records[: len(times)]], abs=1e-3)
 
 
-def test_truncated_input_exit_code_and_report(tmp_path):
+def test_truncated_input_exit_code_and_report(tmp_path, caplog):
     clip = tmp_path / "clip.mkv"
     synthetic_clip(clip, 30, container_format="matroska")
     truncated = tmp_path / "truncated.mkv"
     truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size * 2 // 3])
     decodable = len(decoded_times(truncated))
-    result = gdino_video(str(truncated), "--prompt", "red heart .", "--output", str(tmp_path / "out.mp4"))
-    assert result.returncode == 3, result.stderr
-    assert f"{30 - decodable} of 30 frames announced by the header missing" in result.stderr
+    assert main(["video", str(truncated), "--prompt", "red heart .", "--output", str(tmp_path / "out.mp4"),
+                 *TINY_MODEL]) == 3
+    assert f"{30 - decodable} of 30 frames announced by the header missing" in caplog.text
     assert len(read_jsonl(tmp_path / "out.jsonl")) == len(decoded_times(tmp_path / "out.mp4")) == decodable
 
 
