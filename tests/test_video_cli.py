@@ -19,21 +19,16 @@ GDINO = str(Path(sys.executable).parent / "gdino")
 TINY_MODEL = ["--weights", "random:tiny", "--shortest-edge", "64", "--longest-edge", "96", "--quiet"]
 
 
-def gdino_video(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([GDINO, "video", *args, *TINY_MODEL], capture_output=True, text=True, timeout=timeout)
-
-
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("gdino video: error:")]
 
 
-def test_real_recording_every_frame_accounted_for(tmp_path):
+def test_real_recording_every_frame_accounted_for(tmp_path, capsys):
     video, jsonl, mot = tmp_path / "vtest.mp4", tmp_path / "vtest.jsonl", tmp_path / "vtest.mot"
     # Stride 15 (the tracker's hit counter) keeps the model to 53 of the 795 frames; all 795 are written.
-    result = gdino_video(str(vtest_path()), "--prompt", "a person .", "--stride", "15", "--output-size", "384x288",
-                         "--output", str(video), "--jsonl", str(jsonl), "--mot", str(mot))
-    assert result.returncode == 0, result.stderr
-    assert f"{VTEST_FRAMES} frames (53 detected)" in result.stdout
+    assert main(["video", str(vtest_path()), "--prompt", "a person .", "--stride", "15", "--output-size", "384x288",
+                 "--output", str(video), "--jsonl", str(jsonl), "--mot", str(mot), *TINY_MODEL]) == 0
+    assert f"{VTEST_FRAMES} frames (53 detected)" in capsys.readouterr().out
     records = read_jsonl(jsonl)
     assert [record["frame"] for record in records] == list(range(VTEST_FRAMES))
     assert [record["time"] for record in records] == pytest.approx([index / 10 for index in range(VTEST_FRAMES)])
