@@ -78,6 +78,18 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def rss_growth(baseline: int | None, baseline_frame: int | None, samples: list[tuple[int, int]], end: int) -> float | None:
+    """Resident memory growth after warm-up, a fraction. A single reading moves by a percent or two
+    with the tensors of the batch in flight, so with enough samples the medians of the first and
+    the last three readings after the baseline are compared instead."""
+    if baseline is None:
+        return None
+    after = [rss for index, rss in samples if index >= baseline_frame] + [end]
+    if len(after) >= 6:
+        return round(float(np.median(after[-3:]) / np.median(after[:3]) - 1.0), 4)
+    return round(end / baseline - 1.0, 4)
+
+
 def percentiles_ms(seconds: list[float]) -> dict[str, float]:
     if not seconds:
         return {}
@@ -154,7 +166,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
             if baseline_frame is None and index >= args.warmup and len(driver.answers) >= WARMUP_ANSWERS:
                 rss_after_warmup, baseline_frame = rss_bytes(node_process.pid), index
             if index % max(1, round(args.rate * RSS_SAMPLE_SECONDS)) == 0:
-                rss_samples.append(rss_bytes(node_process.pid))
+                rss_samples.append((index, rss_bytes(node_process.pid)))
         publish_seconds = time.monotonic() - start
 
         def drained() -> bool:
@@ -198,12 +210,12 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
         "overhead_within_goal": float(health.get("overhead", "nan")) <= 0.05,
         "rss_mb": {
             "after_warmup": round(rss_after_warmup / 2**20, 1) if rss_after_warmup else None,
-            "max": round(max(rss_samples + [rss_end]) / 2**20, 1),
+            "max": round(max([rss for _, rss in rss_samples] + [rss_end]) / 2**20, 1),
             "end": round(rss_end / 2**20, 1),
-            f"every_{RSS_SAMPLE_SECONDS:.0f}s": [round(sample / 2**20, 1) for sample in rss_samples],
+            f"every_{RSS_SAMPLE_SECONDS:.0f}s": [round(rss / 2**20, 1) for _, rss in rss_samples],
         },
         "memory_baseline_frame": baseline_frame,  # None: fewer than WARMUP_ANSWERS frames were answered
-        "rss_growth": round(rss_end / rss_after_warmup - 1.0, 4) if rss_after_warmup else None,
+        "rss_growth": rss_growth(rss_after_warmup, baseline_frame, rss_samples, rss_end),
         "node_exit_code": exit_code,
         "leftover_shm_files": sorted(shm_files() - shm_before),
     }

@@ -34,3 +34,12 @@ def test_bench_node_rejects_a_bad_size():
     completed = subprocess.run([sys.executable, "-m", "perception.cli.main", "bench", "node", "--size", "big"],
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2 and "--size must look like 640x480" in completed.stderr
+
+
+def test_memory_growth_compares_medians_of_readings_after_the_baseline():
+    from nodes.bench_driver import rss_growth
+
+    readings = [(0, 500), (10, 1000), (20, 1030), (30, 990), (40, 1100), (50, 1090), (60, 1110)]
+    assert rss_growth(1000, 10, readings, 1100) == pytest.approx(0.1, abs=1e-3)  # 1000 -> 1100
+    assert rss_growth(1000, 10, readings[:3], 1040) == pytest.approx(0.04)  # too few: the two readings
+    assert rss_growth(None, None, readings, 1100) is None
