@@ -1,13 +1,17 @@
 // CPU kernels of multi-scale deformable attention, built on the shared per-sample math.
 //
-// Forward: at::parallel_for over (batch, query, head); each item accumulates its head_dim output
+// Forward: parallel over items (batch, query, head); each item accumulates its head_dim output
 // channels in acc_t (float for float/half/bfloat16, double for double), corner by corner over
 // contiguous channels so the compiler vectorizes the inner loop.
-// Backward: at::parallel_for over (batch, head); each item owns value[b, :, head, :], so the
-// value-gradient scatter needs no atomics and the result is deterministic.
+// Backward: parallel over (batch, head); each owns value[b, :, head, :], so the value-gradient
+// scatter needs no atomics and the result is deterministic.
+// Both hand out work in small chunks (parallel_chunks) rather than one fixed share per thread, so
+// a thread that the OS preempts (a robot runs many processes) does not hold up the whole call.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "ms_deform_attn.h"
@@ -22,8 +26,23 @@ namespace {
 #define GDINO_CPU_CLONES
 #endif
 
-// Work items per parallel_for chunk: one item is num_levels * num_points samples of head_dim channels.
-constexpr int64_t kForwardGrain = 64;
+// Forward items per chunk: one item is num_levels * num_points samples of head_dim channels, so a
+// chunk is about 0.1 ms of work at encoder shapes.
+constexpr int64_t kForwardChunk = 256;
+
+// Runs body(begin, end) over [0, num_items) in chunks of chunk_size, on at::parallel_for's threads,
+// each thread taking the next chunk when it finishes one. Which thread computes an item never
+// changes the item's result.
+template <typename Body>
+void parallel_chunks(int64_t num_items, int64_t chunk_size, const Body& body) {
+  std::atomic<int64_t> next_chunk{0};
+  const int64_t num_chunks = (num_items + chunk_size - 1) / chunk_size;
+  at::parallel_for(0, std::min<int64_t>(num_chunks, at::get_num_threads()), 1, [&](int64_t, int64_t) {
+    for (int64_t chunk = next_chunk++; chunk < num_chunks; chunk = next_chunk++) {
+      body(chunk * chunk_size, std::min(num_items, (chunk + 1) * chunk_size));
+    }
+  });
+}
 
 struct PlainAdd {
   template <typename acc_t>
@@ -100,7 +119,7 @@ void backward_kernel(const AttentionSizes& sizes, const scalar_t* value, const i
   const int64_t head_dim = sizes.head_dim;
   const int64_t position_stride = sizes.num_heads * head_dim;
   const int64_t samples_per_item = sizes.num_levels * sizes.num_points;
-  at::parallel_for(0, sizes.batch * sizes.num_heads, 1, [&](int64_t begin, int64_t end) {
+  parallel_chunks(sizes.batch * sizes.num_heads, 1, [&](int64_t begin, int64_t end) {
     for (int64_t owner = begin; owner < end; ++owner) {  // owner = b * num_heads + head
       const int64_t head = owner % sizes.num_heads;
       const int64_t b = owner / sizes.num_heads;
@@ -150,8 +169,8 @@ at::Tensor forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes
                                      sampling_locations.const_data_ptr<scalar_t>(),
                                      attention_weights.const_data_ptr<scalar_t>(),
                                      output.mutable_data_ptr<scalar_t>()};
-    at::parallel_for(0, sizes.batch * sizes.num_queries * sizes.num_heads, kForwardGrain,
-                     [&](int64_t begin, int64_t end) { forward_items(args, begin, end); });
+    parallel_chunks(sizes.batch * sizes.num_queries * sizes.num_heads, kForwardChunk,
+                    [&](int64_t begin, int64_t end) { forward_items(args, begin, end); });
   });
   return output;
 }
