@@ -8,6 +8,8 @@ parameters.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,11 +65,12 @@ SPECS = (
                   "empty: the bundled model."),
     ParameterSpec("device", "cpu", "Torch device for inference, e.g. cpu, cuda, cuda:1."),
     ParameterSpec("dtype", "float32", "Inference precision.", choices=tuple(DTYPES)),
-    ParameterSpec("shortest_edge", _PREPROCESS_DEFAULTS.shortest_edge,
-                  "Images are resized so their short side has this many pixels (unless longest_edge caps it).",
-                  value_range=(32, 8192)),
-    ParameterSpec("longest_edge", _PREPROCESS_DEFAULTS.longest_edge, "Cap on the resized long side, pixels.",
-                  value_range=(32, 8192)),
+    ParameterSpec("shortest_edge", 0,
+                  "Images are resized so their short side has this many pixels (unless longest_edge caps it); "
+                  f"0: the checkpoint's own size, else {_PREPROCESS_DEFAULTS.shortest_edge}.",
+                  value_range=(0, 8192)),
+    ParameterSpec("longest_edge", 0, "Cap on the resized long side, pixels; 0: the checkpoint's own, "
+                  f"else {_PREPROCESS_DEFAULTS.longest_edge}.", value_range=(0, 8192)),
     ParameterSpec("nms_iou", 0.0, "Per-phrase non-maximum suppression IoU threshold; 0 keeps every box.",
                   value_range=(0.0, 1.0)),
     ParameterSpec("max_detections", _POSTPROCESS_DEFAULTS.max_detections, "Most boxes reported per image.",
@@ -123,8 +126,9 @@ def _check_cameras(topics: list[str]) -> str | None:
 
 def detector_config(values: dict[str, Any]) -> DetectorConfig:
     """The detector parameters -> DetectorConfig (its own checks raise ValueError with the range)."""
+    sizes = {name: values[name] for name in ("shortest_edge", "longest_edge") if values[name]}
     return DetectorConfig(
-        preprocess=PreprocessConfig(shortest_edge=values["shortest_edge"], longest_edge=values["longest_edge"]),
+        preprocess=dataclasses.replace(_PREPROCESS_DEFAULTS, **sizes) if sizes else None,
         postprocess=PostprocessConfig(
             box_threshold=values["box_threshold"],
             text_threshold=values["text_threshold"],

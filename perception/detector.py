@@ -32,7 +32,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 @dataclass
 class DetectorConfig:
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    # None: what the checkpoint asks for (its preprocessor_config.json), else the reference's 800/1333.
+    preprocess: PreprocessConfig | None = None
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     batch_size: int = 4  # images per forward pass; more uses more memory
     prompt_cache_size: int = 8  # recently used prompts whose text features are kept
@@ -83,10 +84,13 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 class GroundingDinoDetector:
     def __init__(self, model: GroundingDino, tokenizer: PromptTokenizer, config: DetectorConfig | None = None,
-                 device: str | torch.device = "cpu", dtype: str = "float32", description: str = "") -> None:
+                 device: str | torch.device = "cpu", dtype: str = "float32", description: str = "",
+                 preferred_preprocess: PreprocessConfig | None = None) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.config = config or DetectorConfig()
+        if self.config.preprocess is None:
+            self.config.preprocess = preferred_preprocess or PreprocessConfig()
         self.device = _resolve_device(device)
         self.dtype = DTYPES[dtype]
         self.model = model.to(self.device, self.dtype).eval()
@@ -110,7 +114,8 @@ class GroundingDinoDetector:
         loaded = load_weights(weights, preset)
         tokenizer = PromptTokenizer.from_vocab_file(loaded.vocab_file, loaded.model.config.max_text_len)
         logger.info("weights: %s", loaded.description)
-        return cls(loaded.model, tokenizer, description=loaded.description, **kwargs)
+        return cls(loaded.model, tokenizer, description=loaded.description, preferred_preprocess=loaded.preprocess,
+                   **kwargs)
 
     @property
     def phrases(self) -> list[str]:

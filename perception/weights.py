@@ -16,6 +16,7 @@ from perception.model.checkpoint import load_hf_state_dict
 from perception.model.config import GroundingDinoConfig, tiny_model_config
 from perception.model.grounding_dino import GroundingDino
 from perception.model.hf_config import config_from_hf
+from perception.preprocess import PreprocessConfig
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,23 @@ class LoadedWeights:
     model: GroundingDino
     vocab_file: Path | None  # None: the offline bert-base-uncased vocabulary
     description: str  # e.g. "Hugging Face checkpoint /models/grounding-dino-tiny"
+    preprocess: PreprocessConfig | None = None  # the input size/normalization the checkpoint asks for
+
+
+def read_preprocessor_config(directory: Path) -> PreprocessConfig | None:
+    """Input size and normalization from a checkpoint's preprocessor_config.json (transformers' format)."""
+    path = directory / "preprocessor_config.json"
+    if not path.is_file():
+        return None
+    values = json.loads(path.read_text())
+    size = values.get("size") or {}
+    default = PreprocessConfig()
+    return PreprocessConfig(
+        shortest_edge=size.get("shortest_edge", default.shortest_edge),
+        longest_edge=size.get("longest_edge", default.longest_edge),
+        mean=tuple(values.get("image_mean", default.mean)),
+        std=tuple(values.get("image_std", default.std)),
+    )
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -56,7 +74,8 @@ def load_hf_directory(directory: Path) -> LoadedWeights:
     model = GroundingDino(config)
     load_hf_state_dict(model, _read_state_dict(weight_file))
     vocab = directory / "vocab.txt"
-    return LoadedWeights(model, vocab if vocab.is_file() else None, f"Hugging Face checkpoint {directory}")
+    return LoadedWeights(model, vocab if vocab.is_file() else None, f"Hugging Face checkpoint {directory}",
+                         read_preprocessor_config(directory))
 
 
 def load_original_file(path: Path, preset: str | None) -> LoadedWeights:

@@ -15,6 +15,7 @@ from perception.cli.errors import CliError
 SUBCOMMAND_MODULES = (
     "perception.cli.detect",
     "perception.cli.bench",
+    "perception.cli.eval",
     "perception.cli.video",
     "perception.cli.bag",
 )

@@ -23,9 +23,10 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: 
     group.add_argument("--batch-size", type=int, default=default_batch_size,
                        help=f"frames per model call (default {default_batch_size})")
     group.add_argument("--shortest-edge", type=int, default=None,
-                       help="resize frames so their short side is this many pixels before the model (default 800)")
+                       help="resize frames so their short side is this many pixels before the model "
+                            "(default: what the checkpoint asks for, else 800)")
     group.add_argument("--longest-edge", type=int, default=None,
-                       help="cap on the long side after resizing (default 1333)")
+                       help="cap on the long side after resizing (default: the checkpoint's, else 1333)")
 
 
 def build_detector(args: argparse.Namespace):
@@ -41,7 +42,8 @@ def build_detector(args: argparse.Namespace):
     try:
         sizes = {"shortest_edge": args.shortest_edge, "longest_edge": args.longest_edge}
         thresholds = {"box_threshold": args.box_threshold, "text_threshold": args.text_threshold}
-        preprocess = dataclasses.replace(PreprocessConfig(), **given(sizes))
+        # Without size options the checkpoint's own input size applies (the reference's 800/1333 by default).
+        preprocess = dataclasses.replace(PreprocessConfig(), **given(sizes)) if given(sizes) else None
         postprocess = dataclasses.replace(PostprocessConfig(), **given(thresholds))
         config = DetectorConfig(preprocess=preprocess, postprocess=postprocess, batch_size=args.batch_size)
         return GroundingDinoDetector.from_pretrained(args.weights, args.preset, device=args.device, dtype=args.dtype,

@@ -27,12 +27,12 @@ def bundled_model_config() -> GroundingDinoConfig:
             max_text_len=256,
         ),
         hidden_dim=128,
-        num_queries=100,  # scenes hold at most a handful of objects
+        num_queries=50,  # generated scenes hold at most 6 objects
         encoder_layers=2,
-        encoder_ffn_dim=512,
+        encoder_ffn_dim=256,
         encoder_heads=8,
         decoder_layers=3,
-        decoder_ffn_dim=512,
+        decoder_ffn_dim=256,
         decoder_heads=8,
         contrastive_bias=True,  # MM-Grounding-DINO's prior keeps early focal losses stable
         dropout=0.0,  # a short schedule on unlimited generated data does not need dropout
@@ -57,3 +57,7 @@ def initialize_text_embeddings(model: GroundingDino) -> None:
     embeddings.word_embeddings.weight.copy_(pca_embeddings(state["embeddings.word_embeddings.weight"], width) * 0.05)
     embeddings.position_embeddings.weight.copy_(
         pca_embeddings(state["embeddings.position_embeddings.weight"], width) * 0.05)
+
+
+IMAGE_SIZE = 256  # generated scenes are square; objects stay >= 38 px
+TRAIN_FIRST_SEED = 1_000_000  # evaluation scenes use seeds below this

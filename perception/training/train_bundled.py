@@ -1,0 +1,72 @@
+"""Train the bundled model from a fixed seed on generated scenes and export it in the Hugging Face
+layout: ``python -m perception.training.train_bundled --output runs/bundled``.
+
+Resumes from ``<output>/last.pt`` when run again; ``--export DIR`` writes the final checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from perception.model.grounding_dino import GroundingDino
+from perception.model.hf_export import save_hf_checkpoint
+from perception.model.tokenizer import PromptTokenizer, default_vocab_file
+from perception.preprocess import PreprocessConfig
+from perception.training.batches import batch_stream, padded_targets
+from perception.training.bundled import (IMAGE_SIZE, TRAIN_FIRST_SEED, bundled_model_config,
+                                         initialize_text_embeddings)
+from perception.training.dataset import SyntheticGroundingDataset
+from perception.training.losses import GroundingLoss
+from perception.training.prompts import PromptConfig
+from perception.training.sprites import COLOUR_HUES, KINDS
+from perception.training.trainer import Trainer, TrainConfig
+
+logger = logging.getLogger(__name__)
+VOCABULARY = sorted(f"{colour} {kind}" for colour in COLOUR_HUES for kind in KINDS)
+
+
+def build_trainer(output: Path, iterations: int, batch_size: int, seed: int) -> Trainer:
+    torch.manual_seed(seed)
+    model = GroundingDino(bundled_model_config())
+    initialize_text_embeddings(model)
+    tokenizer = PromptTokenizer.from_vocab_file(None, model.config.max_text_len)
+    dataset = SyntheticGroundingDataset(TRAIN_FIRST_SEED, 50_000_000, (IMAGE_SIZE, IMAGE_SIZE))
+    batches = batch_stream(dataset, batch_size, VOCABULARY, tokenizer, seed, PromptConfig(max_negatives=6),
+                           PreprocessConfig(shortest_edge=IMAGE_SIZE, longest_edge=IMAGE_SIZE))
+    loss = GroundingLoss()
+
+    def criterion(outputs, targets):
+        return loss(outputs, padded_targets(targets, outputs.logits.shape[-1]))
+
+    # The Swin starts from random weights and trains at the full rate; only the PCA-initialized text
+    # encoder, which needs to keep its pretrained geometry, moves slower.
+    config = TrainConfig(iterations=iterations, learning_rate=3e-4, backbone_learning_rate=1.5e-4,
+                         backbone_prefixes=("text_encoder.bert.",), warmup_iterations=100, checkpoint_every=100,
+                         log_every=20)
+    return Trainer(model, batches, criterion, config, output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--output", type=Path, required=True, help="folder for checkpoints (resumes from it)")
+    parser.add_argument("--iterations", type=int, default=2500)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", type=Path, default=None, help="write the trained model here (HF layout)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    trainer = build_trainer(args.output, args.iterations, args.batch_size, args.seed)
+    trainer.train()
+    if args.export:
+        save_hf_checkpoint(trainer.model, args.export, vocab_file=default_vocab_file(), dtype=torch.float16)
+        (args.export / "preprocessor_config.json").write_text(
+            '{"size": {"shortest_edge": %d, "longest_edge": %d}}\n' % (IMAGE_SIZE, IMAGE_SIZE))
+        logger.info("exported to %s", args.export)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
