@@ -20,6 +20,7 @@ import sys
 from glob import glob
 
 from setuptools import find_packages, setup
+from setuptools.errors import BaseError, CCompilerError
 
 PACKAGE_NAME = "grounding_dino_ros"
 
@@ -108,6 +109,7 @@ def native_op_build() -> tuple[list, dict]:
             depends=headers,
             extra_compile_args={"cxx": cxx_flags},
             extra_link_args=openmp,
+            optional=mode == "auto",
         )
     else:
         report(
@@ -120,6 +122,7 @@ def native_op_build() -> tuple[list, dict]:
             depends=headers,
             extra_compile_args={"cxx": [*cxx_flags, "-DGDINO_WITH_CUDA"], "nvcc": ["-O3", "-DGDINO_WITH_CUDA"]},
             extra_link_args=openmp,
+            optional=mode == "auto",
         )
     kernels = "CPU kernels" if cuda_missing else "CPU and CUDA kernels"
     return [extension], {"build_ext": build_command(BuildExtension, mode, kernels)}
@@ -139,8 +142,10 @@ def build_command(base: type, mode: str, kernels: str) -> type:
         def build_extension(self, ext) -> None:
             try:
                 super().build_extension(ext)
-            except (RuntimeError, OSError, subprocess.CalledProcessError) as error:
-                # torch raises RuntimeError when ninja fails, OSError/CalledProcessError for a broken compiler.
+            except (RuntimeError, OSError, subprocess.CalledProcessError, CCompilerError, BaseError) as error:
+                # torch raises RuntimeError when ninja fails, the others come from setuptools' own
+                # compiler driver (no ninja) or a broken compiler. The extension is `optional` in auto
+                # mode, so setuptools then skips copying it into the source tree.
                 if mode != "auto":
                     raise
                 report(
@@ -149,6 +154,15 @@ def build_command(base: type, mode: str, kernels: str) -> type:
                 )
             else:
                 report(f"built {ext.name} with the {kernels}")
+
+        def copy_extensions_to_source(self) -> None:
+            """In-place builds: unlink the old module first, so the copy is a new file (processes that
+            loaded the old one keep running) and a failed build leaves no stale module behind."""
+            for ext in self.extensions:
+                in_place = self.get_ext_filename(self.get_ext_fullname(ext.name))
+                if os.path.exists(in_place):
+                    os.remove(in_place)
+            super().copy_extensions_to_source()
 
     return BuildNativeOps
 

@@ -48,3 +48,12 @@ def test_a_required_build_without_a_compiler_fails(tmp_path: Path) -> None:
     result = run_build_ext(tmp_path, CXX=str(tmp_path / "no-such-compiler"), GDINO_OPS_BUILD="cpu")
     assert result.returncode != 0
     assert "GDINO_OPS_BUILD=cpu but the native op cannot be built: no C++ compiler" in result.stderr
+
+
+def test_a_failed_compile_is_reported_and_the_install_goes_on(tmp_path: Path) -> None:
+    # An unknown compiler flag makes every C++ compile fail; no CUDA toolkit keeps the attempt short.
+    result = run_build_ext(tmp_path, CFLAGS="-fno-such-flag", CUDA_HOME=str(tmp_path), GDINO_OPS_BUILD="auto")
+    assert result.returncode == 0, result.stderr
+    assert "native op: building the CPU kernels only (no CUDA toolkit" in result.stderr
+    assert "native op: build FAILED" in result.stderr and "python setup.py build_ext --inplace" in result.stderr
+    assert not list(tmp_path.rglob("_C*.so"))
