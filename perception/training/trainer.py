@@ -119,6 +119,7 @@ class Trainer:
         partial = self.checkpoint_path.with_suffix(".partial")
         torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(), "iteration": self.iteration,
+                    "torch_rng": torch.get_rng_state(),  # dropout and drop-path continue where they were
                     "config": asdict(self.config)}, partial)
         os.replace(partial, self.checkpoint_path)  # a crash mid-save never leaves a broken checkpoint
 
@@ -130,6 +131,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.iteration = state["iteration"]
+        torch.set_rng_state(state["torch_rng"])
         logger.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
         return True
 

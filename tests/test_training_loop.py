@@ -1,0 +1,69 @@
+"""The training loop: a tiny model overfits a few generated scenes, and a resumed run continues exactly."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from perception.model.config import tiny_model_config
+from perception.model.grounding_dino import GroundingDino
+from perception.model.tokenizer import PromptTokenizer
+from perception.preprocess import PreprocessConfig
+from perception.training.batches import batch_stream, padded_targets
+from perception.training.dataset import SyntheticGroundingDataset
+from perception.training.losses import GroundingLoss
+from perception.training.prompts import PromptConfig
+from perception.training.train_bundled import VOCABULARY
+from perception.training.trainer import Trainer, TrainConfig
+
+SIZE = 128
+
+
+def make_trainer(output, iterations: int, images: int = 2, learning_rate: float = 1e-3) -> Trainer:
+    torch.manual_seed(0)
+    config = dataclasses.replace(tiny_model_config(), contrastive_bias=True, num_queries=20)
+    model = GroundingDino(config)
+    tokenizer = PromptTokenizer.from_vocab_file(None, 256)
+    dataset = SyntheticGroundingDataset(5_000, images, (SIZE, SIZE))
+    batches = batch_stream(dataset, 2, VOCABULARY, tokenizer, 0, PromptConfig(max_negatives=2),
+                           PreprocessConfig(shortest_edge=SIZE, longest_edge=SIZE))
+    loss = GroundingLoss()
+
+    def criterion(outputs, targets):
+        return loss(outputs, padded_targets(targets, outputs.logits.shape[-1]))
+
+    config = TrainConfig(iterations=iterations, learning_rate=learning_rate, backbone_learning_rate=learning_rate,
+                         warmup_iterations=5, checkpoint_every=3, log_every=10)
+    return Trainer(model, batches, criterion, config, output)
+
+
+def test_a_tiny_model_overfits_two_scenes(tmp_path):
+    trainer = make_trainer(tmp_path, iterations=60)
+    first = trainer.step(next(trainer.batches(0)))["loss"]
+    trainer.iteration = 0
+    last = trainer.train()["loss"]
+    assert last < 0.6 * first, (first, last)
+
+
+def test_resumed_training_continues_exactly(tmp_path):
+    straight = make_trainer(tmp_path / "straight", iterations=6)
+    straight.train()
+    interrupted = make_trainer(tmp_path / "resumed", iterations=6)
+    stream = interrupted.batches
+    interrupted.batches = lambda start: itertools.islice(stream(start), 3 - start)  # the run dies after 3 steps
+    interrupted.train()
+    assert interrupted.iteration == 3 and interrupted.checkpoint_path.is_file()
+    resumed = make_trainer(tmp_path / "resumed", iterations=6)
+    resumed.train()
+    assert resumed.iteration == 6
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_a_non_finite_loss_stops_training(tmp_path):
+    trainer = make_trainer(tmp_path, iterations=2)
+    trainer.criterion = lambda outputs, targets: {"loss": outputs.logits.sum() * float("nan")}
+    with pytest.raises(FloatingPointError, match="iteration 0"):
+        trainer.step(next(trainer.batches(0)))
