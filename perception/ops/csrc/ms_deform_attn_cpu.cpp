@@ -1,8 +1,8 @@
 // CPU kernels of multi-scale deformable attention, built on the shared per-sample math.
 //
 // Forward: parallel over items (batch, query, head); each item accumulates its head_dim output
-// channels in acc_t (float for float/half/bfloat16, double for double), corner by corner over
-// contiguous channels so the compiler vectorizes the inner loop.
+// channels in acc_t (float for float/half/bfloat16, double for double), over contiguous channels so
+// the compiler vectorizes the inner loop.
 // Backward: parallel over (batch, head); each owns value[b, :, head, :], so the value-gradient
 // scatter needs no atomics and the result is deterministic.
 // Both hand out work in small chunks (parallel_chunks) rather than one fixed share per thread, so
@@ -51,6 +51,43 @@ struct PlainAdd {
   }
 };
 
+// Adds one sample to the head_dim accumulators: per channel, the same corner-by-corner sums as
+// accumulate_channel (the GPU's per-channel forward), run over contiguous channels. When all four
+// corners are inside (most samples), one pass adds the four terms in corner order, reading and
+// writing each accumulator once instead of four times; the result is the same to the bit.
+template <typename scalar_t, typename acc_t>
+inline void accumulate_sample(acc_t* __restrict__ accumulator, int64_t head_dim, const BilinearSample<acc_t>& sample,
+                              acc_t attention, const scalar_t* level_value, int64_t position_stride) {
+  if (sample.offset[0] >= 0 && sample.offset[1] >= 0 && sample.offset[2] >= 0 && sample.offset[3] >= 0) {
+    const acc_t coefficient[4] = {
+        corner_coefficient(sample, 0, attention), corner_coefficient(sample, 1, attention),
+        corner_coefficient(sample, 2, attention), corner_coefficient(sample, 3, attention)};
+    const scalar_t* __restrict__ value0 = level_value + sample.offset[0] * position_stride;
+    const scalar_t* __restrict__ value1 = level_value + sample.offset[1] * position_stride;
+    const scalar_t* __restrict__ value2 = level_value + sample.offset[2] * position_stride;
+    const scalar_t* __restrict__ value3 = level_value + sample.offset[3] * position_stride;
+    for (int64_t channel = 0; channel < head_dim; ++channel) {
+      acc_t sum = accumulator[channel];
+      sum += coefficient[0] * static_cast<acc_t>(value0[channel]);
+      sum += coefficient[1] * static_cast<acc_t>(value1[channel]);
+      sum += coefficient[2] * static_cast<acc_t>(value2[channel]);
+      sum += coefficient[3] * static_cast<acc_t>(value3[channel]);
+      accumulator[channel] = sum;
+    }
+    return;
+  }
+  for (int corner = 0; corner < 4; ++corner) {
+    if (sample.offset[corner] < 0) {
+      continue;
+    }
+    const acc_t coefficient = corner_coefficient(sample, corner, attention);
+    const scalar_t* __restrict__ corner_value = level_value + sample.offset[corner] * position_stride;
+    for (int64_t channel = 0; channel < head_dim; ++channel) {
+      accumulator[channel] += coefficient * static_cast<acc_t>(corner_value[channel]);
+    }
+  }
+}
+
 // The forward's inputs as raw pointers (layouts in ms_deform_attn.h).
 template <typename scalar_t>
 struct ForwardArgs {
@@ -90,17 +127,8 @@ GDINO_CPU_CLONES void forward_items(const ForwardArgs<scalar_t>& args, int64_t b
         const int64_t sample_index = level * sizes.num_points + point;
         const BilinearSample<acc_t> sample = bilinear_sample<acc_t>(
             locations[2 * sample_index], locations[2 * sample_index + 1], height, width);
-        const acc_t attention = weights[sample_index];
-        for (int corner = 0; corner < 4; ++corner) {
-          if (sample.offset[corner] < 0) {
-            continue;
-          }
-          const acc_t coefficient = corner_coefficient(sample, corner, attention);
-          const scalar_t* __restrict__ corner_value = level_value + sample.offset[corner] * position_stride;
-          for (int64_t channel = 0; channel < head_dim; ++channel) {
-            accumulator[channel] += coefficient * static_cast<acc_t>(corner_value[channel]);
-          }
-        }
+        accumulate_sample(accumulator, head_dim, sample, static_cast<acc_t>(weights[sample_index]), level_value,
+                          position_stride);
       }
     }
     scalar_t* item_output = args.output + item * head_dim;
