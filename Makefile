@@ -9,7 +9,7 @@ DEMO_PROMPT ?= a person .
 DEMO_WEIGHTS ?= random:tiny
 DEMO_OUT ?= out
 
-.PHONY: setup demo test
+.PHONY: setup demo test ops
 
 $(STAMP): requirements.txt setup.py scripts/setup_env.sh scripts/install_ros.sh
 	VENV=$(VENV) bash scripts/setup_env.sh
@@ -23,3 +23,8 @@ demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
 	$(VENV)/bin/gdino video $(DEMO_VIDEO) --prompt "$(DEMO_PROMPT)" --weights $(DEMO_WEIGHTS) \
 		--end 10 --shortest-edge 480 --longest-edge 640 --output $(DEMO_OUT)/demo.tracked.mp4
+
+# Rebuild the native deformable-attention op in place (after editing perception/ops/csrc or upgrading
+# torch). TORCH_CUDA_ARCH_LIST=8.7 (say) limits the CUDA build to your GPU.
+ops: $(STAMP)
+	$(PYTHON) setup.py build_ext --inplace

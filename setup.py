@@ -173,7 +173,7 @@ setup(
     name=PACKAGE_NAME,
     version="0.1.0",
     packages=find_packages(include=["perception", "perception.*", "nodes", "nodes.*"]),
-    package_data={"perception": ["assets/*"]},
+    package_data={"perception": ["assets/*/*", "interfaces/vision_msgs/msg/*.msg"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (f"share/{PACKAGE_NAME}", ["package.xml"]),

@@ -10,7 +10,7 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -r requirements.txt
 # --no-build-isolation: the native op compiles against the torch installed above, not a second one.
-"$VENV/bin/python" -m pip install --quiet --no-build-isolation -e .
+"$VENV/bin/python" -m pip install --no-build-isolation -e .
 if [ -f scripts/install_ros.sh ]; then
   VENV="$VENV" bash scripts/install_ros.sh
 fi
