@@ -11,7 +11,7 @@ from perception.model.config import tiny_model_config
 from perception.model.grounding_dino import GroundingDino
 from perception.model.tokenizer import PromptTokenizer
 from perception.preprocess import PreprocessConfig
-from perception.training.batches import batch_stream, padded_targets
+from perception.training.batches import batch_stream, grounding_criterion
 from perception.training.dataset import SyntheticGroundingDataset
 from perception.training.losses import GroundingLoss
 from perception.training.prompts import PromptConfig
@@ -29,14 +29,9 @@ def make_trainer(output, iterations: int, images: int = 2, learning_rate: float 
     dataset = SyntheticGroundingDataset(5_000, images, (SIZE, SIZE))
     batches = batch_stream(dataset, 2, VOCABULARY, tokenizer, 0, PromptConfig(max_negatives=2),
                            PreprocessConfig(shortest_edge=SIZE, longest_edge=SIZE))
-    loss = GroundingLoss()
-
-    def criterion(outputs, targets):
-        return loss(outputs, padded_targets(targets, outputs.logits.shape[-1]))
-
     config = TrainConfig(iterations=iterations, learning_rate=learning_rate, backbone_learning_rate=learning_rate,
                          warmup_iterations=5, checkpoint_every=3, log_every=10)
-    return Trainer(model, batches, criterion, config, output)
+    return Trainer(model, batches, grounding_criterion(GroundingLoss()), config, output)
 
 
 def test_a_tiny_model_overfits_two_scenes(tmp_path):
@@ -67,3 +62,32 @@ def test_a_non_finite_loss_stops_training(tmp_path):
     trainer.criterion = lambda outputs, targets: {"loss": outputs.logits.sum() * float("nan")}
     with pytest.raises(FloatingPointError, match="iteration 0"):
         trainer.step(next(trainer.batches(0)))
+
+
+def test_gdino_train_fine_tunes_a_checkpoint_and_exports_it(tmp_path, capsys):
+    from perception.cli.main import main
+    from perception.model.hf_export import save_hf_checkpoint
+    from perception.training.dataset import write_synthetic_dataset
+    from perception.weights import load_weights
+
+    annotations = write_synthetic_dataset(tmp_path / "data", seeds=[1, 2, 3], size=(96, 128))
+    start = GroundingDino(tiny_model_config())
+    save_hf_checkpoint(start, tmp_path / "start",
+                       preprocess=PreprocessConfig(shortest_edge=96, longest_edge=128))
+    code = main(["train", "--data", str(annotations), "--weights", str(tmp_path / "start"),
+                 "--output", str(tmp_path / "run"), "--iterations", "2", "--batch-size", "2",
+                 "--export", str(tmp_path / "tuned")])
+    assert code == 0
+    assert "training Hugging Face checkpoint" in capsys.readouterr().out
+    tuned = load_weights(str(tmp_path / "tuned"))
+    assert tuned.preprocess.shortest_edge == 96
+    changed = [not torch.equal(a, b) for a, b in zip(start.state_dict().values(), tuned.model.state_dict().values())]
+    assert any(changed)
+
+
+def test_gdino_train_reports_a_missing_dataset(tmp_path, capsys):
+    from perception.cli.main import main
+
+    assert main(["train", "--data", str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "run"),
+                 "--weights", "random:tiny"]) == 2
+    assert "none.jsonl" in capsys.readouterr().err

@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     "perception.cli.detect",
     "perception.cli.bench",
     "perception.cli.eval",
+    "perception.cli.train",
     "perception.cli.video",
     "perception.cli.bag",
 )

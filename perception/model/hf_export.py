@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from perception.model.checkpoint import _map_key, hub_name
 from perception.model.config import GroundingDinoConfig
 from perception.model.grounding_dino import GroundingDino
+from perception.preprocess import PreprocessConfig
 
 
 def config_to_hf(config: GroundingDinoConfig) -> dict[str, Any]:
@@ -70,8 +71,9 @@ def hf_names(config: GroundingDinoConfig) -> dict[str, list[str]]:
 
 
 def save_hf_checkpoint(model: GroundingDino, directory: str | Path, vocab_file: Path | None = None,
-                       dtype: torch.dtype = torch.float32) -> Path:
-    """Write config.json, model.safetensors in ``dtype`` (and vocab.txt when given) into ``directory``."""
+                       dtype: torch.dtype = torch.float32, preprocess: PreprocessConfig | None = None) -> Path:
+    """Write config.json, model.safetensors in ``dtype``, and when given vocab.txt and the input size
+    and normalization (preprocessor_config.json, transformers' format) into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     names = hf_names(model.config)
@@ -85,4 +87,8 @@ def save_hf_checkpoint(model: GroundingDino, directory: str | Path, vocab_file: 
     (directory / "config.json").write_text(json.dumps(config_to_hf(model.config), indent=2) + "\n")
     if vocab_file is not None:
         (directory / "vocab.txt").write_text(Path(vocab_file).read_text())
+    if preprocess is not None:
+        (directory / "preprocessor_config.json").write_text(json.dumps({
+            "size": {"shortest_edge": preprocess.shortest_edge, "longest_edge": preprocess.longest_edge},
+            "image_mean": list(preprocess.mean), "image_std": list(preprocess.std)}, indent=2) + "\n")
     return directory

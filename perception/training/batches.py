@@ -50,3 +50,10 @@ def batch_stream(dataset: Dataset, batch_size: int, vocabulary: Sequence[str], t
 def padded_targets(targets: Sequence[GroundingTarget], num_tokens: int) -> list[GroundingTarget]:
     """Targets widened to the batch's padded text length."""
     return [target.padded(num_tokens) for target in targets]
+
+
+def grounding_criterion(loss):
+    """loss(outputs, targets) with each image's targets widened to the batch's padded text length."""
+    def criterion(outputs, targets):
+        return loss(outputs, padded_targets(targets, outputs.logits.shape[-1]))
+    return criterion

@@ -15,7 +15,7 @@ from perception.model.grounding_dino import GroundingDino
 from perception.model.hf_export import save_hf_checkpoint
 from perception.model.tokenizer import PromptTokenizer, default_vocab_file
 from perception.preprocess import PreprocessConfig
-from perception.training.batches import batch_stream, padded_targets
+from perception.training.batches import batch_stream, grounding_criterion
 from perception.training.bundled import (IMAGE_SIZE, TRAIN_FIRST_SEED, bundled_model_config,
                                          initialize_text_embeddings)
 from perception.training.dataset import SyntheticGroundingDataset
@@ -36,17 +36,12 @@ def build_trainer(output: Path, iterations: int, batch_size: int, seed: int) -> 
     dataset = SyntheticGroundingDataset(TRAIN_FIRST_SEED, 50_000_000, (IMAGE_SIZE, IMAGE_SIZE))
     batches = batch_stream(dataset, batch_size, VOCABULARY, tokenizer, seed, PromptConfig(max_negatives=6),
                            PreprocessConfig(shortest_edge=IMAGE_SIZE, longest_edge=IMAGE_SIZE))
-    loss = GroundingLoss()
-
-    def criterion(outputs, targets):
-        return loss(outputs, padded_targets(targets, outputs.logits.shape[-1]))
-
     # The Swin starts from random weights and trains at the full rate; only the PCA-initialized text
     # encoder, which needs to keep its pretrained geometry, moves slower.
     config = TrainConfig(iterations=iterations, learning_rate=3e-4, backbone_learning_rate=1.5e-4,
                          backbone_prefixes=("text_encoder.bert.",), warmup_iterations=100, checkpoint_every=100,
                          log_every=20)
-    return Trainer(model, batches, criterion, config, output)
+    return Trainer(model, batches, grounding_criterion(GroundingLoss()), config, output)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer = build_trainer(args.output, args.iterations, args.batch_size, args.seed)
     trainer.train()
     if args.export:
-        save_hf_checkpoint(trainer.model, args.export, vocab_file=default_vocab_file(), dtype=torch.float16)
-        (args.export / "preprocessor_config.json").write_text(
-            '{"size": {"shortest_edge": %d, "longest_edge": %d}}\n' % (IMAGE_SIZE, IMAGE_SIZE))
+        save_hf_checkpoint(trainer.model, args.export, vocab_file=default_vocab_file(), dtype=torch.float16,
+                           preprocess=PreprocessConfig(shortest_edge=IMAGE_SIZE, longest_edge=IMAGE_SIZE))
         logger.info("exported to %s", args.export)
     return 0
 
