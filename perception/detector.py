@@ -18,7 +18,7 @@ import torch
 from perception.model.config import GroundingDinoConfig
 from perception.model.grounding_dino import GroundingDino
 from perception.model.text_encoder import EncodedText
-from perception.model.tokenizer import PromptChunk, PromptTokenizer
+from perception.model.tokenizer import PromptChunk, PromptTokenizer, split_phrases
 from perception.ops.dispatch import IMPLEMENTATIONS
 from perception.postprocess import PostprocessConfig, merge, postprocess
 from perception.preprocess import PreprocessConfig, as_rgb_tensor, pad_batch, preprocess
@@ -123,7 +123,7 @@ class GroundingDinoDetector:
 
     def set_prompt(self, prompt: str) -> list[str]:
         """Make ``prompt`` current; its text is encoded only if it is not among the recent prompts."""
-        key = " . ".join(phrase for phrase in prompt.split(".") if phrase.strip()) if isinstance(prompt, str) else prompt
+        key = " . ".join(split_phrases(prompt))  # one cache entry however the phrases are spaced
         cached = self._prompt_cache.get(key)
         if cached is None:
             cached = self._encode_prompt(prompt)
