@@ -3,11 +3,13 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
-DEMO_VIDEO ?= /usr/share/doc/opencv-doc/examples/data/vtest.avi
-DEMO_PROMPT ?= a person .
-# Until a bundled model ships (issue 4), the demo runs a small randomly initialised model and says so.
-DEMO_WEIGHTS ?= random:tiny
+# The demo's default input is a generated clip of moving shapes, the kind of scene the bundled model
+# knows; the prompt names three of its objects and one that is absent. Any video works:
+#   make demo DEMO_VIDEO=/usr/share/doc/opencv-doc/examples/data/vtest.avi DEMO_PROMPT="a person ." DEMO_WEIGHTS=DIR
 DEMO_OUT ?= out
+DEMO_VIDEO ?= $(DEMO_OUT)/demo_scene.mp4
+DEMO_PROMPT ?= blue cross . yellow circle . green star . red heart .
+DEMO_WEIGHTS ?=
 
 .PHONY: setup demo test ops
 
@@ -21,8 +23,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
-	$(VENV)/bin/gdino video $(DEMO_VIDEO) --prompt "$(DEMO_PROMPT)" --weights $(DEMO_WEIGHTS) \
-		--end 10 --shortest-edge 480 --longest-edge 640 --output $(DEMO_OUT)/demo.tracked.mp4
+	test -f "$(DEMO_VIDEO)" || $(PYTHON) -m perception.demo_clip $(DEMO_VIDEO)
+	$(VENV)/bin/gdino video "$(DEMO_VIDEO)" --prompt "$(DEMO_PROMPT)" $(if $(DEMO_WEIGHTS),--weights $(DEMO_WEIGHTS)) \
+		--output $(DEMO_OUT)/demo.tracked.mp4
 
 # Rebuild the native deformable-attention op in place (after editing perception/ops/csrc or upgrading
 # torch). TORCH_CUDA_ARCH_LIST=8.7 (say) limits the CUDA build to your GPU.
