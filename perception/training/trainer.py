@@ -148,7 +148,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.iteration += 1
-        return {name: float(value) for name, value in losses.items()}
+        return {name: float(value.detach()) for name, value in losses.items()}
 
     def train(self) -> dict[str, float]:
         """Run to config.iterations (resuming first if a checkpoint exists); returns the last losses."""
