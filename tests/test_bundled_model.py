@@ -14,6 +14,7 @@ from perception.weights import BUNDLED_MODEL_DIR
 
 # The bundled model trained by the committed script does not reach these targets yet (issue 4): the
 # checks stay, marked as the known shortfall they are, and fail loudly (strict) once a model passes.
+# Measured for the committed model: AP50 0.884 (target 0.90); absent-only prompts in the note.
 BELOW_TARGET = pytest.mark.xfail(strict=True, reason="bundled model below the issue-4 grounding targets (see the note)")
 
 # Held-out scenes (training uses seeds from 1,000,000 on) with at least two different phrases.
@@ -40,7 +41,6 @@ def test_the_bundled_model_is_what_loads_by_default(detector):
     assert detector.config.preprocess.shortest_edge == 256
 
 
-@BELOW_TARGET
 def test_prompts_naming_different_objects_find_those_objects(detector):
     found, tried = 0, 0
     for scene, objects in scenes_with_two_phrases():
@@ -68,20 +68,6 @@ def test_a_prompt_of_absent_things_finds_nothing(detector):
         tried += 1
         empty += int(len(result) == 0)
     assert empty / tried >= 0.9, f"only {empty} of {tried} absent-only prompts found nothing"
-
-
-def test_prompts_naming_different_objects_mostly_find_those_objects(detector):
-    """What the current bundled model does reach: most prompts find the object they name."""
-    found = tried = 0
-    for scene, objects in scenes_with_two_phrases():
-        for target in objects:
-            tried += 1
-            detector.set_prompt(f"{target.phrase} .")
-            (result,) = detector.detect([scene.image])
-            if len(result):
-                iou = box_iou(torch.from_numpy(result.boxes[:1]), torch.tensor([target.box], dtype=torch.float32))
-                found += int(result.labels[0] == target.phrase and float(iou) > 0.7)
-    assert found / tried >= 0.75, f"{found} of {tried} prompts found their object"
 
 
 @BELOW_TARGET

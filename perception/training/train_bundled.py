@@ -47,7 +47,7 @@ def build_trainer(output: Path, iterations: int, batch_size: int, seed: int) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True, help="folder for checkpoints (resumes from it)")
-    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, default=None, help="write the trained model here (HF layout)")
