@@ -23,7 +23,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
-	test -f "$(DEMO_VIDEO)" || $(PYTHON) -m perception.demo_clip $(DEMO_VIDEO)
+	test -f "$(DEMO_VIDEO)" || $(VENV)/bin/gdino demo-clip $(DEMO_VIDEO)
 	$(VENV)/bin/gdino video "$(DEMO_VIDEO)" --prompt "$(DEMO_PROMPT)" $(if $(DEMO_WEIGHTS),--weights $(DEMO_WEIGHTS)) \
 		--output $(DEMO_OUT)/demo.tracked.mp4
 

@@ -1,8 +1,7 @@
-"""Write the demo's default input: a generated video of moving coloured shapes (deterministic), the kind
-of scene the bundled model was trained on. ``python -m perception.demo_clip OUT.mp4`` prints its phrases."""
+"""The demo's default input: a generated video of moving coloured shapes (deterministic), the kind of
+scene the bundled model was trained on. ``gdino demo-clip OUT.mp4`` writes it and prints its phrases."""
 from __future__ import annotations
 
-import argparse
 from fractions import Fraction
 
 from perception.training.synthetic import generate_video
@@ -23,14 +22,3 @@ def write_demo_clip(path: str, seed: int = DEMO_SEED, num_frames: int = 120, siz
         writer.close()
     return list(dict.fromkeys(obj.phrase for obj in tracks[0]))
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("output", help="MP4 file to write")
-    args = parser.parse_args(argv)
-    print(" . ".join(write_demo_clip(args.output)) + " .")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

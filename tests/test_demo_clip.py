@@ -13,3 +13,10 @@ def test_demo_clip_is_playable_and_names_its_objects(tmp_path):
     with av.open(str(path)) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(frames) == 20 and frames[0].shape == (240, 320, 3)
+
+
+def test_gdino_demo_clip_prints_a_prompt_naming_the_objects(tmp_path, capsys):
+    from perception.cli.main import main
+
+    assert main(["demo-clip", str(tmp_path / "clip.mp4")]) == 0
+    assert capsys.readouterr().out.strip() == "blue cross . yellow circle . orange square . green star ."

@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = (
     "perception.cli.bench",
     "perception.cli.eval",
     "perception.cli.train",
+    "perception.cli.demo_clip",
     "perception.cli.video",
     "perception.cli.bag",
 )
