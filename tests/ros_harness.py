@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -49,3 +50,24 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, process: 
         time.sleep(0.02)
     detail = f"\nnode output:\n{process.output()[-3000:]}" if process is not None else ""
     raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
+
+
+@contextmanager
+def ros_session(tmp_path: Path) -> Iterator[None]:
+    """rclpy on an isolated graph (own domain id, loopback only, logs under tmp_path) for the block;
+    afterwards the environment is restored and no Fast DDS shared-memory file may be left behind."""
+    import rclpy
+
+    from nodes.loopback import isolated_ros_environment, shm_files
+
+    saved = dict(os.environ)
+    os.environ.update(isolated_ros_environment(tmp_path))
+    shm_before = shm_files()
+    rclpy.init()
+    try:
+        yield
+    finally:
+        rclpy.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+    assert not (shm_files() - shm_before), "leftover shared memory after a clean exit"

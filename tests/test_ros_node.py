@@ -5,7 +5,6 @@ the current prompt, batching, prompt handling, malformed input, shutdown), not w
 """
 from __future__ import annotations
 
-import os
 import signal
 
 import cv2
@@ -14,19 +13,17 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 is installed by scripts/install_ros.sh")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs is built by scripts/install_ros.sh")
-import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_harness import NodeProcess, wait_for  # noqa: E402
+from ros_harness import NodeProcess, ros_session, wait_for  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
 from nodes.lifecycle import BackgroundNode as Listener  # noqa: E402
-from nodes.loopback import isolated_ros_environment, shm_files  # noqa: E402
 from perception.camera_messages import fill_image_msg  # noqa: E402
 
 CAMERAS = ("/cam_a/image_raw", "/cam_b/image_raw", "/cam_c/image_raw/compressed")
@@ -135,27 +132,20 @@ class Harness:
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ros")
-    saved = dict(os.environ)
-    os.environ.update(isolated_ros_environment(tmp_path))
-    shm_before = shm_files()
-    rclpy.init()
-    harness = Harness(tmp_path)
-    try:
-        # Published before the node exists: the node must still get it (transient local).
-        harness.prompt_publisher.publish(String(data=FIRST_PROMPT))
-        harness.start_node()
-        harness.startup_phrases = [c.class_name for c in harness.phrases[-1].class_map]
-        yield harness
-    finally:
-        code = harness.node_process.stop(signal.SIGINT) if harness.node_process else 0
-        harness.listener.close()
-        rclpy.shutdown()
-        output = harness.node_process.output()
-        os.environ.clear()
-        os.environ.update(saved)
+    with ros_session(tmp_path):
+        harness = Harness(tmp_path)
+        try:
+            # Published before the node exists: the node must still get it (transient local).
+            harness.prompt_publisher.publish(String(data=FIRST_PROMPT))
+            harness.start_node()
+            harness.startup_phrases = [c.class_name for c in harness.phrases[-1].class_map]
+            yield harness
+        finally:
+            code = harness.node_process.stop(signal.SIGINT) if harness.node_process else 0
+            harness.listener.close()
+            output = harness.node_process.output() if harness.node_process else ""
     assert code == 0, output[-3000:]
     assert "terminate called" not in output
-    assert not (shm_files() - shm_before), "leftover shared memory after a clean exit"
 
 
 def test_a_late_joining_node_receives_the_prompt(harness):

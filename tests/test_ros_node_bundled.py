@@ -3,7 +3,6 @@ known objects come back as detections with matching stamps and correct pixel box
 published on the topic changes what is detected."""
 from __future__ import annotations
 
-import os
 import signal
 
 import numpy as np
@@ -11,15 +10,13 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 is installed by scripts/install_ros.sh")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs is built by scripts/install_ros.sh")
-import rclpy  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_harness import NodeProcess, wait_for  # noqa: E402
+from ros_harness import NodeProcess, ros_session, wait_for  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
 from nodes.lifecycle import BackgroundNode as Listener  # noqa: E402
-from nodes.loopback import isolated_ros_environment, shm_files  # noqa: E402
 from perception.camera_messages import fill_image_msg  # noqa: E402
 from perception.training.synthetic import generate_scene  # noqa: E402
 
@@ -39,31 +36,24 @@ def iou(a, b) -> float:
 @pytest.fixture(scope="module")
 def ros(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ros_bundled")
-    saved = dict(os.environ)
-    os.environ.update(isolated_ros_environment(tmp_path))
-    shm_before = shm_files()
-    rclpy.init()
-    listener = Listener("bundled_driver")
-    replies: list[Detection2DArray] = []
-    phrases: list[LabelInfo] = []
-    node = listener.node
-    node.create_subscription(Detection2DArray, "/cam/detections", replies.append, RELIABLE)
-    node.create_subscription(LabelInfo, "/grounding_dino/phrases", phrases.append, LATCHED)
-    images = node.create_publisher(Image, CAMERA, RELIABLE)
-    prompts = node.create_publisher(String, "/grounding_dino/prompt", LATCHED)
-    args = ["-p", f"cameras:=[{CAMERA}]", "-p", f"qos_overrides.{CAMERA}.subscription.reliability:=reliable",
-            "-p", "tracking.initialization_delay:=0"]
-    process = NodeProcess("nodes.detector_node", args, tmp_path / "node.log")
-    try:
-        yield listener, images, prompts, replies, phrases, process
-    finally:
-        code = process.stop(signal.SIGINT)
-        listener.close()
-        rclpy.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
+    with ros_session(tmp_path):
+        listener = Listener("bundled_driver")
+        replies: list[Detection2DArray] = []
+        phrases: list[LabelInfo] = []
+        node = listener.node
+        node.create_subscription(Detection2DArray, "/cam/detections", replies.append, RELIABLE)
+        node.create_subscription(LabelInfo, "/grounding_dino/phrases", phrases.append, LATCHED)
+        images = node.create_publisher(Image, CAMERA, RELIABLE)
+        prompts = node.create_publisher(String, "/grounding_dino/prompt", LATCHED)
+        args = ["-p", f"cameras:=[{CAMERA}]", "-p", f"qos_overrides.{CAMERA}.subscription.reliability:=reliable",
+                "-p", "tracking.initialization_delay:=0"]
+        process = NodeProcess("nodes.detector_node", args, tmp_path / "node.log")
+        try:
+            yield listener, images, prompts, replies, phrases, process
+        finally:
+            code = process.stop(signal.SIGINT)
+            listener.close()
     assert code == 0, process.output()[-3000:]
-    assert not (shm_files() - shm_before), "leftover shared memory after a clean exit"
 
 
 def test_known_objects_come_back_with_matching_stamps_and_pixel_boxes(ros):

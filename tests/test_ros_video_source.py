@@ -1,7 +1,6 @@
 """The video-source node in its own process: every frame of a file, in order, at the file's rate."""
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -10,13 +9,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 is installed by scripts/install_ros.sh")
-import rclpy  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_harness import NodeProcess, wait_for  # noqa: E402
+from ros_harness import NodeProcess, ros_session, wait_for  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from nodes.lifecycle import BackgroundNode as Listener  # noqa: E402
-from nodes.loopback import isolated_ros_environment, shm_files  # noqa: E402
 from perception.camera_messages import image_to_rgb  # noqa: E402
 
 FRAMES, FPS, HEIGHT, WIDTH = 12, 20, 48, 64
@@ -35,19 +32,12 @@ def write_video(path) -> None:
 
 @pytest.fixture()
 def ros(tmp_path):
-    saved = dict(os.environ)
-    os.environ.update(isolated_ros_environment(tmp_path))
-    before = shm_files()
-    rclpy.init()
-    listener = Listener("video_listener")
-    try:
-        yield listener
-    finally:
-        listener.close()
-        rclpy.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
-    assert not (shm_files() - before), "leftover shared memory"
+    with ros_session(tmp_path):
+        listener = Listener("video_listener")
+        try:
+            yield listener
+        finally:
+            listener.close()
 
 
 def test_every_frame_is_published_in_order_at_the_file_rate_then_the_node_exits(ros, tmp_path):
