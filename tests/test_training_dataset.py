@@ -109,6 +109,20 @@ def test_dropped_positives_leave_a_prompt_of_absent_phrases():
     assert vocabulary_of([["b", "a"], ["a", "c"]]) == ["a", "b", "c"]
 
 
+def test_some_training_prompts_name_only_absent_phrases():
+    vocabulary = SceneConfig().phrases
+    config = PromptConfig(min_negatives=2, max_negatives=4, drop_positive_probability=0.0, absent_only_probability=0.3)
+    rng = np.random.default_rng(3)
+    present = ["red circle", "blue car"]
+    prompts = [sample_prompt(present, vocabulary, rng, config) for _ in range(400)]
+    absent_only = [prompt for prompt in prompts if not set(present) & set(prompt.phrases)]
+    assert 0.2 < len(absent_only) / len(prompts) < 0.4
+    assert all(2 <= len(prompt.phrases) <= 4 for prompt in absent_only)
+    assert all(set(present) <= set(prompt.phrases) for prompt in prompts if prompt not in absent_only)
+    with pytest.raises(ValueError, match="absent_only_probability"):
+        PromptConfig(absent_only_probability=1.5)
+
+
 def test_targets_mark_the_tokens_of_each_box_phrase(tokenizer):
     scene = generate_scene(2, (200, 300))
     sample = SyntheticGroundingDataset(2, 1, (200, 300))[0]

@@ -5,8 +5,9 @@ As in MM-Grounding-DINO, a training prompt names the phrases present in the imag
 of phrases that are not, in random order, so the model learns to score a box against the words that
 name it and to leave unnamed and absent things alone. Two additions for a small vocabulary: "hard"
 negatives share a word with a present phrase ("red square" beside a red circle), so colour and shape
-must both be read; and a present phrase is sometimes left out (its boxes then have no target), so an
-object that the prompt does not name must not be detected.
+must both be read; a present phrase is sometimes left out (its boxes then have no target), so an
+object that the prompt does not name must not be detected; and some prompts name only absent phrases,
+the case where a user asks for something that is not in view and every box must score low.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ class PromptConfig:
     hard_negative_fraction: float = 0.5
     # Chance that a present phrase is left out of the prompt (its boxes then are no target).
     drop_positive_probability: float = 0.1
+    # Chance that a prompt names absent phrases only (every present phrase left out).
+    absent_only_probability: float = 0.0
     # Prompts never hold more phrases; present phrases beyond it are left out, negatives first go.
     max_phrases: int = 24
 
@@ -47,7 +50,7 @@ class PromptConfig:
             raise ValueError(
                 f"need 0 <= min_negatives <= max_negatives, got {self.min_negatives} and {self.max_negatives}"
             )
-        for name in ("hard_negative_fraction", "drop_positive_probability"):
+        for name in ("hard_negative_fraction", "drop_positive_probability", "absent_only_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_phrases < 1:
@@ -89,7 +92,8 @@ def sample_prompt(
     unknown = [label for label in present if label not in vocabulary]
     if unknown:
         raise ValueError(f"labels {unknown} are not in the vocabulary")
-    kept = [phrase for phrase in present if rng.uniform() >= config.drop_positive_probability]
+    absent_only = config.absent_only_probability > 0 and rng.uniform() < config.absent_only_probability
+    kept = [] if absent_only else [phrase for phrase in present if rng.uniform() >= config.drop_positive_probability]
     kept = _draw(kept, config.max_phrases, rng)
     absent = [phrase for phrase in vocabulary if phrase not in present]
     present_words = {word for phrase in present for word in phrase.split()}
