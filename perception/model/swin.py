@@ -6,6 +6,9 @@ merging and normalized, as the published Grounding DINO checkpoints expect.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,7 +48,8 @@ class PatchEmbedding(nn.Module):
         height, width = pixel_values.shape[-2:]
         pad_bottom, pad_right = -height % self.patch_size, -width % self.patch_size
         pixel_values = F.pad(pixel_values, (0, pad_right, 0, pad_bottom))
-        return self.norm(self.projection(pixel_values).permute(0, 2, 3, 1))
+        # Contiguous channels-last: every block then reshapes its tokens without a copy.
+        return self.norm(self.projection(pixel_values).permute(0, 2, 3, 1).contiguous())
 
 
 def relative_position_index(window_size: int) -> torch.Tensor:
@@ -98,15 +102,15 @@ def window_partition(feature_map: torch.Tensor, window_size: int) -> torch.Tenso
     return windows.transpose(2, 3).reshape(batch, -1, window_size * window_size, channels)
 
 
-def window_merge(windows: torch.Tensor, window_size: int, height: int, width: int) -> torch.Tensor:
-    """Inverse of window_partition: (B, nW, window_size**2, C) -> (B, H, W, C)."""
-    channels = windows.shape[-1]
-    grid = windows.view(-1, height // window_size, width // window_size, window_size, window_size, channels)
-    return grid.transpose(2, 3).reshape(-1, height, width, channels)
-
-
+@lru_cache(maxsize=64)
 def shifted_region_bias(height: int, width: int, window_size: int, shift: int, device, dtype) -> torch.Tensor:
-    """(nW, T, T) bias that keeps tokens from different regions of a cyclically shifted map apart."""
+    """(nW, T, T) bias that keeps tokens from different regions of a cyclically shifted map apart.
+    Cached per shape; built as a normal tensor even under inference mode, so training can reuse it."""
+    with torch.inference_mode(False):
+        return _shifted_region_bias(height, width, window_size, shift, device, dtype)
+
+
+def _shifted_region_bias(height: int, width: int, window_size: int, shift: int, device, dtype) -> torch.Tensor:
     def regions(length: int) -> torch.Tensor:
         index = torch.arange(length, device=device)
         return (index >= length - window_size).long() + (index >= length - shift).long()
@@ -115,6 +119,46 @@ def shifted_region_bias(height: int, width: int, window_size: int, shift: int, d
     region_windows = window_partition(region_map[None, :, :, None], window_size)[0, :, :, 0]  # (nW, T)
     different = region_windows[:, None, :] != region_windows[:, :, None]
     return torch.zeros(different.shape, device=device, dtype=dtype).masked_fill(different, SHIFTED_REGION_BIAS)
+
+
+@dataclass(frozen=True)
+class WindowLayout:
+    """Where each window token comes from in a (height x width) map, padded to whole windows and
+    cyclically shifted by `shift`: pad + roll + partition (and back) become one gather each way.
+
+    gather: (nW*T,) row-major pixel index of each window token (0 where the token is padding);
+    padding: window-token positions that are padding (zeros after the norm), or None;
+    scatter: (height*width,) window-token position of each pixel, the inverse of gather.
+    """
+
+    num_windows: int
+    padded_size: tuple[int, int]
+    gather: torch.Tensor
+    padding: torch.Tensor | None
+    scatter: torch.Tensor
+
+
+@lru_cache(maxsize=64)
+def window_layout(height: int, width: int, window_size: int, shift: int, device) -> WindowLayout:
+    """Cached per shape; normal tensors even under inference mode, so training can reuse them."""
+    with torch.inference_mode(False):
+        return _window_layout(height, width, window_size, shift, device)
+
+
+def _window_layout(height: int, width: int, window_size: int, shift: int, device) -> WindowLayout:
+    padded_height, padded_width = height + -height % window_size, width + -width % window_size
+    rows = (torch.arange(padded_height, device=device) + shift) % padded_height  # roll by -shift
+    cols = (torch.arange(padded_width, device=device) + shift) % padded_width
+    inside = (rows[:, None] < height) & (cols[None, :] < width)
+    source = torch.where(inside, rows[:, None] * width + cols[None, :], 0)
+    gather = window_partition(source[None, :, :, None], window_size).flatten()
+    is_padding = window_partition(~inside[None, :, :, None], window_size).flatten()
+    positions = torch.arange(gather.numel(), device=device)
+    scatter = torch.empty(height * width, dtype=torch.long, device=device)
+    scatter[gather[~is_padding]] = positions[~is_padding]
+    padding = positions[is_padding] if bool(is_padding.any()) else None
+    num_windows = (padded_height // window_size) * (padded_width // window_size)
+    return WindowLayout(num_windows, (padded_height, padded_width), gather, padding, scatter)
 
 
 class SwinBlock(nn.Module):
@@ -135,20 +179,21 @@ class SwinBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C) -> (B, H, W, C)."""
-        _, height, width, _ = feature_map.shape
+        """(B, H, W, C) -> (B, H, W, C). The map is padded to whole windows after the norm (zeros) and
+        rolled by -shift before partitioning; WindowLayout does all of that in one gather."""
+        batch, height, width, channels = feature_map.shape
         size = self.window_size
-        normed = F.pad(self.norm_before(feature_map), (0, 0, 0, -width % size, 0, -height % size))
-        padded_height, padded_width = normed.shape[1:3]
+        layout = window_layout(height, width, size, self.shift, feature_map.device)
+        tokens = feature_map.reshape(batch, height * width, channels)
+        windows = self.norm_before(tokens.index_select(1, layout.gather))
+        if layout.padding is not None:
+            windows.index_fill_(1, layout.padding, 0)
         region_bias = None
         if self.shift:
-            normed = torch.roll(normed, shifts=(-self.shift, -self.shift), dims=(1, 2))
-            region_bias = shifted_region_bias(padded_height, padded_width, size, self.shift, normed.device, normed.dtype)
-        attended = self.attention(window_partition(normed, size), region_bias)
-        attended = window_merge(attended, size, padded_height, padded_width)
-        if self.shift:
-            attended = torch.roll(attended, shifts=(self.shift, self.shift), dims=(1, 2))
-        feature_map = feature_map + self.drop_path(attended[:, :height, :width])
+            region_bias = shifted_region_bias(*layout.padded_size, size, self.shift, windows.device, windows.dtype)
+        attended = self.attention(windows.view(batch, layout.num_windows, size * size, channels), region_bias)
+        attended = attended.view(batch, -1, channels).index_select(1, layout.scatter)
+        feature_map = feature_map + self.drop_path(attended.view(batch, height, width, channels))
         return feature_map + self.drop_path(self.mlp(self.norm_after(feature_map)))
 
 
