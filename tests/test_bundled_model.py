@@ -12,10 +12,11 @@ from perception.training.synthetic import generate_scene
 from perception.training.train_bundled import VOCABULARY
 from perception.weights import BUNDLED_MODEL_DIR
 
-# The bundled model trained by the committed script does not reach these targets yet (issue 4): the
-# checks stay, marked as the known shortfall they are, and fail loudly (strict) once a model passes.
-# Measured for the committed model: AP50 0.884 (target 0.90); absent-only prompts in the note.
-BELOW_TARGET = pytest.mark.xfail(strict=True, reason="bundled model below the issue-4 grounding targets (see the note)")
+# The bundled model trained by the committed script does not reach this target yet (issue 4): the
+# check stays, marked as the known shortfall it is, and fails loudly (strict) once a model passes.
+# Measured for the committed 7000-iteration model: 14 of 20 absent-only prompts return nothing at 0.35
+# (175 of 200 on other held-out scenes); the misses are colour confusions such as "red car" on a purple car.
+BELOW_TARGET = pytest.mark.xfail(strict=True, reason="bundled model below the issue-4 absent-only target (see the note)")
 
 # Held-out scenes (training uses seeds from 1,000,000 on) with at least two different phrases.
 SCENE_SEEDS = range(EVAL_FIRST_SEED + 1000, EVAL_FIRST_SEED + 1040)
@@ -70,7 +71,6 @@ def test_a_prompt_of_absent_things_finds_nothing(detector):
     assert empty / tried >= 0.9, f"only {empty} of {tried} absent-only prompts found nothing"
 
 
-@BELOW_TARGET
 @pytest.mark.slow
 def test_detection_ap_targets_on_500_held_out_scenes(capsys):
     import json
