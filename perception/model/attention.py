@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perception.model.linear import Linear
+
 
 class MultiHeadAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0) -> None:
@@ -13,10 +15,10 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.dropout = dropout
-        self.query = nn.Linear(dim, dim)
-        self.key = nn.Linear(dim, dim)
-        self.value = nn.Linear(dim, dim)
-        self.output = nn.Linear(dim, dim)
+        self.query = Linear(dim, dim)
+        self.key = Linear(dim, dim)
+        self.value = Linear(dim, dim)
+        self.output = Linear(dim, dim)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                 allowed: torch.Tensor | None = None) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from perception.model.linear import Linear
 from perception.ops import multi_scale_deformable_attention
 
 
@@ -17,10 +18,10 @@ class MultiScaleDeformableAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"deformable attention width {dim} is not divisible by {num_heads} heads")
         self.num_heads, self.num_levels, self.num_points = num_heads, num_levels, num_points
-        self.sampling_offsets = nn.Linear(dim, num_heads * num_levels * num_points * 2)
-        self.attention_weights = nn.Linear(dim, num_heads * num_levels * num_points)
-        self.value_proj = nn.Linear(dim, dim)
-        self.output_proj = nn.Linear(dim, dim)
+        self.sampling_offsets = Linear(dim, num_heads * num_levels * num_points * 2)
+        self.attention_weights = Linear(dim, num_heads * num_levels * num_points)
+        self.value_proj = Linear(dim, dim)
+        self.output_proj = Linear(dim, dim)
         # "auto" | "cuda" | "cpu" | "pytorch"; set for the whole model by GroundingDino.set_attention_implementation.
         self.implementation = "auto"
 

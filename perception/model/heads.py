@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perception.model.linear import Linear
+
 
 class MLP(nn.Module):
     """Linear layers with ReLU between them (not after the last)."""
@@ -14,7 +16,7 @@ class MLP(nn.Module):
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
         super().__init__()
         dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(Linear(d_in, d_out) for d_in, d_out in zip(dims[:-1], dims[1:]))
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         for index, layer in enumerate(self.layers):

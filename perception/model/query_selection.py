@@ -14,6 +14,7 @@ from torch import nn
 from perception.model.backbone import MultiScaleFeatures
 from perception.model.config import GroundingDinoConfig
 from perception.model.heads import ContrastiveClassifier, box_head
+from perception.model.linear import Linear
 
 # Proposal size at level l is BASE_PROPOSAL_SIZE * 2**l (normalized), one square box per token.
 BASE_PROPOSAL_SIZE = 0.05
@@ -65,7 +66,7 @@ class QuerySelection(nn.Module):
     def __init__(self, config: GroundingDinoConfig) -> None:
         super().__init__()
         self.num_queries = config.num_queries
-        self.output_projection = nn.Linear(config.hidden_dim, config.hidden_dim)
+        self.output_projection = Linear(config.hidden_dim, config.hidden_dim)
         self.output_norm = nn.LayerNorm(config.hidden_dim, eps=config.layer_norm_eps)
         self.box_head = box_head(config.hidden_dim)
         self.class_head = ContrastiveClassifier(config.contrastive_bias)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.model.config import SwinConfig
+from perception.model.linear import Linear
 
 # Additive attention bias between tokens of different shifted regions inside one window.
 SHIFTED_REGION_BIAS = -100.0
@@ -65,10 +66,10 @@ class WindowAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.query = nn.Linear(dim, dim, bias=qkv_bias)
-        self.key = nn.Linear(dim, dim, bias=qkv_bias)
-        self.value = nn.Linear(dim, dim, bias=qkv_bias)
-        self.output = nn.Linear(dim, dim)
+        self.query = Linear(dim, dim, bias=qkv_bias)
+        self.key = Linear(dim, dim, bias=qkv_bias)
+        self.value = Linear(dim, dim, bias=qkv_bias)
+        self.output = Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
 
@@ -173,9 +174,9 @@ class SwinBlock(nn.Module):
         self.norm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         hidden = int(dim * config.mlp_ratio)
         self.mlp = nn.Sequential()
-        self.mlp.add_module("fc1", nn.Linear(dim, hidden))
+        self.mlp.add_module("fc1", Linear(dim, hidden))
         self.mlp.add_module("act", nn.GELU())
-        self.mlp.add_module("fc2", nn.Linear(hidden, dim))
+        self.mlp.add_module("fc2", Linear(hidden, dim))
         self.drop_path = DropPath(drop_path)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
@@ -203,7 +204,7 @@ class PatchMerging(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(4 * dim)
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.reduction = Linear(4 * dim, 2 * dim, bias=False)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C); odd sizes are zero-padded."""

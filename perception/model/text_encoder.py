@@ -9,6 +9,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from perception.model.config import GroundingDinoConfig
+from perception.model.linear import Linear
 from perception.model.sub_sentence_masks import sub_sentence_masks
 
 
@@ -45,7 +46,7 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.max_text_len = config.max_text_len
         self.bert = BertModel(BertConfig(**config.text.bert), add_pooling_layer=False)
-        self.projection = nn.Linear(self.bert.config.hidden_size, config.hidden_dim)
+        self.projection = Linear(self.bert.config.hidden_size, config.hidden_dim)
 
     def forward(self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None) -> EncodedText:
         """input_ids: (batch, length) int64, length <= max_text_len; token_mask: True = real token."""
