@@ -96,9 +96,22 @@ def test_unusable_inputs_each_give_one_error_line(tmp_path, capsys):
         ([str(unknown_codec), "--prompt", "a person ."], "unknown video codec"),
         ([str(clip), "--prompt", " . "], "names nothing"),
         ([str(clip), "--prompt", "a person .", "--start", "100"], "lies between 100.0 s and the end"),
+        ([str(clip), "--prompt", "a person .", "--nms-iou", "1.5"], "nms_iou must be in (0, 1]"),
     ]
     for args, message in cases:
         assert main(["video", *args, "--output", str(tmp_path / "out.mp4"), *TINY_MODEL]) == 2
         lines = error_lines(capsys.readouterr().err)
         assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_nms_option_reaches_the_detector():
+    import argparse
+
+    from perception.cli.model_args import add_detector_arguments, build_detector
+
+    parser = argparse.ArgumentParser()
+    add_detector_arguments(parser)
+    detector = build_detector(parser.parse_args(["--weights", "random:tiny", "--nms-iou", "0.6"]))
+    assert detector.config.postprocess.nms_iou == 0.6
+    assert build_detector(parser.parse_args(["--weights", "random:tiny"])).config.postprocess.nms_iou is None

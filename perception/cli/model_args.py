@@ -18,6 +18,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: 
     group.add_argument("--preset", default=None, help="architecture preset for an original .pth file")
     group.add_argument("--box-threshold", type=float, default=None, help="minimum box score (default 0.35)")
     group.add_argument("--text-threshold", type=float, default=None, help="minimum phrase score (default 0.25)")
+    group.add_argument("--nms-iou", type=float, default=None,
+                       help="per-phrase non-maximum suppression: drop a box that overlaps a higher-scored box of "
+                            "the same phrase by more than this IoU, in (0, 1] (default: keep every box)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     group.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES, help="model precision (default float32)")
     group.add_argument("--batch-size", type=int, default=default_batch_size,
@@ -41,7 +44,8 @@ def build_detector(args: argparse.Namespace):
 
     try:
         sizes = {"shortest_edge": args.shortest_edge, "longest_edge": args.longest_edge}
-        thresholds = {"box_threshold": args.box_threshold, "text_threshold": args.text_threshold}
+        thresholds = {"box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
+                      "nms_iou": args.nms_iou}
         # Without size options the checkpoint's own input size applies (the reference's 800/1333 by default).
         preprocess = dataclasses.replace(PreprocessConfig(), **given(sizes)) if given(sizes) else None
         postprocess = dataclasses.replace(PostprocessConfig(), **given(thresholds))
