@@ -141,7 +141,7 @@ class Trainer:
         outputs = self.model(batch.pixel_values, batch.image_padding_mask, text, return_auxiliary=True)
         losses = self.criterion(outputs, batch.targets)
         if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"loss is {float(losses['loss'])} at iteration {self.iteration}")
+            raise FloatingPointError(f"loss is {float(losses['loss'].detach())} at iteration {self.iteration}")
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
