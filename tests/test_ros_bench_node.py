@@ -43,3 +43,18 @@ def test_memory_growth_compares_medians_of_readings_after_the_baseline():
     assert rss_growth(1000, 10, readings, 1100) == pytest.approx(0.1, abs=1e-3)  # 1000 -> 1100
     assert rss_growth(1000, 10, readings[:3], 1040) == pytest.approx(0.04)  # too few: the two readings
     assert rss_growth(None, None, readings, 1100) is None
+
+
+def test_every_detector_option_becomes_a_node_parameter():
+    import argparse
+
+    from perception.cli.bench_node import node_parameters
+    from perception.cli.model_args import add_detector_arguments
+
+    parser = argparse.ArgumentParser()
+    add_detector_arguments(parser)
+    args = parser.parse_args(["--weights", "m", "--box-threshold", "0.4", "--text-threshold", "0.3", "--nms-iou", "0.6",
+                              "--shortest-edge", "120", "--longest-edge", "160", "--batch-size", "2"])
+    assert sorted(node_parameters(args)) == sorted([
+        "model:=m", "device:=cpu", "dtype:=float32", "batch_size:=2", "box_threshold:=0.4", "text_threshold:=0.3",
+        "nms_iou:=0.6", "shortest_edge:=120", "longest_edge:=160"])

@@ -39,6 +39,7 @@ def node_parameters(args: argparse.Namespace) -> list[str]:
         "batch_size": args.batch_size,
         "box_threshold": args.box_threshold,
         "text_threshold": args.text_threshold,
+        "nms_iou": args.nms_iou,
         "shortest_edge": args.shortest_edge,
         "longest_edge": args.longest_edge,
     }
