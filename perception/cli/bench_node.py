@@ -33,7 +33,7 @@ def node_parameters(args: argparse.Namespace) -> list[str]:
     if args.preset is not None:
         raise CliError("--preset is not a node parameter: convert the checkpoint to a model directory first")
     parameters = {
-        "model": args.weights or "",
+        "model": args.weights,  # none given: the node loads its default (the bundled model)
         "device": args.device,
         "dtype": args.dtype,
         "batch_size": args.batch_size,
