@@ -7,7 +7,7 @@ merging and normalized, as the published Grounding DINO checkpoints expect.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 import torch
 import torch.nn.functional as F
@@ -103,15 +103,20 @@ def window_partition(feature_map: torch.Tensor, window_size: int) -> torch.Tenso
     return windows.transpose(2, 3).reshape(batch, -1, window_size * window_size, channels)
 
 
-@lru_cache(maxsize=64)
+def _cached_per_shape(build):
+    """Memoize a builder of constant tensors by its (hashable) arguments. The tensors are built outside
+    inference mode even when first asked for inside it, so training can reuse them."""
+    @lru_cache(maxsize=64)
+    @wraps(build)
+    def cached(*args):
+        with torch.inference_mode(False):
+            return build(*args)
+    return cached
+
+
+@_cached_per_shape
 def shifted_region_bias(height: int, width: int, window_size: int, shift: int, device, dtype) -> torch.Tensor:
-    """(nW, T, T) bias that keeps tokens from different regions of a cyclically shifted map apart.
-    Cached per shape; built as a normal tensor even under inference mode, so training can reuse it."""
-    with torch.inference_mode(False):
-        return _shifted_region_bias(height, width, window_size, shift, device, dtype)
-
-
-def _shifted_region_bias(height: int, width: int, window_size: int, shift: int, device, dtype) -> torch.Tensor:
+    """(nW, T, T) bias that keeps tokens from different regions of a cyclically shifted map apart."""
     def regions(length: int) -> torch.Tensor:
         index = torch.arange(length, device=device)
         return (index >= length - window_size).long() + (index >= length - shift).long()
@@ -139,14 +144,9 @@ class WindowLayout:
     scatter: torch.Tensor
 
 
-@lru_cache(maxsize=64)
+@_cached_per_shape
 def window_layout(height: int, width: int, window_size: int, shift: int, device) -> WindowLayout:
-    """Cached per shape; normal tensors even under inference mode, so training can reuse them."""
-    with torch.inference_mode(False):
-        return _window_layout(height, width, window_size, shift, device)
-
-
-def _window_layout(height: int, width: int, window_size: int, shift: int, device) -> WindowLayout:
+    """The WindowLayout of a (height x width) map for windows of window_size shifted by shift."""
     padded_height, padded_width = height + -height % window_size, width + -width % window_size
     rows = (torch.arange(padded_height, device=device) + shift) % padded_height  # roll by -shift
     cols = (torch.arange(padded_width, device=device) + shift) % padded_width
