@@ -84,8 +84,6 @@ class BiAttention(nn.Module):
         return linear.weight.view(self.num_heads, -1, linear.in_features)
 
     def direct(self, vision, text, vision_padding_mask, text_padding_mask):
-        batch, num_vision, _ = vision.shape
-        num_text = text.shape[1]
         queries = self._split_heads(self.vision_query(vision) * self.scale)
         similarity = queries @ self._split_heads(self.text_key(text)).transpose(2, 3)  # (B, heads, Nv, Nt)
         similarity = (similarity - similarity.max()).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
