@@ -26,6 +26,8 @@ from perception.training.trainer import Trainer, TrainConfig
 
 logger = logging.getLogger(__name__)
 VOCABULARY = sorted(f"{colour} {kind}" for colour in COLOUR_HUES for kind in KINDS)
+# Trained and exported at this input size, so the checkpoint asks inference for what training saw.
+PREPROCESS = PreprocessConfig(shortest_edge=IMAGE_SIZE, longest_edge=IMAGE_SIZE)
 
 
 def build_trainer(output: Path, iterations: int, batch_size: int, seed: int) -> Trainer:
@@ -37,8 +39,7 @@ def build_trainer(output: Path, iterations: int, batch_size: int, seed: int) -> 
     # One prompt in seven names absent phrases only: the committed 3000-iteration model, trained without
     # them, still fired on 7 of 20 such prompts.
     prompts = PromptConfig(max_negatives=6, absent_only_probability=0.15)
-    batches = batch_stream(dataset, batch_size, VOCABULARY, tokenizer, seed, prompts,
-                           PreprocessConfig(shortest_edge=IMAGE_SIZE, longest_edge=IMAGE_SIZE))
+    batches = batch_stream(dataset, batch_size, VOCABULARY, tokenizer, seed, prompts, PREPROCESS)
     # The Swin starts from random weights and trains at the full rate; only the PCA-initialized text
     # encoder, which needs to keep its pretrained geometry, moves slower.
     config = TrainConfig(iterations=iterations, learning_rate=3e-4, backbone_learning_rate=1.5e-4,
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer.train()
     if args.export:
         save_hf_checkpoint(trainer.model, args.export, vocab_file=default_vocab_file(), dtype=torch.float16,
-                           preprocess=PreprocessConfig(shortest_edge=IMAGE_SIZE, longest_edge=IMAGE_SIZE))
+                           preprocess=PREPROCESS)
         logger.info("exported to %s", args.export)
     return 0
 
