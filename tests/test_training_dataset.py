@@ -123,6 +123,24 @@ def test_some_training_prompts_name_only_absent_phrases():
         PromptConfig(absent_only_probability=1.5)
 
 
+def test_attribute_negatives_name_a_present_kind_of_thing_with_other_attributes():
+    vocabulary = SceneConfig().phrases
+    present = ["red car", "blue circle"]
+    rng = np.random.default_rng(5)
+    config = PromptConfig(min_negatives=4, max_negatives=4, attribute_negative_fraction=1.0,
+                          drop_positive_probability=0.0)
+    for _ in range(50):
+        negatives = [p for p in sample_prompt(present, vocabulary, rng, config).phrases if p not in present]
+        assert len(negatives) == 4 and all(p.split()[-1] in {"car", "circle"} for p in negatives), negatives
+    # With a share below one, the rest come from the other pools: both kinds appear.
+    config = PromptConfig(min_negatives=4, max_negatives=4, attribute_negative_fraction=0.5)
+    heads = [p.split()[-1] in {"car", "circle"} for _ in range(50)
+             for p in sample_prompt(present, vocabulary, rng, config).phrases if p not in present]
+    assert 0.3 < np.mean(heads) < 0.9
+    with pytest.raises(ValueError, match="attribute_negative_fraction"):
+        PromptConfig(attribute_negative_fraction=-0.1)
+
+
 def test_targets_mark_the_tokens_of_each_box_phrase(tokenizer):
     scene = generate_scene(2, (200, 300))
     sample = SyntheticGroundingDataset(2, 1, (200, 300))[0]

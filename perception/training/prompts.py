@@ -8,6 +8,9 @@ negatives share a word with a present phrase ("red square" beside a red circle),
 must both be read; a present phrase is sometimes left out (its boxes then have no target), so an
 object that the prompt does not name must not be detected; and some prompts name only absent phrases,
 the case where a user asks for something that is not in view and every box must score low.
+"Attribute" negatives, the hardest kind, end in the head noun (last word) of a present phrase with
+other words before it ("red car" beside a purple car): the prompt names the right kind of thing with the
+wrong attribute, which a model that reads the noun and skims the adjective gets wrong.
 """
 from __future__ import annotations
 
@@ -36,7 +39,10 @@ class PromptConfig:
     # Absent phrases per prompt, drawn uniformly in [min_negatives, max_negatives] (fewer when the
     # vocabulary has fewer). 8 keeps prompts of a 48-phrase vocabulary at about 30 tokens.
     max_negatives: int = 8
-    # Expected share of negatives drawn among absent phrases that share a word with a present one.
+    # Expected share of negatives drawn among absent phrases that end in the head noun (last word) of a
+    # present one; drawn first. 0 keeps the draws (and so the prompts of a seed) of earlier versions.
+    attribute_negative_fraction: float = 0.0
+    # Expected share of the remaining negatives drawn among absent phrases sharing a word with a present one.
     hard_negative_fraction: float = 0.5
     # Chance that a present phrase is left out of the prompt (its boxes then are no target).
     drop_positive_probability: float = 0.1
@@ -50,7 +56,8 @@ class PromptConfig:
             raise ValueError(
                 f"need 0 <= min_negatives <= max_negatives, got {self.min_negatives} and {self.max_negatives}"
             )
-        for name in ("hard_negative_fraction", "drop_positive_probability", "absent_only_probability"):
+        for name in ("attribute_negative_fraction", "hard_negative_fraction", "drop_positive_probability",
+                     "absent_only_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_phrases < 1:
@@ -102,8 +109,13 @@ def sample_prompt(
     wanted = min(int(rng.integers(config.min_negatives, config.max_negatives + 1)), config.max_phrases - len(kept))
     # At least one phrase: an image whose phrases were all dropped gets a prompt of absent ones only.
     wanted = max(wanted, 1 - len(kept))
-    hard_count = int(rng.binomial(wanted, config.hard_negative_fraction))
-    negatives = _draw(hard, hard_count, rng)
+    negatives = []
+    if config.attribute_negative_fraction > 0:
+        heads = {phrase.split()[-1] for phrase in present}
+        attribute = [phrase for phrase in absent if phrase.split()[-1] in heads]
+        negatives = _draw(attribute, int(rng.binomial(wanted, config.attribute_negative_fraction)), rng)
+    hard_count = int(rng.binomial(wanted - len(negatives), config.hard_negative_fraction))
+    negatives += _draw([phrase for phrase in hard if phrase not in negatives], hard_count, rng)
     negatives += _draw(easy, wanted - len(negatives), rng)
     negatives += _draw([phrase for phrase in hard if phrase not in negatives], wanted - len(negatives), rng)
     if not kept and not negatives:
