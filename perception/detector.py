@@ -118,6 +118,11 @@ class GroundingDinoDetector:
                    **kwargs)
 
     @property
+    def box_threshold(self) -> float:
+        """The configured box threshold (``config.box_threshold``)."""
+        return self.config.box_threshold
+
+    @property
     def phrases(self) -> list[str]:
         return list(self._prompt.phrases) if self._prompt else []
 
@@ -144,8 +149,11 @@ class GroundingDinoDetector:
         return EncodedPrompt([p for chunk in chunks for p in chunk.phrases], encoded)
 
     @torch.inference_mode()
-    def detect(self, images: Sequence) -> list[Detections]:
-        """Detect the current prompt's phrases in each image (see preprocess.as_rgb_tensor for formats)."""
+    def detect(self, images: Sequence, box_threshold: float | None = None) -> list[Detections]:
+        """Detect the current prompt's phrases in each image (see preprocess.as_rgb_tensor for formats).
+
+        box_threshold: overrides the configured one for this call (trackers ask for lower scores).
+        """
         if self._prompt is None:
             raise RuntimeError("no prompt set: call set_prompt('a person . a red mug .') first")
         if isinstance(images, (torch.Tensor,)) or hasattr(images, "shape"):
@@ -165,12 +173,13 @@ class GroundingDinoDetector:
             for begin in range(0, len(indices), self.config.batch_size):
                 batch = indices[begin : begin + self.config.batch_size]
                 for index, detections in zip(batch, self._detect_batch([prepared[i] for i in batch],
-                                                                        [original_sizes[i] for i in batch], times)):
+                                                                        [original_sizes[i] for i in batch], times,
+                                                                        box_threshold)):
                     results[index] = detections
         self.last_stage_times = times
         return results
 
-    def _detect_batch(self, images, original_sizes, times: StageTimes) -> list[Detections]:
+    def _detect_batch(self, images, original_sizes, times: StageTimes, box_threshold: float | None) -> list[Detections]:
         start = time.perf_counter()
         pixel_values, padding = pad_batch(images)
         pixel_values = pixel_values.to(self.dtype)
@@ -181,6 +190,8 @@ class GroundingDinoDetector:
         model_done = time.perf_counter()
         times.model += model_done - start
         config = self.config.postprocess
+        if box_threshold is not None:
+            config = dataclasses.replace(config, box_threshold=box_threshold)
         detections = [
             merge([postprocess(output.logits[i], output.boxes[i], chunk, size, config, self.tokenizer)
                    for chunk, output in per_chunk], config)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.tracking import ObjectTracker
+from perception.tracking import ObjectTracker, detection_floor
 from perception.tracking_config import TrackerConfig
 from perception.types import Detections
 
@@ -79,13 +79,17 @@ class MultiStreamDetector:
         if self._phrases is None:
             raise RuntimeError("MultiStreamDetector.process called before set_prompt")
         start = time.perf_counter()
-        detections = self.detector.detect([rgb for _, rgb in frames])
-        model_seconds = time.perf_counter() - start
         if self.tracker_config is None:
+            detections = self.detector.detect([rgb for _, rgb in frames])
+            model_seconds = time.perf_counter() - start
             return BatchResult([_untracked(frame_detections) for frame_detections in detections], model_seconds)
+        box_threshold = self.detector.box_threshold
+        detections = self.detector.detect([rgb for _, rgb in frames],
+                                          box_threshold=detection_floor(box_threshold, self.tracker_config))
+        model_seconds = time.perf_counter() - start
         objects = []
         for (stream, _), frame_detections in zip(frames, detections):
-            tracks = self._tracker(stream).update(frame_detections)
+            tracks = self._tracker(stream).update(frame_detections, start_threshold=box_threshold)
             objects.append(
                 [LabeledBox(t.label, t.score, t.box_xyxy, str(t.track_id)) for t in tracks if t.matched]
             )

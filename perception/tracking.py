@@ -7,6 +7,12 @@ distance), gated by phrase: a "mug" detection never continues a "person" track u
 joins the two (``label_gating="prompt"`` or ``synonym_groups``). See :mod:`perception.tracking_config`
 for every knob and the hit-counter arithmetic.
 
+Low scores (``continue_threshold``, ByteTrack's second association): the pipelines run the detector
+down to :func:`detection_floor` and pass the box threshold as ``start_threshold``; a detection below
+it only continues a reported track of its phrase that it overlaps and never starts one. Lost tracks
+can be re-identified (``reid_frames``): a new track of the same phrase appearing near where a lost one
+was, or near where its motion model puts it, takes over the lost track's id.
+
 Frame skipping: when the detector runs only every ``period`` frames, call ``update(detections,
 period=period)`` on the frames it ran and ``update(None)`` on the others; tracks then coast on their
 Kalman prediction in between (norfair's ``period``).
@@ -14,6 +20,7 @@ Kalman prediction in between (norfair's ``period``).
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +39,27 @@ logger = logging.getLogger(__name__)
 # Association key shared by every phrase when label_gating is "prompt"; phrase keys carry a prefix so
 # that no phrase (not even "") can collide with it.
 _ANY_PHRASE_KEY = "any"
+
+
+def detection_floor(box_threshold: float, config: TrackerConfig) -> float:
+    """Lowest score the detector should report when its detections feed a tracker with ``config``."""
+    return min(box_threshold, config.continue_threshold) if config.continue_threshold > 0 else box_threshold
+
+
+def _xyxy(points: np.ndarray) -> np.ndarray:
+    """norfair's (2, 2) corner points as an (x0, y0, x1, y1) box, corners in either order."""
+    (ax, ay), (bx, by) = points
+    return np.array([min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)])
+
+
+def _iou_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """IoU of every box of first (N, 4) with every box of second (M, 4), xyxy."""
+    top_left = np.maximum(first[:, None, :2], second[None, :, :2])
+    bottom_right = np.minimum(first[:, None, 2:], second[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area = lambda boxes: np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)  # noqa: E731
+    union = area(first)[:, None] + area(second)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 @dataclass(frozen=True)
@@ -84,6 +112,9 @@ class ObjectTracker:
             initialization_delay=self.config.initialization_delay,
             filter_factory=filter_factory,
             past_detections_length=0,
+            reid_distance_function=self._reid_distance if self.config.reid_frames else None,
+            reid_distance_threshold=self.config.reid_distance,
+            reid_hit_counter_max=self.config.reid_frames or None,
         )
         self._motion = _motion_estimator(self.config)
         self._synonyms = {phrase: frozenset(group) for group in self.config.synonym_groups for phrase in group}
@@ -115,12 +146,15 @@ class ObjectTracker:
             self._forget_dead_objects()
         self._phrases = phrases
 
-    def update(self, detections: Detections | None, frame: np.ndarray | None = None, period: int = 1) -> list[Track]:
+    def update(self, detections: Detections | None, frame: np.ndarray | None = None, period: int = 1,
+               start_threshold: float = 0.0) -> list[Track]:
         """Advance one frame.
 
         detections: this frame's detections, or None when the detector did not run on this frame.
         frame: (H, W, 3) uint8 RGB; required on every call when camera-motion compensation is enabled.
         period: frames since the detector last ran (its stride), in [1, hit_counter_max].
+        start_threshold: the detector's box threshold; detections scored below it may only continue a
+            reported track (and only with ``config.continue_threshold`` set; otherwise they are ignored).
         Returns the reported tracks (past their initialization delay), ordered by id.
         """
         if not 1 <= period <= self.config.hit_counter_max:
@@ -134,8 +168,22 @@ class ObjectTracker:
                 raise ValueError("camera-motion compensation is enabled: pass the frame to every update")
             transformation = self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         candidates = [] if detections is None else self._to_norfair(detections)
+        low = [candidate for candidate in candidates if candidate.data["score"] < start_threshold]
+        if low:
+            candidates = [candidate for candidate in candidates if candidate.data["score"] >= start_threshold]
+            candidates += self._continuing(low)
+        existing = {id(obj) for obj in self._tracker.tracked_objects}
         # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
         active = self._tracker.update(candidates, period=period, coord_transformations=transformation)
+        if low:
+            # A low-scored detection that continued nothing started an object: it may not.
+            started = {id(c) for c in low}
+            self._tracker.tracked_objects = [
+                obj for obj in self._tracker.tracked_objects
+                if id(obj) in existing or id(obj.last_detection) not in started
+            ]
+            kept = {id(obj) for obj in self._tracker.tracked_objects}
+            active = [obj for obj in active if id(obj) in kept]
         fresh = {id(candidate) for candidate in candidates}
         for obj in self._tracker.tracked_objects:
             if id(obj.last_detection) in fresh:
@@ -145,6 +193,44 @@ class ObjectTracker:
         self._forget_dead_objects()
         tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in active]
         return sorted(tracks, key=lambda track: track.track_id)
+
+    def _continuing(self, low: list[Detection]) -> list[Detection]:
+        """The low-scored detections that overlap a reported track of their key by more than the
+        association allows (judged on the tracks' last estimates, before this frame's prediction)."""
+        if self.config.continue_threshold <= 0:
+            return []
+        low = [candidate for candidate in low if candidate.data["score"] >= self.config.continue_threshold]
+        tracks = [obj for obj in self._tracker.tracked_objects if not obj.is_initializing and obj.hit_counter_is_positive]
+        if not low or not tracks:
+            return []
+        if self.config.distance == "iou":
+            overlap = _iou_matrix(np.stack([_xyxy(c.points) for c in low]), np.stack([_xyxy(o.estimate) for o in tracks]))
+            near = overlap > 1.0 - self.config.distance_threshold
+        else:
+            gaps = np.stack([c.points.reshape(4) for c in low])[:, None, :] - np.stack(
+                [o.estimate.reshape(4) for o in tracks])[None, :, :]
+            near = np.linalg.norm(gaps, axis=2) < self.config.distance_threshold
+        same_key = np.array([[c.label == o.label for o in tracks] for c in low])
+        return [candidate for candidate, keep in zip(low, (near & same_key).any(axis=1)) if keep]
+
+    @staticmethod
+    def _reid_distance(new, lost) -> float:
+        """norfair ReID distance between a new (initializing) object and a lost or unmatched one: the
+        centre distance in box sizes of the lost object, from where it was last seen or from where its
+        filter predicts it now, whichever is nearer; different keys or sizes never match."""
+        if new.label != lost.label:
+            return math.inf
+        box = _xyxy(new.last_detection.points)
+        area = np.prod(box[2:] - box[:2])
+        distances = []
+        for points in (lost.last_detection.points, lost.estimate):
+            other = _xyxy(points)
+            other_area = np.prod(other[2:] - other[:2])
+            if area <= 0 or other_area <= 0 or max(area, other_area) > 2.0 * min(area, other_area):
+                continue
+            centre_gap = (box[:2] + box[2:]) / 2 - (other[:2] + other[2:]) / 2
+            distances.append(float(np.linalg.norm(centre_gap)) / math.sqrt(other_area))
+        return min(distances, default=math.inf)
 
     def _key(self, phrase: str) -> str:
         if self.config.label_gating == "prompt":

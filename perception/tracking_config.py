@@ -78,6 +78,18 @@ class TrackerConfig:
     # label (or synonym group) is still a phrase of the new prompt and drops the others. Ids are never
     # reused within a stream either way.
     on_prompt_change: str = "reset"
+    # ByteTrack's second association: a detection scored below the detector's box threshold but at least
+    # this continues a reported track of its phrase that it overlaps (a partly hidden or blurred object
+    # whose score dipped) and never starts a track. The pipelines then run the detector down to this
+    # score, so a continued track can carry a score below the box threshold. 0 turns it off.
+    continue_threshold: float = 0.0
+    # Re-identification of lost tracks (norfair's ReID): for this many frames after a track is lost, a new
+    # track of the same phrase (or synonym group) that appears near where the lost one was last seen, or
+    # near where its motion model puts it now, takes over its id instead of starting a new one. 0: off.
+    reid_frames: int = 0
+    # How near, in box sizes (centre distance over the square root of the lost box's area); boxes whose
+    # areas differ by more than 2x never match.
+    reid_distance: float = 1.0
     # "kalman": norfair's constant-velocity Kalman filter; "none": boxes stay where last seen.
     filter: str = "kalman"
     kalman_measurement_noise: float = 4.0  # norfair R: larger trusts detections less
@@ -101,6 +113,11 @@ class TrackerConfig:
                f"tracking initialization_delay must be in [0, hit_counter_max - 1] = [0, {self.hit_counter_max - 1}]; "
                f"got {self.initialization_delay}")
         _check_choice("label_gating", self.label_gating, LABEL_GATINGS)
+        _check(0.0 <= self.continue_threshold < 1.0,
+               f"tracking continue_threshold must be in [0, 1) (0 turns it off); got {self.continue_threshold}")
+        _check(0 <= self.reid_frames <= 10_000,
+               f"tracking reid_frames must be in [0, 10000] (0 turns it off); got {self.reid_frames}")
+        _check(self.reid_distance > 0.0, f"tracking reid_distance must be > 0 box sizes; got {self.reid_distance}")
         _check_choice("on_prompt_change", self.on_prompt_change, PROMPT_CHANGE_RULES)
         _check_choice("filter", self.filter, FILTERS)
         _check(self.kalman_measurement_noise > 0.0,

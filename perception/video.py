@@ -31,7 +31,7 @@ from perception.drawing import draw_objects
 from perception.pipeline_stages import END, Stage, StopSignals, get, put
 from perception.track_records import TrackRecordWriter
 from perception.streams import LabeledBox
-from perception.tracking import ObjectTracker, Track
+from perception.tracking import ObjectTracker, Track, detection_floor
 from perception.tracking_config import TrackerConfig
 from perception.types import Detections
 from perception.video_io import DamageReport, DecodedFrame, VideoInfo, VideoReader, VideoWriter
@@ -41,9 +41,11 @@ logger = logging.getLogger(__name__)
 class FrameDetector(Protocol):
     """What the pipeline needs from a detector (perception.detector.GroundingDinoDetector has it)."""
 
+    box_threshold: float
+
     def set_prompt(self, prompt: str) -> list[str]: ...
 
-    def detect(self, images: list[np.ndarray]) -> list[Detections]: ...
+    def detect(self, images: list[np.ndarray], box_threshold: float | None = None) -> list[Detections]: ...
 
 
 def _check(condition: bool, message: str) -> None:
@@ -132,11 +134,15 @@ class _Inference:
         if stop.is_set():
             return False
         to_detect = [frame for frame in pending if self.is_detected(frame)]
-        detections = iter(self.detector.detect([frame.image for frame in to_detect]) if to_detect else [])
+        box_threshold = self.detector.box_threshold
+        floor = detection_floor(box_threshold, self.config.tracker)
+        detections = iter(self.detector.detect([frame.image for frame in to_detect], box_threshold=floor)
+                          if to_detect else [])
         self.detected_frames += len(to_detect)
         for frame in pending:
             frame_detections = next(detections) if self.is_detected(frame) else None
-            tracks = self.tracker.update(frame_detections, frame=frame.image, period=self.config.frame_stride)
+            tracks = self.tracker.update(frame_detections, frame=frame.image, period=self.config.frame_stride,
+                                         start_threshold=box_threshold)
             if not put(results, (frame, tracks, frame_detections is not None), stop):
                 return False
         return True

@@ -190,3 +190,19 @@ def test_thresholds_change_between_calls(detector):
     assert len(detector.detect(frames(1))[0]) == 0
     detector.config.box_threshold = 0.0
     assert len(detector.detect(frames(1))[0]) > 0
+
+
+def test_a_call_can_lower_the_box_threshold_without_changing_the_config(detector):
+    detector.set_prompt("a person . a dog .")
+    image = frames(1)
+    everything = detector.detect(image)[0]  # configured threshold 0
+    cut = float(np.median(everything.scores))
+    detector.config.box_threshold = cut
+    try:
+        above = detector.detect(image)[0]
+        lowered = detector.detect(image, box_threshold=0.0)[0]
+        assert detector.box_threshold == detector.config.box_threshold == cut
+        assert 0 < len(above) < len(lowered) and (above.scores > cut).all()
+        assert_same(lowered, everything)
+    finally:
+        detector.config.box_threshold = 0.0

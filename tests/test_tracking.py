@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.tracking import ObjectTracker, Track
+from perception.tracking import ObjectTracker, Track, detection_floor
 from perception.tracking_config import TrackerConfig
 from perception.types import Detections
 
@@ -68,7 +68,7 @@ def test_identities_survive_gaps_up_to_the_hit_counter(hit_counter_max):
 
 
 def test_a_gap_longer_than_the_hit_counter_ends_the_identity():
-    config = TrackerConfig(hit_counter_max=6, initialization_delay=1)
+    config = TrackerConfig(hit_counter_max=6, initialization_delay=1, reid_frames=0)
     truth = ground_truth_boxes(frames=50, objects=2, seed=3)
     rng = np.random.default_rng(4)
     gap = range(20, 27)  # one frame more than the hit counter allows
@@ -222,6 +222,84 @@ def test_camera_motion_needs_the_frame():
         tracker.update(Detections())
 
 
+def with_scores(detections: Detections, score: float) -> Detections:
+    return Detections(boxes=detections.boxes, scores=np.full(len(detections.boxes), score), labels=detections.labels)
+
+
+@pytest.mark.parametrize("continue_threshold", [0.0, 0.2])
+def test_low_scores_continue_reported_tracks_only_with_a_continue_threshold(continue_threshold):
+    config = TrackerConfig(hit_counter_max=5, initialization_delay=1, continue_threshold=continue_threshold)
+    truth = ground_truth_boxes(frames=40, objects=2, seed=5)
+    rng = np.random.default_rng(6)
+    dip = range(15, 25)  # scores fall below the box threshold (0.35) for longer than the hit counter
+    detections = [with_scores(noisy_detections(truth[frame], rng, 1.0, False), 0.25 if frame in dip else 0.8)
+                  for frame in range(len(truth))]
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person"])
+    tracks = [tracker.update(frame_detections, start_threshold=0.35) for frame_detections in detections]
+    ids = ids_by_truth(truth, tracks)
+    if continue_threshold:
+        assert all(len(object_ids) == 1 for object_ids in ids), ids
+        assert all(len(tracks[frame]) == 2 and all(t.matched and t.score == 0.25 for t in tracks[frame])
+                   for frame in dip)
+    else:  # ignored: the tracks coast, die after the hit counter, and new ones start after the dip
+        assert all(len(object_ids) == 2 for object_ids in ids), ids
+
+
+def test_low_scores_never_start_a_track():
+    config = TrackerConfig(initialization_delay=0, continue_threshold=0.1)
+    truth = ground_truth_boxes(frames=20, objects=2, seed=7)
+    rng = np.random.default_rng(8)
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person"])
+    # Object 0 is seen at a high score once, then low; object 1 only ever at low scores.
+    tracks = []
+    for frame in range(len(truth)):
+        detections = noisy_detections(truth[frame], rng, 1.0, False)
+        detections.scores[:] = [0.8 if frame == 0 else 0.2, 0.2]
+        tracks.append(tracker.update(detections, start_threshold=0.35))
+    assert ids_by_truth(truth, tracks) == [{1}, set()]
+    assert len(tracker._tracker.tracked_objects) == 1  # no hidden, unreported objects either
+
+
+def reappearing(frames: int, gap: range, shift: float = 0.0, label_after: str = "person") -> list[Detections | None]:
+    """One object moving right, unseen during `gap`, then seen again shifted by `shift` pixels."""
+    detections: list[Detections | None] = []
+    for frame in range(frames):
+        x0 = 40.0 + 3.0 * frame + (shift if frame >= gap.stop else 0.0)
+        label = label_after if frame >= gap.stop else "person"
+        box = np.array([[x0, 100.0, x0 + 60.0, 180.0]], np.float32)
+        detections.append(None if frame in gap else Detections(boxes=box, scores=[0.8], labels=[label]))
+    return detections
+
+
+@pytest.mark.parametrize(
+    "reid_frames, shift, label_after, same_id",
+    [
+        (0, 0.0, "person", False),  # without re-identification a gap past the hit counter ends the identity
+        (30, 0.0, "person", True),  # where its motion model says it is
+        (30, -60.0, "person", True),  # stopped while hidden: near where it was last seen
+        (30, 200.0, "person", False),  # far from both: another object
+        (30, 0.0, "cyclist", False),  # another phrase
+        (5, 0.0, "person", False),  # lost for longer than reid_frames
+    ],
+)
+def test_a_lost_track_is_re_identified_near_where_it_was(reid_frames, shift, label_after, same_id):
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_frames=reid_frames)
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person", "cyclist"])
+    tracks = [tracker.update(detections) for detections in reappearing(60, range(20, 35), shift, label_after)]
+    before, after = {t.track_id for t in tracks[19]}, {t.track_id for t in tracks[-1]}
+    assert len(before) == len(after) == 1
+    assert (before == after) == same_id, (before, after)
+
+
+def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
+    assert detection_floor(0.35, TrackerConfig()) == 0.35
+    assert detection_floor(0.35, TrackerConfig(continue_threshold=0.2)) == 0.2
+    assert detection_floor(0.1, TrackerConfig(continue_threshold=0.2)) == 0.1
+
+
 @pytest.mark.parametrize(
     "values, message",
     [
@@ -239,6 +317,9 @@ def test_camera_motion_needs_the_frame():
         ({"motion": {"quality_level": 1.0}}, r"quality_level must be in \(0, 1\)"),
         ({"motion": {"model": "affine"}}, r"motion model must be one of homography, translation"),
         ({"kalman_measurement_noise": 0}, r"kalman_measurement_noise must be > 0"),
+        ({"continue_threshold": 1.0}, r"continue_threshold must be in \[0, 1\) \(0 turns it off\); got 1.0"),
+        ({"reid_frames": -1}, r"reid_frames must be in \[0, 10000\]"),
+        ({"reid_distance": 0}, r"reid_distance must be > 0 box sizes"),
         ({"hit_counter": 3}, r"unknown tracking keys \['hit_counter'\]"),
         ({"motion": {"points": 3}}, r"unknown tracking motion keys \['points'\]"),
     ],

@@ -99,14 +99,16 @@ class FailingDetector:
     def __init__(self, detector) -> None:
         self.detector, self.calls = detector, 0
 
+    box_threshold = property(lambda self: self.detector.box_threshold)
+
     def set_prompt(self, prompt):
         return self.detector.set_prompt(prompt)
 
-    def detect(self, images):
+    def detect(self, images, box_threshold=None):
         self.calls += 1
         if self.calls == 3:
             raise RuntimeError("simulated crash in the model")
-        return self.detector.detect(images)
+        return self.detector.detect(images, box_threshold)
 
 
 def test_a_crash_leaves_a_playable_video_and_complete_records(tmp_path, detector):

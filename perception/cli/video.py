@@ -52,6 +52,11 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--label-gating", choices=("phrase", "prompt"), default=None,
                        help="'prompt' lets a track keep its id when the detector wavers between the prompt's phrases")
     group.add_argument("--camera-motion", action="store_true", help="compensate camera motion (moving cameras)")
+    group.add_argument("--continue-threshold", type=float, default=None,
+                       help="detections scored from this up to the box threshold continue tracks, never start one "
+                            "(ByteTrack's second association; 0 turns it off)")
+    group.add_argument("--reid-frames", type=int, default=None,
+                       help="frames a lost track can be re-identified by a new track of its phrase nearby (0: off)")
 
 
 def tracker_config_from_args(args: argparse.Namespace):
@@ -67,6 +72,9 @@ def tracker_config_from_args(args: argparse.Namespace):
             raise CliError(f"tracker config {args.tracker_config} must be a mapping of settings")
     if args.label_gating:
         values["label_gating"] = args.label_gating
+    for name in ("continue_threshold", "reid_frames"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
     if args.camera_motion:
         values["motion"] = {**values.get("motion", {}), "enabled": True}
     try:
