@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from perception.drawing import draw_objects
+from perception.drawing import draw_objects, draw_objects_yuv420, yuv420_planes
 from perception.pipeline_stages import END, Stage, StopSignals, get, put
 from perception.track_records import TrackRecordWriter
 from perception.streams import LabeledBox
@@ -63,8 +63,9 @@ class VideoJobConfig:
     end_time: float | None = None  # seconds into the input, exclusive; None reads to the end
     output_size: tuple[int, int] | None = None  # (width, height), even; None keeps the input size
     # Batches (of batch_size * frame_stride frames) each of the two queues holds. One lets decoding and
-    # encoding overlap the model; two also absorb jitter. Decoded frames in memory: up to
-    # (1 + 2 * queue_batches) batches, e.g. 5 * 4 VGA frames = 18 MB, but 5 * 4 * 15 4K frames = 7.5 GB.
+    # encoding overlap the model; two also absorb jitter. Decoded frames in memory (RGB plus 4:2:0, 4.5
+    # bytes a pixel): up to (1 + 2 * queue_batches) batches, e.g. 5 * 4 VGA frames = 28 MB, but
+    # 5 * 4 * 15 4K frames = 11 GB.
     queue_batches: int = 2
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
@@ -174,12 +175,25 @@ def _expected_frames(info: VideoInfo, config: VideoJobConfig) -> int | None:
     return max(0, round((end - config.start_time) * float(info.frame_rate)))
 
 
-def _annotated(frame: DecodedFrame, tracks: list[Track], size: tuple[int, int]) -> np.ndarray:
-    """The frame resized to the output size, with every track drawn (boxes scaled along)."""
+def _write_annotated(writer: VideoWriter, frame: DecodedFrame, tracks: list[Track], size: tuple[int, int]) -> None:
+    """Write the frame resized to the output size with every track drawn (boxes scaled along): on the
+    decoded 4:2:0 planes when the reader kept them, else on the RGB image."""
     height, width = frame.image.shape[:2]
-    image = frame.image if (width, height) == size else cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
     scale = np.array([size[0] / width, size[1] / height] * 2, np.float32)
-    return draw_objects(image, [LabeledBox(t.label, t.score, t.box_xyxy * scale, str(t.track_id)) for t in tracks])
+    boxes = [LabeledBox(t.label, t.score, t.box_xyxy * scale, str(t.track_id)) for t in tracks]
+    if frame.yuv420 is not None:
+        planes = frame.yuv420 if (width, height) == size else _resized_yuv420(frame.yuv420, height, width, size)
+        writer.write_yuv420(draw_objects_yuv420(planes, size[1], size[0], boxes), frame.pts)
+        return
+    image = frame.image if (width, height) == size else cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+    writer.write(draw_objects(image, boxes), frame.pts)
+
+
+def _resized_yuv420(planes: np.ndarray, height: int, width: int, size: tuple[int, int]) -> np.ndarray:
+    """A packed yuv420p frame resized plane by plane to size (width, height), both even."""
+    resized = [cv2.resize(plane, (size[0] // factor, size[1] // factor), interpolation=cv2.INTER_AREA).reshape(-1)
+               for plane, factor in zip(yuv420_planes(planes, height, width), (1, 2, 2))]
+    return np.concatenate(resized).reshape(size[1] * 3 // 2, size[0])  # PyAV's packed yuv420p layout
 
 
 def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs: VideoOutputs,
@@ -193,7 +207,7 @@ def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs
     KeyboardInterrupt.
     """
     config = config or VideoJobConfig()
-    reader = VideoReader(input_path, config.start_time, config.end_time)
+    reader = VideoReader(input_path, config.start_time, config.end_time, keep_yuv420=True)
     tracker = ObjectTracker(config.tracker)
     tracker.set_phrases(detector.set_prompt(prompt))
     size = output_size(reader.info, config.output_size)
@@ -214,7 +228,7 @@ def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs
                 stage.start()
             while (item := get(results, stop, stages)) is not END:
                 frame, tracks, detected = item
-                writer.write(_annotated(frame, tracks, size), frame.pts)
+                _write_annotated(writer, frame, tracks, size)
                 records.write(frame.index, frame.time, detected, tracks)
                 bar.update()
     except BaseException as error:

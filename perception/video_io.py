@@ -53,6 +53,9 @@ class DecodedFrame:
     pts: int  # in VideoInfo.time_base units
     time: float  # seconds, pts * time_base
     image: np.ndarray  # (H, W, 3) uint8 RGB
+    # The decoder's own 4:2:0 planes, (H * 3 / 2, W) uint8 Y then U then V as PyAV lays them out, when
+    # the reader keeps them (keep_yuv420) and the frame is yuv420p with even sizes; else None.
+    yuv420: np.ndarray | None = None
 
 
 @dataclass
@@ -136,8 +139,12 @@ class VideoReader:
     reading and is recorded; see :attr:`report` after iterating.
     """
 
-    def __init__(self, path: str, start_time: float = 0.0, end_time: float | None = None) -> None:
+    def __init__(self, path: str, start_time: float = 0.0, end_time: float | None = None,
+                 keep_yuv420: bool = False) -> None:
+        """keep_yuv420: also keep each frame's decoded 4:2:0 planes (DecodedFrame.yuv420), so a writer can
+        encode them without converting RGB back to YUV (which costs more than decoding)."""
         self.path, self.start_time, self.end_time = path, start_time, end_time
+        self.keep_yuv420 = keep_yuv420
         self.info = probe(path)
         self.report = DamageReport()
 
@@ -157,7 +164,11 @@ class VideoReader:
                 if self.end_time is not None and time >= self.end_time:
                     break
                 self.report.corrupt_frames += int(frame.is_corrupt)
-                yield DecodedFrame(self.report.decoded_frames, pts, time, frame.to_ndarray(format="rgb24"))
+                yuv420 = None
+                if (self.keep_yuv420 and frame.format.name == "yuv420p" and frame.width % 2 == 0
+                        and frame.height % 2 == 0):
+                    yuv420 = frame.to_ndarray(format="yuv420p")
+                yield DecodedFrame(self.report.decoded_frames, pts, time, frame.to_ndarray(format="rgb24"), yuv420)
                 self.report.decoded_frames += 1
 
     def _packets(self, container, stream) -> Iterator[av.Packet | None]:
@@ -243,13 +254,19 @@ class VideoWriter:
 
     def write(self, image: np.ndarray, pts: int) -> None:
         """image: (height, width, 3) uint8 RGB; pts: input timestamp in time_base units."""
+        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"), pts)
+
+    def write_yuv420(self, planes: np.ndarray, pts: int) -> None:
+        """planes: (height * 3 / 2, width) uint8 yuv420p as DecodedFrame.yuv420; pts as in write."""
+        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(planes), format="yuv420p"), pts)
+
+    def _encode(self, frame: av.VideoFrame, pts: int) -> None:
         if self._first_pts is None:
             self._first_pts = pts
         pts -= self._first_pts
         if self._last_pts is not None and pts <= self._last_pts:
             raise ValueError(f"frame timestamps must increase; got pts {pts} after {self._last_pts}")
         self._last_pts = pts
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts = pts
         frame.time_base = self._time_base
         self._container.mux(self._stream.encode(frame))

@@ -2,11 +2,12 @@
 (tiny, random-weight) detector and the real tracker."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from perception.detector import DetectorConfig, GroundingDinoDetector
-from perception.drawing import draw_objects
+from perception.drawing import draw_objects, draw_objects_yuv420, rgb_to_yuv, yuv420_planes
 from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
 from perception.streams import LabeledBox, MultiStreamDetector
@@ -80,3 +81,52 @@ def test_drawing_outlines_each_box_and_leaves_the_input_alone():
     assert tuple(again[35, 20]) == tuple(drawn[35, 20])  # an id keeps its colour
     with pytest.raises(ValueError, match="uint8 RGB"):
         draw_objects(frame[:, :, 0], objects)
+
+
+def to_yuv420(rgb: np.ndarray) -> np.ndarray:
+    import av
+
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+
+
+def to_rgb(planes: np.ndarray) -> np.ndarray:
+    import av
+
+    return av.VideoFrame.from_ndarray(planes, format="yuv420p").reformat(format="rgb24").to_ndarray()
+
+
+@pytest.mark.parametrize("rgb", [(0, 0, 0), (255, 255, 255), (200, 30, 90), (20, 180, 240)])
+def test_drawing_colours_convert_to_yuv_as_ffmpeg_does(rgb):
+    planes = to_yuv420(np.full((4, 4, 3), rgb, np.uint8))
+    y_plane, u_plane, v_plane = yuv420_planes(planes, 4, 4)
+    expected = rgb_to_yuv(rgb)
+    assert abs(int(y_plane[0, 0]) - expected[0]) <= 1
+    assert abs(int(u_plane[0, 0]) - expected[1]) <= 1 and abs(int(v_plane[0, 0]) - expected[2]) <= 1
+
+
+@pytest.mark.parametrize("size", [(96, 128), (90, 160)])  # height 90: chroma rows do not fill whole luma rows
+def test_drawing_on_yuv420_planes_looks_like_drawing_on_rgb(size):
+    height, width = size
+    frame = np.random.default_rng(4).integers(60, 200, (height, width, 3), dtype=np.uint8)
+    objects = [LabeledBox("a cat", 0.9, np.array([10, 30, 60, 80], np.float32), "4"),
+               LabeledBox("a dog", 0.5, np.array([70, 20, 120, 70], np.float32), "")]
+    planes = to_yuv420(frame)
+    drawn = draw_objects_yuv420(planes, height, width, objects)
+    assert np.array_equal(planes, to_yuv420(frame))  # a copy was drawn on
+    changed = drawn != planes
+    assert changed.any()
+    y_before, _, _ = yuv420_planes(planes, height, width)
+    y_after, u_after, v_after = yuv420_planes(drawn, height, width)
+    reference = draw_objects(frame, objects)
+    annotated = (reference != frame).any(axis=2)
+    # Away from the annotations (two pixels of margin), each luma sample keeps its decoded value exactly.
+    near = cv2.dilate(annotated.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.array_equal(y_after[~near], y_before[~near])
+    # On the left edge of the first box the three planes carry its colour.
+    expected = rgb_to_yuv(tuple(int(c) for c in draw_objects(np.zeros_like(frame), objects[:1])[55, 10]))
+    assert (y_after[55, 10], u_after[55 // 2, 10 // 2], v_after[55 // 2, 10 // 2]) == expected
+    # Seen as RGB, the annotations match draw_objects' up to 4:2:0 chroma, anti-aliasing and rounding.
+    difference = np.abs(reference.astype(int) - to_rgb(drawn).astype(int)).max(axis=2)
+    assert np.median(difference[annotated]) < 12, np.median(difference[annotated])  # 2 here; swapped U and V: 103
+    with pytest.raises(ValueError, match="even sizes"):
+        draw_objects_yuv420(planes, height + 1, width, objects)
