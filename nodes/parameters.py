@@ -8,8 +8,6 @@ parameters.
 """
 from __future__ import annotations
 
-import dataclasses
-
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +65,8 @@ SPECS = (
     ParameterSpec("dtype", "float32", "Inference precision.", choices=tuple(DTYPES)),
     ParameterSpec("shortest_edge", 0,
                   "Images are resized so their short side has this many pixels (unless longest_edge caps it); "
-                  f"0: the checkpoint's own size, else {_PREPROCESS_DEFAULTS.shortest_edge}.",
+                  f"0: the checkpoint's own size (else {_PREPROCESS_DEFAULTS.shortest_edge}). Either size set "
+                  "alone leaves the other at the checkpoint's own.",
                   value_range=(0, 8192)),
     ParameterSpec("longest_edge", 0, "Cap on the resized long side, pixels; 0: the checkpoint's own, "
                   f"else {_PREPROCESS_DEFAULTS.longest_edge}.", value_range=(0, 8192)),
@@ -137,7 +136,7 @@ def detector_config(values: dict[str, Any]) -> DetectorConfig:
     """The detector parameters -> DetectorConfig (its own checks raise ValueError with the range)."""
     sizes = {name: values[name] for name in ("shortest_edge", "longest_edge") if values[name]}
     return DetectorConfig(
-        preprocess=dataclasses.replace(_PREPROCESS_DEFAULTS, **sizes) if sizes else None,
+        preprocess_overrides=sizes,
         postprocess=PostprocessConfig(
             box_threshold=values["box_threshold"],
             text_threshold=values["text_threshold"],

@@ -34,6 +34,9 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 class DetectorConfig:
     # None: what the checkpoint asks for (its preprocessor_config.json), else the reference's 800/1333.
     preprocess: PreprocessConfig | None = None
+    # PreprocessConfig fields set on top of that, e.g. {"shortest_edge": 480}: what the CLI's size options
+    # and the node's size parameters give, so one size changes and the other stays the checkpoint's.
+    preprocess_overrides: dict = field(default_factory=dict)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     batch_size: int = 4  # images per forward pass; more uses more memory
     prompt_cache_size: int = 8  # recently used prompts whose text features are kept
@@ -91,6 +94,9 @@ class GroundingDinoDetector:
         self.config = config or DetectorConfig()
         if self.config.preprocess is None:
             self.config.preprocess = preferred_preprocess or PreprocessConfig()
+        if self.config.preprocess_overrides:
+            self.config.preprocess = dataclasses.replace(self.config.preprocess, **self.config.preprocess_overrides)
+            self.config.preprocess_overrides = {}  # applied: the config now says the sizes in use
         self.device = _resolve_device(device)
         self.dtype = DTYPES[dtype]
         self.model = model.to(self.device, self.dtype).eval()

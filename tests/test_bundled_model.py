@@ -91,3 +91,16 @@ def test_eval_detection_prints_ap_as_json(capsys):
     result = json.loads(capsys.readouterr().out)
     assert 0.0 < result["AP50"] <= 1.0 and 0.0 < result["AP"] <= result["AP50"]
     assert result["images"] == 20 and result["weights"].startswith("bundled model")
+
+
+def test_one_size_option_changes_that_size_and_keeps_the_checkpoints_other():
+    import argparse
+
+    from perception.cli.model_args import add_detector_arguments, build_detector
+
+    parser = argparse.ArgumentParser()
+    add_detector_arguments(parser)
+    detector = build_detector(parser.parse_args(["--shortest-edge", "200"]))
+    assert (detector.config.preprocess.shortest_edge, detector.config.preprocess.longest_edge) == (200, 256)
+    detector = build_detector(parser.parse_args(["--longest-edge", "320"]))
+    assert (detector.config.preprocess.shortest_edge, detector.config.preprocess.longest_edge) == (256, 320)

@@ -79,6 +79,9 @@ def test_the_params_file_sets_only_declared_parameters_with_allowed_values():
     assert detector_config(flat).box_threshold == flat["box_threshold"]
     assert tracker_config(flat).hit_counter_max == flat["tracking.hit_counter_max"]
     assert tracker_config({**flat, "tracking.enabled": False}) is None
+    # A size of 0 means the checkpoint's own; one size set overrides that size only.
+    assert detector_config(flat).preprocess_overrides == {}
+    assert detector_config({**flat, "shortest_edge": 480}).preprocess_overrides == {"shortest_edge": 480}
 
 
 def test_camera_topics_map_to_distinct_detection_topics():

@@ -36,7 +36,6 @@ def build_detector(args: argparse.Namespace):
     """The detector the options describe; user-fixable problems become one-line CliErrors."""
     from perception.detector import DetectorConfig, GroundingDinoDetector
     from perception.postprocess import PostprocessConfig
-    from perception.preprocess import PreprocessConfig
     from perception.weights import WeightsError
 
     def given(options: dict) -> dict:
@@ -46,10 +45,9 @@ def build_detector(args: argparse.Namespace):
         sizes = {"shortest_edge": args.shortest_edge, "longest_edge": args.longest_edge}
         thresholds = {"box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
                       "nms_iou": args.nms_iou}
-        # Without size options the checkpoint's own input size applies (the reference's 800/1333 by default).
-        preprocess = dataclasses.replace(PreprocessConfig(), **given(sizes)) if given(sizes) else None
+        # A size option replaces that size only; the other stays the checkpoint's own.
         postprocess = dataclasses.replace(PostprocessConfig(), **given(thresholds))
-        config = DetectorConfig(preprocess=preprocess, postprocess=postprocess, batch_size=args.batch_size)
+        config = DetectorConfig(preprocess_overrides=given(sizes), postprocess=postprocess, batch_size=args.batch_size)
         return GroundingDinoDetector.from_pretrained(args.weights, args.preset, device=args.device, dtype=args.dtype,
                                                      config=config)
     except (WeightsError, ValueError, RuntimeError) as error:
