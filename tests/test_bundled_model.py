@@ -91,6 +91,7 @@ def test_eval_detection_prints_ap_as_json(capsys):
     result = json.loads(capsys.readouterr().out)
     assert 0.0 < result["AP50"] <= 1.0 and 0.0 < result["AP"] <= result["AP50"]
     assert result["images"] == 20 and result["weights"].startswith("bundled model")
+    assert 0.0 <= result["absent_only_empty"] <= 1.0 and result["absent_only_threshold"] == 0.35
 
 
 def test_one_size_option_changes_that_size_and_keeps_the_checkpoints_other():
