@@ -167,7 +167,7 @@ class ObjectTracker:
             if frame is None:
                 raise ValueError("camera-motion compensation is enabled: pass the frame to every update")
             transformation = self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        candidates = [] if detections is None else self._to_norfair(detections)
+        candidates = [] if detections is None else self._without_duplicates(self._to_norfair(detections))
         low = [candidate for candidate in candidates if candidate.data["score"] < start_threshold]
         if low:
             candidates = [candidate for candidate in candidates if candidate.data["score"] >= start_threshold]
@@ -193,6 +193,21 @@ class ObjectTracker:
         self._forget_dead_objects()
         tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in active]
         return sorted(tracks, key=lambda track: track.track_id)
+
+    def _without_duplicates(self, candidates: list[Detection]) -> list[Detection]:
+        """Greedy per-key suppression: best score first, a detection overlapping a kept one of its key by
+        more than config.duplicate_iou is dropped."""
+        if self.config.duplicate_iou >= 1.0 or len(candidates) < 2:
+            return candidates
+        order = sorted(candidates, key=lambda c: -c.data["score"])
+        overlap = _iou_matrix(*(np.stack([_xyxy(c.points) for c in order]),) * 2)
+        kept: list[int] = []
+        for index, candidate in enumerate(order):
+            if all(order[k].label != candidate.label or overlap[index, k] <= self.config.duplicate_iou for k in kept):
+                kept.append(index)
+        if len(kept) < len(order):
+            logger.debug("tracking: dropped %d duplicate detections", len(order) - len(kept))
+        return [order[k] for k in kept]
 
     def _continuing(self, low: list[Detection]) -> list[Detection]:
         """The low-scored detections that overlap a reported track of their key by more than the

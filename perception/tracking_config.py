@@ -78,6 +78,10 @@ class TrackerConfig:
     # label (or synonym group) is still a phrase of the new prompt and drops the others. Ids are never
     # reused within a stream either way.
     on_prompt_change: str = "reset"
+    # Detections of one association key (phrase, synonym group, or all with label_gating "prompt") that
+    # overlap a higher-scored one by more than this IoU are duplicates of it and are dropped before
+    # association, so one object cannot start two tracks. 1 keeps every detection.
+    duplicate_iou: float = 0.7
     # ByteTrack's second association: a detection scored below the detector's box threshold but at least
     # this continues a reported track of its phrase that it overlaps (a partly hidden or blurred object
     # whose score dipped) and never starts a track. The pipelines then run the detector down to this
@@ -113,6 +117,8 @@ class TrackerConfig:
                f"tracking initialization_delay must be in [0, hit_counter_max - 1] = [0, {self.hit_counter_max - 1}]; "
                f"got {self.initialization_delay}")
         _check_choice("label_gating", self.label_gating, LABEL_GATINGS)
+        _check(0.0 < self.duplicate_iou <= 1.0,
+               f"tracking duplicate_iou must be in (0, 1] (1 keeps every detection); got {self.duplicate_iou}")
         _check(0.0 <= self.continue_threshold < 1.0,
                f"tracking continue_threshold must be in [0, 1) (0 turns it off); got {self.continue_threshold}")
         _check(0 <= self.reid_frames <= 10_000,

@@ -320,6 +320,7 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
         ({"continue_threshold": 1.0}, r"continue_threshold must be in \[0, 1\) \(0 turns it off\); got 1.0"),
         ({"reid_frames": -1}, r"reid_frames must be in \[0, 10000\]"),
         ({"reid_distance": 0}, r"reid_distance must be > 0 box sizes"),
+        ({"duplicate_iou": 0}, r"duplicate_iou must be in \(0, 1\]"),
         ({"hit_counter": 3}, r"unknown tracking keys \['hit_counter'\]"),
         ({"motion": {"points": 3}}, r"unknown tracking motion keys \['points'\]"),
     ],
@@ -339,3 +340,20 @@ def test_non_finite_boxes_are_refused():
     tracker = ObjectTracker()
     with pytest.raises(ValueError, match="NaN or infinite"):
         tracker.update(Detections(boxes=[[0, 0, np.nan, 5]], scores=[0.5], labels=["person"]))
+
+
+@pytest.mark.parametrize("duplicate_iou, tracks_expected", [(0.7, 1), (1.0, 2)])
+def test_a_duplicate_box_does_not_start_a_second_track(duplicate_iou, tracks_expected):
+    config = TrackerConfig(initialization_delay=1, duplicate_iou=duplicate_iou)
+    truth = ground_truth_boxes(frames=20, objects=1, seed=9)
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person", "dog"])
+    ids = set()
+    for frame in range(len(truth)):
+        box = truth[frame, 0]
+        duplicate = box + np.array([2, -2, 3, 1], np.float32)  # IoU about 0.9 with the first
+        boxes = np.stack([box, duplicate] + ([box] if frame % 2 else []))
+        labels = ["person", "person"] + (["dog"] if frame % 2 else [])  # another phrase is no duplicate
+        detections = Detections(boxes=boxes, scores=np.array([0.6, 0.8, 0.5][:len(boxes)]), labels=labels)
+        ids |= {t.track_id for t in tracker.update(detections) if t.label == "person"}
+    assert len(ids) == tracks_expected
