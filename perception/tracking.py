@@ -7,11 +7,13 @@ distance), gated by phrase: a "mug" detection never continues a "person" track u
 joins the two (``label_gating="prompt"`` or ``synonym_groups``). See :mod:`perception.tracking_config`
 for every knob and the hit-counter arithmetic.
 
-Low scores (``continue_threshold``, ByteTrack's second association): the pipelines run the detector
-down to :func:`detection_floor` and pass the box threshold as ``start_threshold``; a detection below
-it only continues a reported track of its phrase that it overlaps and never starts one. Lost tracks
-can be re-identified (``reid_frames``): a new track of the same phrase appearing near where a lost one
-was, or near where its motion model puts it, takes over the lost track's id.
+Boxes of one association key that overlap a better one by more than ``duplicate_iou`` are dropped
+first, so one object cannot start two tracks. Low scores (``continue_threshold``, ByteTrack's second
+association): the pipelines run the detector down to :func:`detection_floor` and pass the box
+threshold as ``start_threshold``; a detection below it only continues a reported track of its phrase
+that it overlaps and never starts one. Lost tracks can be re-identified (``reid_frames``): a new track
+of the same phrase appearing near where a lost one was, or near where its motion model puts it, takes
+over the lost track's id.
 
 Frame skipping: when the detector runs only every ``period`` frames, call ``update(detections,
 period=period)`` on the frames it ran and ``update(None)`` on the others; tracks then coast on their
