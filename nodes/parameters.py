@@ -90,6 +90,9 @@ SPECS = (
                   "Matches a new track needs before it is published; below hit_counter_max.", value_range=(0, 9_999)),
     ParameterSpec("tracking.label_gating", _TRACKER_DEFAULTS.label_gating,
                   "phrase: a detection continues only tracks of its phrase; prompt: of any phrase.", choices=LABEL_GATINGS),
+    ParameterSpec("tracking.cross_phrase_iou", _TRACKER_DEFAULTS.cross_phrase_iou,
+                  "With phrase gating, a detection may continue a track of another phrase it overlaps by more "
+                  "than this IoU when nothing of either phrase competes; 1: never.", value_range=(1e-6, 1.0)),
     ParameterSpec("tracking.duplicate_iou", _TRACKER_DEFAULTS.duplicate_iou,
                   "Same-phrase detections overlapping a better one by more than this IoU are dropped; 1: keep all.",
                   value_range=(1e-6, 1.0)),

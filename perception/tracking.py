@@ -170,6 +170,7 @@ class ObjectTracker:
                 raise ValueError("camera-motion compensation is enabled: pass the frame to every update")
             transformation = self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         candidates = [] if detections is None else self._without_duplicates(self._to_norfair(detections))
+        self._join_wavering_phrases(candidates)
         low = [candidate for candidate in candidates if candidate.data["score"] < start_threshold]
         if low:
             candidates = [candidate for candidate in candidates if candidate.data["score"] >= start_threshold]
@@ -211,24 +212,50 @@ class ObjectTracker:
             logger.debug("tracking: dropped %d duplicate detections", len(order) - len(kept))
         return [order[k] for k in kept]
 
+    def _reported_tracks(self) -> list:
+        return [obj for obj in self._tracker.tracked_objects if not obj.is_initializing and obj.hit_counter_is_positive]
+
+    def _near(self, candidates: list[Detection], tracks: list) -> np.ndarray:
+        """(candidates, tracks) bool: within the association distance of the track's last estimate (before
+        this frame's prediction), whatever their keys."""
+        if self.config.distance == "iou":
+            overlap = _iou_matrix(np.stack([_xyxy(c.points) for c in candidates]),
+                                  np.stack([_xyxy(o.estimate) for o in tracks]))
+            return overlap > 1.0 - self.config.distance_threshold
+        gaps = np.stack([c.points.reshape(4) for c in candidates])[:, None, :] - np.stack(
+            [o.estimate.reshape(4) for o in tracks])[None, :, :]
+        return np.linalg.norm(gaps, axis=2) < self.config.distance_threshold
+
     def _continuing(self, low: list[Detection]) -> list[Detection]:
-        """The low-scored detections that overlap a reported track of their key by more than the
-        association allows (judged on the tracks' last estimates, before this frame's prediction)."""
+        """The low-scored detections near a reported track of their key (see :meth:`_near`)."""
         if self.config.continue_threshold <= 0:
             return []
         low = [candidate for candidate in low if candidate.data["score"] >= self.config.continue_threshold]
-        tracks = [obj for obj in self._tracker.tracked_objects if not obj.is_initializing and obj.hit_counter_is_positive]
+        tracks = self._reported_tracks()
         if not low or not tracks:
             return []
-        if self.config.distance == "iou":
-            overlap = _iou_matrix(np.stack([_xyxy(c.points) for c in low]), np.stack([_xyxy(o.estimate) for o in tracks]))
-            near = overlap > 1.0 - self.config.distance_threshold
-        else:
-            gaps = np.stack([c.points.reshape(4) for c in low])[:, None, :] - np.stack(
-                [o.estimate.reshape(4) for o in tracks])[None, :, :]
-            near = np.linalg.norm(gaps, axis=2) < self.config.distance_threshold
         same_key = np.array([[c.label == o.label for o in tracks] for c in low])
-        return [candidate for candidate, keep in zip(low, (near & same_key).any(axis=1)) if keep]
+        return [candidate for candidate, keep in zip(low, (self._near(low, tracks) & same_key).any(axis=1)) if keep]
+
+    def _join_wavering_phrases(self, candidates: list[Detection]) -> None:
+        """Give a detection that no track of its own key is near the key of a reported track of another
+        phrase that it overlaps by more than config.cross_phrase_iou, if no detection of that track's own
+        key is near the track: the detector wavering between two phrases on one object."""
+        if self.config.cross_phrase_iou >= 1.0 or self.config.label_gating == "prompt" or not candidates:
+            return
+        tracks = self._reported_tracks()
+        if not tracks:
+            return
+        same_key = np.array([[c.label == o.label for o in tracks] for c in candidates])
+        near_own = self._near(candidates, tracks) & same_key
+        overlap = _iou_matrix(np.stack([_xyxy(c.points) for c in candidates]), np.stack([_xyxy(o.estimate) for o in tracks]))
+        overlap[:, near_own.any(axis=0)] = 0.0  # tracks their own phrase continues are taken
+        overlap[same_key] = 0.0
+        for index in np.flatnonzero(~near_own.any(axis=1)):
+            best = int(np.argmax(overlap[index]))
+            if overlap[index, best] > self.config.cross_phrase_iou:
+                candidates[index].label = tracks[best].label
+                overlap[:, best] = 0.0  # one detection per track
 
     @staticmethod
     def _reid_distance(new, lost) -> float:

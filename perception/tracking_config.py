@@ -74,6 +74,11 @@ class TrackerConfig:
     # With label_gating "phrase": groups of phrases that may continue each other's tracks, e.g.
     # (("person", "pedestrian"), ("car", "vehicle")), for prompts that mix synonyms and other things.
     synonym_groups: tuple[tuple[str, ...], ...] = ()
+    # With label_gating "phrase": a detection that no track of its own phrase is near may continue a
+    # reported track of another phrase that it overlaps by more than this IoU, when nothing of that
+    # track's phrase is near it: the detector wavering between two phrases on one object ("red car",
+    # "orange car"). The track keeps its most frequent phrase as label. 1 never joins phrases.
+    cross_phrase_iou: float = 1.0
     # What a prompt change does to live tracks: "reset" drops them all; "keep" keeps the tracks whose
     # label (or synonym group) is still a phrase of the new prompt and drops the others. Ids are never
     # reused within a stream either way.
@@ -117,6 +122,8 @@ class TrackerConfig:
                f"tracking initialization_delay must be in [0, hit_counter_max - 1] = [0, {self.hit_counter_max - 1}]; "
                f"got {self.initialization_delay}")
         _check_choice("label_gating", self.label_gating, LABEL_GATINGS)
+        _check(0.0 < self.cross_phrase_iou <= 1.0,
+               f"tracking cross_phrase_iou must be in (0, 1] (1 never joins phrases); got {self.cross_phrase_iou}")
         _check(0.0 < self.duplicate_iou <= 1.0,
                f"tracking duplicate_iou must be in (0, 1] (1 keeps every detection); got {self.duplicate_iou}")
         _check(0.0 <= self.continue_threshold < 1.0,

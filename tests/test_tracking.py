@@ -121,7 +121,7 @@ def test_joined_phrases_keep_one_identity_labelled_by_the_most_frequent_phrase(c
 
 def test_phrase_gating_separates_wavering_phrases():
     truth, detections = wavering(30)
-    tracker = ObjectTracker(TrackerConfig())
+    tracker = ObjectTracker(TrackerConfig(cross_phrase_iou=1.0))
     tracker.set_phrases(["person", "pedestrian"])
     tracks = [tracker.update(frame_detections) for frame_detections in detections]
     labels = {track.label for frame_tracks in tracks for track in frame_tracks}
@@ -131,6 +131,30 @@ def test_phrase_gating_separates_wavering_phrases():
         for label in labels
     }
     assert ids_per_label["person"].isdisjoint(ids_per_label["pedestrian"])
+
+
+def test_a_phrase_that_wavers_on_one_object_keeps_its_track_with_cross_phrase_iou():
+    truth = ground_truth_boxes(frames=40, objects=1, seed=10)
+    rng = np.random.default_rng(11)
+    # "red car" with bursts of "orange car" (frames 10-17 and 25-27) on the same, jittered box.
+    phrases = ["orange car" if 10 <= frame < 18 or 25 <= frame < 28 else "red car" for frame in range(40)]
+    tracker = ObjectTracker(TrackerConfig(cross_phrase_iou=0.75, initialization_delay=1))
+    tracker.set_phrases(["red car", "orange car"])
+    tracks = [tracker.update(Detections(boxes=noisy_detections(truth[frame], rng, 1.0, False).boxes, scores=[0.7],
+                                        labels=[phrases[frame]])) for frame in range(40)]
+    assert {t.track_id for frame_tracks in tracks for t in frame_tracks} == {1}
+    assert all(t.label == "red car" and t.matched for frame_tracks in tracks[2:] for t in frame_tracks)
+
+
+def test_cross_phrase_iou_never_joins_two_objects_that_cross():
+    tracker = ObjectTracker(TrackerConfig(cross_phrase_iou=0.5, initialization_delay=1))
+    tracker.set_phrases(["red car", "orange car"])
+    ids = {"red car": set(), "orange car": set()}
+    for frame in range(60):  # two cars drive through each other, each always detected as itself
+        boxes = [[40 + 4 * frame, 100, 100 + 4 * frame, 150], [280 - 4 * frame, 104, 340 - 4 * frame, 152]]
+        for track in tracker.update(Detections(boxes=boxes, scores=[0.8, 0.8], labels=["red car", "orange car"])):
+            ids[track.label].add(track.track_id)
+    assert ids == {"red car": {1}, "orange car": {2}}
 
 
 def two_objects(frame: int) -> Detections:
@@ -321,6 +345,7 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
         ({"reid_frames": -1}, r"reid_frames must be in \[0, 10000\]"),
         ({"reid_distance": 0}, r"reid_distance must be > 0 box sizes"),
         ({"duplicate_iou": 0}, r"duplicate_iou must be in \(0, 1\]"),
+        ({"cross_phrase_iou": 1.5}, r"cross_phrase_iou must be in \(0, 1\] \(1 never joins phrases\)"),
         ({"hit_counter": 3}, r"unknown tracking keys \['hit_counter'\]"),
         ({"motion": {"points": 3}}, r"unknown tracking motion keys \['points'\]"),
     ],

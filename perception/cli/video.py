@@ -55,6 +55,9 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--continue-threshold", type=float, default=None,
                        help="detections scored from this up to the box threshold continue tracks, never start one "
                             "(ByteTrack's second association; 0 turns it off)")
+    group.add_argument("--cross-phrase-iou", type=float, default=None,
+                       help="with phrase gating, a detection may continue a track of another phrase that it overlaps "
+                            "by more than this IoU (the detector wavering between phrases; 1: never)")
     group.add_argument("--reid-frames", type=int, default=None,
                        help="frames a lost track can be re-identified by a new track of its phrase nearby (0: off)")
 
@@ -72,7 +75,7 @@ def tracker_config_from_args(args: argparse.Namespace):
             raise CliError(f"tracker config {args.tracker_config} must be a mapping of settings")
     if args.label_gating:
         values["label_gating"] = args.label_gating
-    for name in ("continue_threshold", "reid_frames"):
+    for name in ("continue_threshold", "reid_frames", "cross_phrase_iou"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.camera_motion:
