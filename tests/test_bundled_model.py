@@ -12,12 +12,6 @@ from perception.training.synthetic import generate_scene
 from perception.training.train_bundled import VOCABULARY
 from perception.weights import BUNDLED_MODEL_DIR
 
-# The bundled model trained by the committed script does not reach this target yet (issue 4): the
-# check stays, marked as the known shortfall it is, and fails loudly (strict) once a model passes.
-# Measured for the committed 7000-iteration model: 14 of 20 absent-only prompts return nothing at 0.35
-# (175 of 200 on other held-out scenes); the misses are colour confusions such as "red car" on a purple car.
-BELOW_TARGET = pytest.mark.xfail(strict=True, reason="bundled model below the issue-4 absent-only target (see the note)")
-
 # Held-out scenes (training uses seeds from 1,000,000 on) with at least two different phrases.
 SCENE_SEEDS = range(EVAL_FIRST_SEED + 1000, EVAL_FIRST_SEED + 1040)
 
@@ -57,8 +51,10 @@ def test_prompts_naming_different_objects_find_those_objects(detector):
     assert found / tried >= 0.9, f"{found} of {tried} prompts found their object"
 
 
-@BELOW_TARGET
 def test_a_prompt_of_absent_things_finds_nothing(detector):
+    # A quick check on 20 scenes; the issue-4 target (90% of absent-only prompts return nothing) is
+    # asserted on 500 scenes below, where one scene is 0.2%, not 5%. The committed 9500-iteration model:
+    # 17 of 20 here, 92.6% on the 500; the 7000-iteration model before it: 14 of 20, 82.4%.
     empty, tried = 0, 0
     for seed in SCENE_SEEDS[:20]:
         scene = generate_scene(seed, (256, 256))
@@ -68,11 +64,11 @@ def test_a_prompt_of_absent_things_finds_nothing(detector):
         (result,) = detector.detect([scene.image])
         tried += 1
         empty += int(len(result) == 0)
-    assert empty / tried >= 0.9, f"only {empty} of {tried} absent-only prompts found nothing"
+    assert empty / tried >= 0.8, f"only {empty} of {tried} absent-only prompts found nothing"
 
 
 @pytest.mark.slow
-def test_detection_ap_targets_on_500_held_out_scenes(capsys):
+def test_detection_and_absent_only_targets_on_500_held_out_scenes(capsys):
     import json
 
     from perception.cli.main import main
@@ -80,6 +76,7 @@ def test_detection_ap_targets_on_500_held_out_scenes(capsys):
     assert main(["eval", "detection", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["AP50"] >= 0.90 and result["AP"] >= 0.65, result
+    assert result["absent_only_empty"] >= 0.90, result  # absent-only prompts find nothing at 0.35
 
 
 def test_eval_detection_prints_ap_as_json(capsys):
