@@ -190,6 +190,10 @@ class ObjectTracker:
         fresh = {id(candidate) for candidate in candidates}
         for obj in self._tracker.tracked_objects:
             if id(obj.last_detection) in fresh:
+                # norfair (2.3) starts a track's re-identification countdown once its hit counter reaches 0
+                # and never stops it when the track is matched again, so a track that once coasted to the
+                # end of its hit counter was deleted reid_frames later in the middle of being tracked.
+                obj.reid_hit_counter = None
                 phrase = obj.last_detection.data["phrase"]
                 self._phrase_counts.setdefault(obj.initializing_id, Counter())[phrase] += 1
                 self._last_phrase[obj.initializing_id] = phrase

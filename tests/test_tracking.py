@@ -252,7 +252,8 @@ def with_scores(detections: Detections, score: float) -> Detections:
 
 @pytest.mark.parametrize("continue_threshold", [0.0, 0.2])
 def test_low_scores_continue_reported_tracks_only_with_a_continue_threshold(continue_threshold):
-    config = TrackerConfig(hit_counter_max=5, initialization_delay=1, continue_threshold=continue_threshold)
+    config = TrackerConfig(hit_counter_max=5, initialization_delay=1, continue_threshold=continue_threshold,
+                           reid_frames=0)
     truth = ground_truth_boxes(frames=40, objects=2, seed=5)
     rng = np.random.default_rng(6)
     dip = range(15, 25)  # scores fall below the box threshold (0.35) for longer than the hit counter
@@ -316,6 +317,17 @@ def test_a_lost_track_is_re_identified_near_where_it_was(reid_frames, shift, lab
     before, after = {t.track_id for t in tracks[19]}, {t.track_id for t in tracks[-1]}
     assert len(before) == len(after) == 1
     assert (before == after) == same_id, (before, after)
+
+
+def test_a_track_that_coasted_to_the_end_of_its_hit_counter_lives_on_when_matched_again():
+    # Missed for exactly hit_counter_max frames (counter at 0, still alive), then seen for longer than
+    # reid_frames: one identity throughout, never deleted while it is being matched.
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=1, reid_frames=10)
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person"])
+    tracks = [tracker.update(detections) for detections in reappearing(60, range(20, 24))]
+    assert [len(frame_tracks) for frame_tracks in tracks[2:]] == [1] * 58
+    assert {t.track_id for frame_tracks in tracks for t in frame_tracks} == {1}
 
 
 def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
