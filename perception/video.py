@@ -218,7 +218,10 @@ def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs
     stages: list[Stage] = []
     stages.append(Stage("decode", lambda: _decode(reader, frames, stop), stop))
     stages.append(Stage("inference", lambda: inference.run(frames, results, stop, stages[:1]), stop))
-    writer = VideoWriter(outputs.video, size[0], size[1], reader.info.frame_rate, reader.info.time_base)
+    # A model on the CPU competes with the encoder for cores: one encoder thread then (see VideoWriter).
+    on_cpu = str(getattr(detector, "device", "cpu")).startswith("cpu")
+    writer = VideoWriter(outputs.video, size[0], size[1], reader.info.frame_rate, reader.info.time_base,
+                         threads=1 if on_cpu else 0)
     records = TrackRecordWriter(outputs.jsonl, outputs.mot)
     bar = tqdm(total=_expected_frames(reader.info, config), unit="frame", disable=not progress, dynamic_ncols=True)
     started = time.perf_counter()
