@@ -264,21 +264,20 @@ class ObjectTracker:
     @staticmethod
     def _reid_distance(new, lost) -> float:
         """norfair ReID distance between a new (initializing) object and a lost or unmatched one: the
-        centre distance in box sizes of the lost object, from where it was last seen or from where its
-        filter predicts it now, whichever is nearer; different keys or sizes never match."""
+        distance between box centres in box sizes of the lost object, from where it was last seen or from
+        where its filter puts its centre now, whichever is nearer. The lost box's size is the last seen
+        one (the filter moves each corner on its own, so its predicted box grows while nothing is seen);
+        different keys, or sizes more than 2x apart, never match."""
         if new.label != lost.label:
             return math.inf
-        box = _xyxy(new.last_detection.points)
-        area = np.prod(box[2:] - box[:2])
-        distances = []
-        for points in (lost.last_detection.points, lost.estimate):
-            other = _xyxy(points)
-            other_area = np.prod(other[2:] - other[:2])
-            if area <= 0 or other_area <= 0 or max(area, other_area) > 2.0 * min(area, other_area):
-                continue
-            centre_gap = (box[:2] + box[2:]) / 2 - (other[:2] + other[2:]) / 2
-            distances.append(float(np.linalg.norm(centre_gap)) / math.sqrt(other_area))
-        return min(distances, default=math.inf)
+        box, last = _xyxy(new.last_detection.points), _xyxy(lost.last_detection.points)
+        area, last_area = np.prod(box[2:] - box[:2]), np.prod(last[2:] - last[:2])
+        if area <= 0 or last_area <= 0 or max(area, last_area) > 2.0 * min(area, last_area):
+            return math.inf
+        predicted = _xyxy(lost.estimate)
+        centre = (box[:2] + box[2:]) / 2
+        gaps = [centre - (other[:2] + other[2:]) / 2 for other in (last, predicted)]
+        return min(float(np.linalg.norm(gap)) for gap in gaps) / math.sqrt(last_area)
 
     def _key(self, phrase: str) -> str:
         if self.config.label_gating == "prompt":

@@ -36,13 +36,29 @@ def test_pipeline_with_a_model_is_scored(capsys, tmp_path):
     assert result["meets_targets"] is False  # random weights cannot track anything
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the bundled model does not reach the issue-5 identity targets yet (see the note)")
-def test_bundled_model_meets_the_identity_targets(capsys):
+@pytest.fixture(scope="module")
+def bundled_on_24_videos() -> dict:
+    # 24 videos (93 ground-truth tracks) rather than the default 8 (31): at the target of one switch per
+    # 20 tracks the default sample moves by 0.65 with each switch.
+    import contextlib
+    import io
+
     assert (BUNDLED_MODEL_DIR / "config.json").is_file(), "the bundled model is missing"
-    result = eval_tracking(capsys)
-    assert result["IDF1"] >= 0.90, result
-    assert result["id_switches_per_20_gt_tracks"] <= 1.0, result
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["eval", "tracking", "--json", "--videos", "24"]) == 0
+    return json.loads(printed.getvalue())
+
+
+@pytest.mark.slow
+def test_bundled_model_meets_the_identity_f1_target_on_24_videos(bundled_on_24_videos):
+    assert bundled_on_24_videos["IDF1"] >= 0.90, bundled_on_24_videos  # measured 0.920
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="1.29 identity switches per 20 tracks on 24 videos, target 1 (issue 5, see the note)")
+def test_bundled_model_meets_the_identity_switch_target_on_24_videos(bundled_on_24_videos):
+    assert bundled_on_24_videos["id_switches_per_20_gt_tracks"] <= 1.0, bundled_on_24_videos
 
 
 def test_bad_settings_are_one_line_errors(capsys):
