@@ -86,9 +86,11 @@ def select(detections: Detections, indices: list[int]) -> Detections:
     return Detections(detections.boxes[indices], detections.scores[indices], [detections.labels[i] for i in indices])
 
 
-def per_phrase_nms(detections: Detections, iou_threshold: float) -> Detections:
-    """Greedy NMS within each label; input sorted by score (descending), output keeps that order."""
-    boxes = torch.from_numpy(detections.boxes)
+def nms_keep(boxes: np.ndarray, labels: list, iou_threshold: float) -> list[int]:
+    """Greedy NMS within each label over (N, 4) xyxy boxes sorted by score (descending): the indices of the
+    boxes kept, in that order. A box is dropped when it overlaps a kept box of its label by more than
+    iou_threshold."""
+    boxes = torch.from_numpy(np.asarray(boxes))
     iou = box_iou(boxes, boxes) if len(boxes) else torch.zeros((0, 0))
     suppressed = torch.zeros(len(boxes), dtype=torch.bool)
     kept = []
@@ -96,9 +98,14 @@ def per_phrase_nms(detections: Detections, iou_threshold: float) -> Detections:
         if suppressed[i]:
             continue
         kept.append(i)
-        same_label = torch.tensor([label == detections.labels[i] for label in detections.labels])
+        same_label = torch.tensor([label == labels[i] for label in labels])
         suppressed |= same_label & (iou[i] > iou_threshold)
-    return select(detections, kept)
+    return kept
+
+
+def per_phrase_nms(detections: Detections, iou_threshold: float) -> Detections:
+    """Greedy NMS within each label; input sorted by score (descending), output keeps that order."""
+    return select(detections, nms_keep(detections.boxes, detections.labels, iou_threshold))
 
 
 def merge(parts: list[Detections], config: PostprocessConfig) -> Detections:

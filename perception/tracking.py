@@ -29,10 +29,13 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 from norfair import Detection, Tracker
 from norfair.camera_motion import HomographyTransformationGetter, MotionEstimator, TranslationTransformationGetter
 from norfair.filter import NoFilterFactory, OptimizedKalmanFilterFactory
 
+from perception.boxes import box_iou
+from perception.postprocess import nms_keep
 from perception.tracking_config import TrackerConfig
 from perception.types import Detections
 
@@ -55,13 +58,8 @@ def _xyxy(points: np.ndarray) -> np.ndarray:
 
 
 def _iou_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """IoU of every box of first (N, 4) with every box of second (M, 4), xyxy."""
-    top_left = np.maximum(first[:, None, :2], second[None, :, :2])
-    bottom_right = np.minimum(first[:, None, 2:], second[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area = lambda boxes: np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)  # noqa: E731
-    union = area(first)[:, None] + area(second)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    """IoU of every box of first (N, 4) with every box of second (M, 4), xyxy (perception.boxes.box_iou)."""
+    return box_iou(torch.from_numpy(first), torch.from_numpy(second)).numpy()
 
 
 @dataclass(frozen=True)
@@ -207,11 +205,7 @@ class ObjectTracker:
         if self.config.duplicate_iou >= 1.0 or len(candidates) < 2:
             return candidates
         order = sorted(candidates, key=lambda c: -c.data["score"])
-        overlap = _iou_matrix(*(np.stack([_xyxy(c.points) for c in order]),) * 2)
-        kept: list[int] = []
-        for index, candidate in enumerate(order):
-            if all(order[k].label != candidate.label or overlap[index, k] <= self.config.duplicate_iou for k in kept):
-                kept.append(index)
+        kept = nms_keep(np.stack([_xyxy(c.points) for c in order]), [c.label for c in order], self.config.duplicate_iou)
         if len(kept) < len(order):
             logger.debug("tracking: dropped %d duplicate detections", len(order) - len(kept))
         return [order[k] for k in kept]
