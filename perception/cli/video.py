@@ -73,9 +73,7 @@ def tracker_config_from_args(args: argparse.Namespace):
             raise CliError(f"cannot read tracker config {args.tracker_config}: {error.strerror}") from error
         if not isinstance(values, dict):
             raise CliError(f"tracker config {args.tracker_config} must be a mapping of settings")
-    if args.label_gating:
-        values["label_gating"] = args.label_gating
-    for name in ("continue_threshold", "reid_frames", "cross_phrase_iou"):
+    for name in ("label_gating", "continue_threshold", "reid_frames", "cross_phrase_iou"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.camera_motion:
