@@ -246,7 +246,8 @@ class ObjectTracker:
             return
         same_key = np.array([[c.label == o.label for o in tracks] for c in candidates])
         near_own = self._near(candidates, tracks) & same_key
-        overlap = _iou_matrix(np.stack([_xyxy(c.points) for c in candidates]), np.stack([_xyxy(o.estimate) for o in tracks]))
+        overlap = _iou_matrix(np.stack([_xyxy(c.points) for c in candidates]),
+                              np.stack([_xyxy(o.estimate) for o in tracks]))
         overlap[:, near_own.any(axis=0)] = 0.0  # tracks their own phrase continues are taken
         overlap[same_key] = 0.0
         for index in np.flatnonzero(~near_own.any(axis=1)):

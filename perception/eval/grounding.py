@@ -7,13 +7,14 @@ import numpy as np
 from perception.eval.detection import evaluate_detections
 from perception.postprocess import PostprocessConfig
 from perception.training.dataset import SyntheticGroundingDataset
-from perception.training.prompts import PromptConfig, sample_prompt
+from perception.training.prompts import PromptConfig, build_prompt, sample_prompt
 
 EVAL_FIRST_SEED = 0  # training uses seeds from 1,000,000 on (perception.training.bundled)
 
 
 def evaluate_on_generated_scenes(detector, vocabulary: list[str], num_images: int = 500, size: int = 256,
-                                 seed: int = 0, absent_only_threshold: float = PostprocessConfig.box_threshold) -> dict[str, float]:
+                                 seed: int = 0, absent_only_threshold: float = PostprocessConfig.box_threshold
+                                 ) -> dict[str, float]:
     """AP over ``num_images`` scenes of seeds EVAL_FIRST_SEED..; each image is detected with its own prompt.
 
     Every present phrase is named (nothing is dropped) and 3-6 absent phrases are mixed in. Then each
@@ -34,7 +35,8 @@ def evaluate_on_generated_scenes(detector, vocabulary: list[str], num_images: in
     empty = 0
     for sample in truths:
         absent = [phrase for phrase in vocabulary if phrase not in sample.labels]
-        detector.set_prompt(" . ".join(absent_rng.choice(absent, size=min(4, len(absent)), replace=False)) + " .")
+        phrases = absent_rng.choice(absent, size=min(4, len(absent)), replace=False)
+        detector.set_prompt(build_prompt(list(phrases)).text)
         empty += int(len(detector.detect([sample.image], box_threshold=absent_only_threshold)[0]) == 0)
     return {**metrics, "absent_only_empty": round(empty / max(1, len(truths)), 4),
             "absent_only_threshold": absent_only_threshold}
