@@ -103,7 +103,8 @@ SPECS = (
                   "Frames a lost track can be re-identified by a new track of its phrase nearby; 0: off.",
                   value_range=(0, 10_000)),
     ParameterSpec("tracking.reid_distance", _TRACKER_DEFAULTS.reid_distance,
-                  "How near a re-identified track must appear, in box sizes of the lost track.",
+                  "How near a re-identified track must appear, in box sizes of the lost track, beyond the distance "
+                  "it covers at its usual speed while lost.",
                   value_range=(1e-6, 1e6)),
     ParameterSpec("tracking.on_prompt_change", _TRACKER_DEFAULTS.on_prompt_change,
                   "What a prompt change does to live tracks.", choices=PROMPT_CHANGE_RULES),

@@ -12,8 +12,8 @@ first, so one object cannot start two tracks. Low scores (``continue_threshold``
 association): the pipelines run the detector down to :func:`detection_floor` and pass the box
 threshold as ``start_threshold``; a detection below it only continues a reported track of its phrase
 that it overlaps and never starts one. Lost tracks can be re-identified (``reid_frames``): a new track
-of the same phrase appearing near where a lost one was, or near where its motion model puts it, takes
-over the lost track's id.
+of the same phrase appearing where a lost one could have got to at its usual speed, or near where its
+motion model puts it, takes over the lost track's id.
 
 Frame skipping: when the detector runs only every ``period`` frames, call ``update(detections,
 period=period)`` on the frames it ran and ``update(None)`` on the others; tracks then coast on their
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 # Association key shared by every phrase when label_gating is "prompt"; phrase keys carry a prefix so
 # that no phrase (not even "") can collide with it.
 _ANY_PHRASE_KEY = "any"
+
+# Matched boxes kept per track for re-identification: its size and typical speed come from these.
+_HISTORY = 10
 
 
 def detection_floor(box_threshold: float, config: TrackerConfig) -> float:
@@ -122,6 +125,9 @@ class ObjectTracker:
         # Per norfair object (keyed by its initializing_id, unique within the tracker): matched phrases.
         self._phrase_counts: dict[int, Counter[str]] = {}
         self._last_phrase: dict[int, str] = {}
+        # Per norfair object: its last _HISTORY matched boxes as (frame number, xyxy box).
+        self._history: dict[int, deque[tuple[int, np.ndarray]]] = {}
+        self._frame = 0  # frames seen by update
 
     @property
     def phrases(self) -> tuple[str, ...] | None:
@@ -162,6 +168,7 @@ class ObjectTracker:
                 f"tracking period must be in [1, hit_counter_max] = [1, {self.config.hit_counter_max}] "
                 f"(longer gaps delete every track); got {period}"
             )
+        self._frame += 1
         transformation = None
         if self._motion is not None:
             if frame is None:
@@ -195,6 +202,8 @@ class ObjectTracker:
                 phrase = obj.last_detection.data["phrase"]
                 self._phrase_counts.setdefault(obj.initializing_id, Counter())[phrase] += 1
                 self._last_phrase[obj.initializing_id] = phrase
+                history = self._history.setdefault(obj.initializing_id, deque(maxlen=_HISTORY))
+                history.append((self._frame, _xyxy(obj.last_detection.points)))
         self._forget_dead_objects()
         tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in active]
         return sorted(tracks, key=lambda track: track.track_id)
@@ -256,23 +265,36 @@ class ObjectTracker:
                 candidates[index].label = tracks[best].label
                 overlap[:, best] = 0.0  # one detection per track
 
-    @staticmethod
-    def _reid_distance(new, lost) -> float:
-        """norfair ReID distance between a new (initializing) object and a lost or unmatched one: the
-        distance between box centres in box sizes of the lost object, from where it was last seen or from
-        where its filter puts its centre now, whichever is nearer. The lost box's size is the last seen
-        one (the filter moves each corner on its own, so its predicted box grows while nothing is seen);
-        different keys, or sizes more than 2x apart, never match."""
+    def _reid_distance(self, new, lost) -> float:
+        """norfair ReID distance between a new (initializing) object and a lost or unmatched one, in box
+        sizes of the lost object: how far the new box's centre is from where the lost object was last seen,
+        less the distance the lost object covers at its usual speed in the frames since, or from where its
+        filter puts its centre now, whichever is nearer.
+
+        The lost object's size and speed come from its last matched boxes: the size from the largest (boxes
+        of a partly hidden object shrink to the visible part), the speed as the median of its centre's steps
+        per frame (a direction would mislead: the shrinking box of an object moving behind another moves the
+        other way, and objects turn while hidden). Different keys never match, nor sizes more than 2x outside
+        the range of the lost object's recent boxes."""
         if new.label != lost.label:
             return math.inf
-        box, last = _xyxy(new.last_detection.points), _xyxy(lost.last_detection.points)
-        area, last_area = np.prod(box[2:] - box[:2]), np.prod(last[2:] - last[:2])
-        if area <= 0 or last_area <= 0 or max(area, last_area) > 2.0 * min(area, last_area):
+        history = self._history.get(lost.initializing_id)
+        if not history:
             return math.inf
+        box = _xyxy(new.last_detection.points)
+        area = float(np.prod(box[2:] - box[:2]))
+        areas = [float(np.prod(seen[2:] - seen[:2])) for _, seen in history]
+        if area <= 0 or area > 2.0 * max(areas) or area < 0.5 * min(areas):
+            return math.inf
+        frames, boxes = zip(*history)
+        centres = np.stack([(seen[:2] + seen[2:]) / 2 for seen in boxes])
+        steps = np.linalg.norm(np.diff(centres, axis=0), axis=1) / np.diff(frames) if len(frames) > 1 else [0.0]
+        travelled = float(np.median(steps)) * (self._frame - frames[-1])
         predicted = _xyxy(lost.estimate)
         centre = (box[:2] + box[2:]) / 2
-        gaps = [centre - (other[:2] + other[2:]) / 2 for other in (last, predicted)]
-        return min(float(np.linalg.norm(gap)) for gap in gaps) / math.sqrt(last_area)
+        from_last = float(np.linalg.norm(centre - centres[-1])) - travelled
+        from_filter = float(np.linalg.norm(centre - (predicted[:2] + predicted[2:]) / 2))
+        return max(0.0, min(from_last, from_filter)) / math.sqrt(max(areas))
 
     def _key(self, phrase: str) -> str:
         if self.config.label_gating == "prompt":
@@ -322,3 +344,4 @@ class ObjectTracker:
         for key in [key for key in self._phrase_counts if key not in alive]:
             del self._phrase_counts[key]
             del self._last_phrase[key]
+            self._history.pop(key, None)

@@ -93,14 +93,16 @@ class TrackerConfig:
     # score, so a continued track can carry a score below the box threshold. 0 turns it off.
     continue_threshold: float = 0.0
     # Re-identification of lost tracks (norfair's ReID): for this many frames after a track is lost, a new
-    # track of the same phrase (or synonym group) that appears near where the lost one was last seen, or
-    # near where its motion model puts it now, takes over its id instead of starting a new one. 0: off.
-    # 30 frames: on the validation videos of `gdino eval tracking` (seeds 100, 200, 300) identity switches
-    # fell from 6 to 1 over 68 tracks; continue_threshold 0.2 on top brought 4 (its low-scored boxes are
-    # the detector's least accurate), cross_phrase_iou 0.7 changed nothing, so both stay off.
+    # track of the same phrase (or synonym group) that appears near where the lost one could be now takes
+    # over its id instead of starting a new one. 0: off. 30 frames: on the validation videos of `gdino eval
+    # tracking` (seeds 100, 200, 300) identity switches fell from 6 to 1 over 68 tracks; continue_threshold
+    # 0.2 on top brought 4 (its low-scored boxes are the detector's least accurate), cross_phrase_iou 0.7
+    # changed nothing, so both stay off.
     reid_frames: int = 30
-    # How near, in box sizes (centre distance over the square root of the lost box's area); boxes whose
-    # areas differ by more than 2x never match.
+    # How near, in box sizes of the lost track (the square root of its largest recent box's area): the
+    # centre distance from where its motion model puts it now, or from where it was last seen less the
+    # distance it covers at its usual speed (the median of its recent steps) in the frames since. Boxes
+    # whose areas are more than 2x outside the range of its recent boxes never match.
     reid_distance: float = 1.0
     # "kalman": norfair's constant-velocity Kalman filter; "none": boxes stay where last seen.
     filter: str = "kalman"

@@ -319,6 +319,46 @@ def test_a_lost_track_is_re_identified_near_where_it_was(reid_frames, shift, lab
     assert (before == after) == same_id, (before, after)
 
 
+def behind_an_occluder(frames: int, hidden: range, shrink: int, speed: float,
+                       reappear_at: float | None = None) -> list[Detections | None]:
+    """A 60x80 "person" moving left at `speed` pixels per frame behind something standing left of it: for
+    `shrink` frames before `hidden` only its right part is seen (the box shrinks to the visible part, so its
+    centre moves right), then nothing, then the whole box again, at `reappear_at` (x0) if given."""
+    detections: list[Detections | None] = []
+    for frame in range(frames):
+        x0 = 400.0 - speed * frame
+        if frame >= hidden.stop and reappear_at is not None:
+            x0 = reappear_at - speed * (frame - hidden.stop)
+        if frame in hidden:
+            detections.append(None)
+            continue
+        visible_from = x0 + 12.0 * (frame - (hidden.start - shrink) + 1) if hidden.start - shrink <= frame < hidden.start else x0
+        box = np.array([[visible_from, 100.0, x0 + 60.0, 180.0]], np.float32)
+        detections.append(Detections(boxes=box, scores=[0.8], labels=["person"]))
+    return detections
+
+
+@pytest.mark.parametrize(
+    "speed, reappear_at, same_id",
+    [
+        # Seen last as its right quarter, hidden for 20 frames at 4 px/frame: it reappears 1.6 box sizes from
+        # the last (shrunken) box's centre, with the filter's velocity pointing the wrong way (right).
+        (4.0, None, True),
+        # The same phrase appearing that far from a lost object that never moved: another object.
+        (0.0, 220.0, False),
+    ],
+)
+def test_re_identification_allows_for_how_far_the_lost_object_moves_at_its_speed(speed, reappear_at, same_id):
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_frames=30)
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person"])
+    tracks = [tracker.update(detections) for detections in behind_an_occluder(70, range(30, 50), 4, speed,
+                                                                                reappear_at)]
+    before, after = {t.track_id for t in tracks[25]}, {t.track_id for t in tracks[-1]}
+    assert len(before) == len(after) == 1
+    assert (before == after) == same_id, (before, after)
+
+
 def test_a_track_that_coasted_to_the_end_of_its_hit_counter_lives_on_when_matched_again():
     # Missed for exactly hit_counter_max frames (counter at 0, still alive), then seen for longer than
     # reid_frames: one identity throughout, never deleted while it is being matched.
