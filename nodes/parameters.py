@@ -17,7 +17,15 @@ from perception.camera_messages import detections_topic
 from perception.detector import DTYPES, DetectorConfig
 from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
-from perception.tracking_config import DISTANCES, FILTERS, LABEL_GATINGS, PROMPT_CHANGE_RULES, TrackerConfig
+from perception.tracking_config import (
+    DISTANCES,
+    FILTERS,
+    LABEL_GATINGS,
+    MOTION_MODELS,
+    PROMPT_CHANGE_RULES,
+    MotionConfig,
+    TrackerConfig,
+)
 
 @dataclass(frozen=True)
 class ParameterSpec:
@@ -44,6 +52,7 @@ class ParameterSpec:
 
 
 _TRACKER_DEFAULTS = TrackerConfig()
+_MOTION_DEFAULTS = MotionConfig()
 _PREPROCESS_DEFAULTS = PreprocessConfig()
 _POSTPROCESS_DEFAULTS = PostprocessConfig()
 
@@ -108,7 +117,27 @@ SPECS = (
                   value_range=(1e-6, 1e6)),
     ParameterSpec("tracking.on_prompt_change", _TRACKER_DEFAULTS.on_prompt_change,
                   "What a prompt change does to live tracks.", choices=PROMPT_CHANGE_RULES),
+    ParameterSpec("tracking.synonym_groups", "",
+                  "With phrase gating, groups of phrases that continue each other's tracks: phrases joined by ',' "
+                  "and groups by ';', e.g. 'person,pedestrian; car,vehicle'. Empty: none."),
     ParameterSpec("tracking.filter", _TRACKER_DEFAULTS.filter, "Motion model of a track.", choices=FILTERS),
+    ParameterSpec("tracking.kalman_measurement_noise", _TRACKER_DEFAULTS.kalman_measurement_noise,
+                  "Kalman filter R: larger trusts detections less.", value_range=(1e-6, 1e6)),
+    ParameterSpec("tracking.kalman_process_noise", _TRACKER_DEFAULTS.kalman_process_noise,
+                  "Kalman filter Q: larger follows changes in speed faster.", value_range=(1e-6, 1e6)),
+    ParameterSpec("tracking.motion.enabled", _MOTION_DEFAULTS.enabled,
+                  "Compensate camera motion (sparse optical flow on each camera's frames) for moving cameras."),
+    ParameterSpec("tracking.motion.model", _MOTION_DEFAULTS.model,
+                  "Camera motion model: translation for pans only; homography also covers zoom and rotation.",
+                  choices=MOTION_MODELS),
+    ParameterSpec("tracking.motion.max_points", _MOTION_DEFAULTS.max_points, "Corners sampled per frame.",
+                  value_range=(4, 100_000)),
+    ParameterSpec("tracking.motion.min_distance", _MOTION_DEFAULTS.min_distance, "Pixels between sampled corners.",
+                  value_range=(1, 10_000)),
+    ParameterSpec("tracking.motion.block_size", _MOTION_DEFAULTS.block_size,
+                  "Corner detector neighbourhood, pixels (odd).", value_range=(3, 99)),
+    ParameterSpec("tracking.motion.quality_level", _MOTION_DEFAULTS.quality_level,
+                  "Minimal corner quality relative to the best corner.", value_range=(1e-6, 0.999999)),
 )
 SPECS_BY_NAME = {spec.name: spec for spec in SPECS}
 RUNTIME_PARAMETERS = frozenset(spec.name for spec in SPECS if spec.runtime)
@@ -158,7 +187,18 @@ def tracker_config(values: dict[str, Any]) -> TrackerConfig | None:
     """The tracking.* parameter values -> TrackerConfig, or None when tracking is disabled."""
     if not values["tracking.enabled"]:
         return None
-    prefix = "tracking."
-    return TrackerConfig.from_dict(
-        {name[len(prefix):]: value for name, value in values.items() if name.startswith(prefix) and name != "tracking.enabled"}
-    )
+    settings: dict[str, Any] = {"motion": {}}
+    for name, value in values.items():
+        if name.startswith("tracking.motion."):
+            settings["motion"][name[len("tracking.motion."):]] = value
+        elif name.startswith("tracking.") and name != "tracking.enabled":
+            settings[name[len("tracking."):]] = value
+    settings["synonym_groups"] = synonym_groups(settings.get("synonym_groups", ""))
+    return TrackerConfig.from_dict(settings)
+
+
+def synonym_groups(text: str) -> tuple[tuple[str, ...], ...]:
+    """'person,pedestrian; car,vehicle' -> (("person", "pedestrian"), ("car", "vehicle")); TrackerConfig
+    checks the groups (two phrases at least, none in two groups)."""
+    groups = [group.strip() for group in text.split(";")]
+    return tuple(tuple(phrase.strip() for phrase in group.split(",")) for group in groups if group)

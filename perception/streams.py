@@ -88,8 +88,9 @@ class MultiStreamDetector:
                                           box_threshold=detection_floor(box_threshold, self.tracker_config))
         model_seconds = time.perf_counter() - start
         objects = []
-        for (stream, _), frame_detections in zip(frames, detections):
-            tracks = self._tracker(stream).update(frame_detections, start_threshold=box_threshold)
+        for (stream, rgb), frame_detections in zip(frames, detections):
+            # The frame is used only by camera-motion compensation.
+            tracks = self._tracker(stream).update(frame_detections, frame=rgb, start_threshold=box_threshold)
             objects.append(
                 [LabeledBox(t.label, t.score, t.box_xyxy, str(t.track_id)) for t in tracks if t.matched]
             )

@@ -2,6 +2,7 @@
 and the parameters file against the node's declared parameters."""
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,9 @@ import yaml
 
 pytest.importorskip("rcl_interfaces.msg", reason="ROS 2 is installed by scripts/install_ros.sh")
 from nodes.launch_arguments import CAMERA_TOPIC, camera_node, detector_parameters  # noqa: E402
-from nodes.parameters import SPECS_BY_NAME, check_value, detector_config, tracker_config  # noqa: E402
+from nodes.parameters import SPECS_BY_NAME, check_value, detector_config, synonym_groups, tracker_config  # noqa: E402
 from perception.camera_messages import detections_topic  # noqa: E402
+from perception.tracking_config import MotionConfig, TrackerConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,11 +65,15 @@ def test_video_source_publishes_where_the_detector_listens():
 def test_the_params_file_sets_only_declared_parameters_with_allowed_values():
     values = yaml.safe_load((ROOT / "config" / "detector_node.yaml").read_text())["/**"]["ros__parameters"]
     flat = {}
-    for name, value in values.items():
-        if isinstance(value, dict):
-            flat.update({f"{name}.{key}": inner for key, inner in value.items()})
-        else:
-            flat[name] = value
+
+    def flatten(prefix: str, section: dict) -> None:
+        for name, value in section.items():
+            if isinstance(value, dict):
+                flatten(f"{prefix}{name}.", value)
+            else:
+                flat[prefix + name] = value
+
+    flatten("", values)
     assert set(flat) == set(SPECS_BY_NAME)
     for name, value in flat.items():
         spec = SPECS_BY_NAME[name]
@@ -79,9 +85,24 @@ def test_the_params_file_sets_only_declared_parameters_with_allowed_values():
     assert detector_config(flat).box_threshold == flat["box_threshold"]
     assert tracker_config(flat).hit_counter_max == flat["tracking.hit_counter_max"]
     assert tracker_config({**flat, "tracking.enabled": False}) is None
+    # Every tracker setting has a parameter, with the same default.
+    assert tracker_config(flat) == TrackerConfig()
+    assert {f"tracking.{field.name}" for field in fields(TrackerConfig) if field.name != "motion"} | {
+        f"tracking.motion.{field.name}" for field in fields(MotionConfig)} == {
+        name for name in SPECS_BY_NAME if name.startswith("tracking.") and name != "tracking.enabled"}
     # A size of 0 means the checkpoint's own; one size set overrides that size only.
     assert detector_config(flat).preprocess_overrides == {}
     assert detector_config({**flat, "shortest_edge": 480}).preprocess_overrides == {"shortest_edge": 480}
+
+
+def test_synonym_groups_parameter_is_phrases_by_comma_and_groups_by_semicolon():
+    assert synonym_groups("") == ()
+    assert synonym_groups(" person, pedestrian ;car,vehicle; ") == (("person", "pedestrian"), ("car", "vehicle"))
+    flat = {spec.name: spec.default for spec in SPECS_BY_NAME.values()}
+    config = tracker_config({**flat, "tracking.synonym_groups": "person,pedestrian", "tracking.motion.enabled": True})
+    assert config.synonym_groups == (("person", "pedestrian"),) and config.motion.enabled
+    with pytest.raises(ValueError, match="need at least two phrases"):
+        tracker_config({**flat, "tracking.synonym_groups": "person"})
 
 
 def test_camera_topics_map_to_distinct_detection_topics():

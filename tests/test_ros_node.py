@@ -81,6 +81,10 @@ class Harness:
             "longest_edge": "128",
             "health_period": "0.3",
             "tracking.initialization_delay": "0",
+            # Camera-motion compensation on (nested parameters, each camera's frames to its tracker); the test
+            # cameras do not move, so it must change no id.
+            "tracking.motion.enabled": "true",
+            "tracking.motion.model": "translation",
             # The test publishes images reliably; the node's sensor-data default would also match.
             **{f"qos_overrides.{camera}.subscription.reliability": "reliable" for camera in CAMERAS},
         }

@@ -11,7 +11,7 @@ from perception.drawing import draw_objects, draw_objects_yuv420, rgb_to_yuv, yu
 from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
 from perception.streams import LabeledBox, MultiStreamDetector
-from perception.tracking_config import TrackerConfig
+from perception.tracking_config import MotionConfig, TrackerConfig
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,18 @@ def test_a_stream_repeated_in_a_batch_is_tracked_in_order(detector):
     ids = [sorted(o.object_id for o in objects) for objects in result.objects]
     assert ids[0] and ids[0] == ids[1] == ids[2]  # the same objects keep their ids over the three frames
     assert all(o.label == "a person" for objects in result.objects for o in objects)
+
+
+def test_camera_motion_compensation_gets_each_streams_frames(detector):
+    # A camera that does not move: compensation finds no motion and changes no id.
+    first, second = images()
+    ids = []
+    for motion in (MotionConfig(), MotionConfig(enabled=True, model="translation")):
+        pipeline = MultiStreamDetector(detector, TrackerConfig(initialization_delay=0, motion=motion))
+        pipeline.set_prompt("a person . a car .")
+        results = [pipeline.process([("left", first), ("right", second)]) for _ in range(3)]
+        ids.append([as_tuples(objects) for result in results for objects in result.objects])
+    assert ids[0] == ids[1] and ids[0][0]
 
 
 def test_without_tracking_every_detection_is_reported_with_an_empty_id(detector):
