@@ -203,7 +203,8 @@ class ObjectTracker:
                 self._phrase_counts.setdefault(obj.initializing_id, Counter())[phrase] += 1
                 self._last_phrase[obj.initializing_id] = phrase
                 history = self._history.setdefault(obj.initializing_id, deque(maxlen=_HISTORY))
-                history.append((self._frame, _xyxy(obj.last_detection.points)))
+                # Absolute points: where camera motion is compensated, in the first frame's coordinates.
+                history.append((self._frame, _xyxy(obj.last_detection.absolute_points)))
         self._forget_dead_objects()
         tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in active]
         return sorted(tracks, key=lambda track: track.track_id)
@@ -290,10 +291,9 @@ class ObjectTracker:
         centres = np.stack([(seen[:2] + seen[2:]) / 2 for seen in boxes])
         steps = np.linalg.norm(np.diff(centres, axis=0), axis=1) / np.diff(frames) if len(frames) > 1 else [0.0]
         travelled = float(np.median(steps)) * (self._frame - frames[-1])
-        predicted = _xyxy(lost.estimate)
-        centre = (box[:2] + box[2:]) / 2
-        from_last = float(np.linalg.norm(centre - centres[-1])) - travelled
-        from_filter = float(np.linalg.norm(centre - (predicted[:2] + predicted[2:]) / 2))
+        absolute, predicted = _xyxy(new.last_detection.absolute_points), _xyxy(lost.estimate)
+        from_last = float(np.linalg.norm((absolute[:2] + absolute[2:]) / 2 - centres[-1])) - travelled
+        from_filter = float(np.linalg.norm((box[:2] + box[2:]) / 2 - (predicted[:2] + predicted[2:]) / 2))
         return max(0.0, min(from_last, from_filter)) / math.sqrt(max(areas))
 
     def _key(self, phrase: str) -> str:
