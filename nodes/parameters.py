@@ -115,6 +115,9 @@ SPECS = (
                   "How near a re-identified track must appear, in box sizes of the lost track, beyond the distance "
                   "it covers at its usual speed while lost.",
                   value_range=(1e-6, 1e6)),
+    ParameterSpec("tracking.reid_appearance", _TRACKER_DEFAULTS.reid_appearance,
+                  "Colour similarity (Bhattacharyya coefficient of histograms) a re-identified track needs with the "
+                  "lost one; 0: position and size only.", value_range=(0.0, 0.999999)),
     ParameterSpec("tracking.on_prompt_change", _TRACKER_DEFAULTS.on_prompt_change,
                   "What a prompt change does to live tracks.", choices=PROMPT_CHANGE_RULES),
     ParameterSpec("tracking.synonym_groups", "",

@@ -89,7 +89,7 @@ class MultiStreamDetector:
         model_seconds = time.perf_counter() - start
         objects = []
         for (stream, rgb), frame_detections in zip(frames, detections):
-            # The frame is used only by camera-motion compensation.
+            # The tracker reads the frame for camera-motion compensation and the appearance of boxes.
             tracks = self._tracker(stream).update(frame_detections, frame=rgb, start_threshold=box_threshold)
             objects.append(
                 [LabeledBox(t.label, t.score, t.box_xyxy, str(t.track_id)) for t in tracks if t.matched]

@@ -13,7 +13,8 @@ association): the pipelines run the detector down to :func:`detection_floor` and
 threshold as ``start_threshold``; a detection below it only continues a reported track of its phrase
 that it overlaps and never starts one. Lost tracks can be re-identified (``reid_frames``): a new track
 of the same phrase appearing where a lost one could have got to at its usual speed, or near where its
-motion model puts it, takes over the lost track's id.
+motion model puts it, takes over the lost track's id if its colours are alike (``reid_appearance``; the
+tracker then needs each frame with its detections).
 
 Frame skipping: when the detector runs only every ``period`` frames, call ``update(detections,
 period=period)`` on the frames it ran and ``update(None)`` on the others; tracks then coast on their
@@ -45,8 +46,32 @@ logger = logging.getLogger(__name__)
 # that no phrase (not even "") can collide with it.
 _ANY_PHRASE_KEY = "any"
 
-# Matched boxes kept per track for re-identification: its size and typical speed come from these.
+# Matched boxes kept per track for re-identification: its size, typical speed and looks come from these.
 _HISTORY = 10
+# Appearance: a joint hue x saturation x value histogram of the middle of a box (its border is mostly
+# background), compared by the Bhattacharyya coefficient (1 for equal histograms, 0 for disjoint ones).
+_APPEARANCE_BINS = (8, 4, 4)
+_APPEARANCE_MARGIN = 0.15  # fraction of the box's width and height left out on each side
+
+
+def appearance(frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """Normalised colour histogram of the middle of ``box`` (xyxy pixels) in ``frame`` ((H, W, 3) uint8
+    RGB), or None when no pixel of it is inside the frame."""
+    x0, y0, x1, y1 = box
+    dx, dy = (x1 - x0) * _APPEARANCE_MARGIN, (y1 - y0) * _APPEARANCE_MARGIN
+    height, width = frame.shape[:2]
+    left, top = max(int(math.floor(x0 + dx)), 0), max(int(math.floor(y0 + dy)), 0)
+    right, bottom = min(int(math.ceil(x1 - dx)), width), min(int(math.ceil(y1 - dy)), height)
+    if right <= left or bottom <= top:
+        return None
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame[top:bottom, left:right]), cv2.COLOR_RGB2HSV)
+    histogram = cv2.calcHist([hsv], [0, 1, 2], None, list(_APPEARANCE_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+    return histogram / histogram.sum()
+
+
+def appearance_similarity(first: np.ndarray, second: np.ndarray) -> float:
+    """Bhattacharyya coefficient of two normalised histograms, in [0, 1]."""
+    return float(np.sqrt(first * second).sum())
 
 
 def detection_floor(box_threshold: float, config: TrackerConfig) -> float:
@@ -125,8 +150,8 @@ class ObjectTracker:
         # Per norfair object (keyed by its initializing_id, unique within the tracker): matched phrases.
         self._phrase_counts: dict[int, Counter[str]] = {}
         self._last_phrase: dict[int, str] = {}
-        # Per norfair object: its last _HISTORY matched boxes as (frame number, xyxy box).
-        self._history: dict[int, deque[tuple[int, np.ndarray]]] = {}
+        # Per norfair object: its last _HISTORY matches as (frame number, xyxy box, appearance or None).
+        self._history: dict[int, deque[tuple[int, np.ndarray, np.ndarray | None]]] = {}
         self._frame = 0  # frames seen by update
 
     @property
@@ -157,7 +182,8 @@ class ObjectTracker:
         """Advance one frame.
 
         detections: this frame's detections, or None when the detector did not run on this frame.
-        frame: (H, W, 3) uint8 RGB; required on every call when camera-motion compensation is enabled.
+        frame: (H, W, 3) uint8 RGB; required on every call when camera-motion compensation is enabled, and
+            with detections when re-identification compares appearance (``reid_appearance``).
         period: frames since the detector last ran (its stride), in [1, hit_counter_max].
         start_threshold: the detector's box threshold; detections scored below it may only continue a
             reported track (and only with ``config.continue_threshold`` set; otherwise they are ignored).
@@ -174,7 +200,10 @@ class ObjectTracker:
             if frame is None:
                 raise ValueError("camera-motion compensation is enabled: pass the frame to every update")
             transformation = self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        candidates = [] if detections is None else self._without_duplicates(self._to_norfair(detections))
+        if detections is not None and frame is None and self.config.reid_appearance > 0:
+            raise ValueError("re-identification compares appearance (reid_appearance > 0): pass the frame with "
+                             "each frame's detections, or set reid_appearance to 0")
+        candidates = [] if detections is None else self._without_duplicates(self._to_norfair(detections, frame))
         self._join_wavering_phrases(candidates)
         low = [candidate for candidate in candidates if candidate.data["score"] < start_threshold]
         if low:
@@ -204,7 +233,8 @@ class ObjectTracker:
                 self._last_phrase[obj.initializing_id] = phrase
                 history = self._history.setdefault(obj.initializing_id, deque(maxlen=_HISTORY))
                 # Absolute points: where camera motion is compensated, in the first frame's coordinates.
-                history.append((self._frame, _xyxy(obj.last_detection.absolute_points)))
+                history.append((self._frame, _xyxy(obj.last_detection.absolute_points),
+                                obj.last_detection.data.get("appearance")))
         self._forget_dead_objects()
         tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in active]
         return sorted(tracks, key=lambda track: track.track_id)
@@ -276,7 +306,9 @@ class ObjectTracker:
         of a partly hidden object shrink to the visible part), the speed as the median of its centre's steps
         per frame (a direction would mislead: the shrinking box of an object moving behind another moves the
         other way, and objects turn while hidden). Different keys never match, nor sizes more than 2x outside
-        the range of the lost object's recent boxes."""
+        the range of the lost object's recent boxes. With ``reid_appearance`` set, neither do objects whose
+        colours differ: the new box's histogram must be at least that similar to one of the lost object's
+        recent boxes."""
         if new.label != lost.label:
             return math.inf
         history = self._history.get(lost.initializing_id)
@@ -284,10 +316,15 @@ class ObjectTracker:
             return math.inf
         box = _xyxy(new.last_detection.points)
         area = float(np.prod(box[2:] - box[:2]))
-        areas = [float(np.prod(seen[2:] - seen[:2])) for _, seen in history]
+        frames, boxes, looks = zip(*history)
+        areas = [float(np.prod(seen[2:] - seen[:2])) for seen in boxes]
         if area <= 0 or area > 2.0 * max(areas) or area < 0.5 * min(areas):
             return math.inf
-        frames, boxes = zip(*history)
+        if self.config.reid_appearance > 0:
+            new_look = new.last_detection.data.get("appearance")
+            similar = [appearance_similarity(new_look, look) for look in looks if look is not None]
+            if new_look is None or not similar or max(similar) < self.config.reid_appearance:
+                return math.inf
         centres = np.stack([(seen[:2] + seen[2:]) / 2 for seen in boxes])
         steps = np.linalg.norm(np.diff(centres, axis=0), axis=1) / np.diff(frames) if len(frames) > 1 else [0.0]
         travelled = float(np.median(steps)) * (self._frame - frames[-1])
@@ -304,7 +341,7 @@ class ObjectTracker:
     def _synonyms_of(self, phrase: str) -> frozenset[str]:
         return self._synonyms.get(phrase, frozenset((phrase,)))
 
-    def _to_norfair(self, detections: Detections) -> list[Detection]:
+    def _to_norfair(self, detections: Detections, frame: np.ndarray | None) -> list[Detection]:
         boxes = detections.boxes
         if not np.isfinite(boxes).all():
             raise ValueError("tracking: detection boxes contain NaN or infinite values")
@@ -312,11 +349,13 @@ class ObjectTracker:
         if not has_area.all():
             # A box without area has no IoU with anything; it cannot start or continue a track.
             logger.debug("tracking: ignored %d detections without area", int((~has_area).sum()))
+        looks = self.config.reid_appearance > 0
         return [
             Detection(
                 points=boxes[index].reshape(2, 2).astype(np.float64),  # [[x0, y0], [x1, y1]]
                 label=self._key(detections.labels[index]),
-                data={"phrase": detections.labels[index], "score": float(detections.scores[index])},
+                data={"phrase": detections.labels[index], "score": float(detections.scores[index]),
+                      "appearance": appearance(frame, boxes[index]) if looks else None},
             )
             for index in np.flatnonzero(has_area)
         ]

@@ -104,6 +104,14 @@ class TrackerConfig:
     # distance it covers at its usual speed (the median of its recent steps) in the frames since. Boxes
     # whose areas are more than 2x outside the range of its recent boxes never match.
     reid_distance: float = 1.0
+    # Also compare colours: a new track takes a lost one's id only if its colour histogram (hue, saturation
+    # and value of the middle of the box) has at least this Bhattacharyya coefficient with one of the lost
+    # track's recent boxes, so a differently dressed person passing where another was lost keeps its own
+    # id. Needs the frame with each update's detections. 0: off. 0.5: on the generated videos (objects more
+    # than half visible, seeds 100-123) one object scores 0.97 with itself 40 frames later (median; 0.79 at
+    # the 5th percentile), two objects of different colours 0.13 (median; 0.68 at the 95th); every
+    # re-identification made on seeds 0-23 scored 0.68 or more, and the scores there did not change.
+    reid_appearance: float = 0.5
     # "kalman": norfair's constant-velocity Kalman filter; "none": boxes stay where last seen.
     filter: str = "kalman"
     kalman_measurement_noise: float = 4.0  # norfair R: larger trusts detections less
@@ -136,6 +144,8 @@ class TrackerConfig:
         _check(0 <= self.reid_frames <= 10_000,
                f"tracking reid_frames must be in [0, 10000] (0 turns it off); got {self.reid_frames}")
         _check(self.reid_distance > 0.0, f"tracking reid_distance must be > 0 box sizes; got {self.reid_distance}")
+        _check(0.0 <= self.reid_appearance < 1.0,
+               f"tracking reid_appearance must be in [0, 1) (0 turns it off); got {self.reid_appearance}")
         _check_choice("on_prompt_change", self.on_prompt_change, PROMPT_CHANGE_RULES)
         _check_choice("filter", self.filter, FILTERS)
         _check(self.kalman_measurement_noise > 0.0,

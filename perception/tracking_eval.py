@@ -90,16 +90,16 @@ def _prompt(objects: list[TrackedObject]) -> str:
     return " . ".join(sorted({item.phrase for item in objects})) + " ."
 
 
-def _track_noisy_truth(objects_per_frame: list[list[TrackedObject]], config: TrackingEvalConfig, noise: NoiseConfig,
-                       seed: int, mot_path: Path) -> None:
+def _track_noisy_truth(frames: list[np.ndarray], objects_per_frame: list[list[TrackedObject]],
+                       config: TrackingEvalConfig, noise: NoiseConfig, seed: int, mot_path: Path) -> None:
     rng = np.random.default_rng(seed)
     tracker = ObjectTracker(config.job.tracker)
     tracker.set_phrases(sorted({item.phrase for item in objects_per_frame[0]}))
     stride = config.job.frame_stride
     with open(mot_path, "w", encoding="utf-8") as mot:
-        for index, objects in enumerate(objects_per_frame):
+        for index, (image, objects) in enumerate(zip(frames, objects_per_frame)):
             detections = noisy_truth(objects, config.size, noise, rng) if index % stride == 0 else None
-            mot.write(mot_lines(index, tracker.update(detections, period=stride)))
+            mot.write(mot_lines(index, tracker.update(detections, frame=image, period=stride)))
 
 
 def _track_with_detector(frames: list[np.ndarray], objects: list[TrackedObject], detector: FrameDetector,
@@ -131,7 +131,7 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
         write_mot_sequence(gt_root / name, objects_per_frame, config.size, fps=config.frame_rate)
         mot_path = tracker_dir / f"{name}.txt"
         if detector is None:
-            _track_noisy_truth(objects_per_frame, config, noise, seed, mot_path)
+            _track_noisy_truth(frames, objects_per_frame, config, noise, seed, mot_path)
         else:
             _track_with_detector(frames, objects_per_frame[0], detector, config, clips / f"{name}.mp4", mot_path)
         lengths[name] = config.frames

@@ -4,9 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.tracking import ObjectTracker, Track, detection_floor
+from perception.tracking import ObjectTracker, Track, appearance, appearance_similarity, detection_floor
 from perception.tracking_config import TrackerConfig
 from perception.types import Detections
+
+# A featureless frame: every box in it looks alike, so appearance (reid_appearance) never decides in the tests
+# of box geometry; the appearance tests draw their own frames.
+SCENE = np.full((720, 1280, 3), 128, np.uint8)
 
 
 def ground_truth_boxes(frames: int, objects: int, seed: int) -> np.ndarray:
@@ -30,7 +34,7 @@ def noisy_detections(truth: np.ndarray, rng: np.random.Generator, jitter: float,
 
 def run(tracker: ObjectTracker, detections_per_frame: list[Detections | None]) -> list[list[Track]]:
     tracker.set_phrases(["person"])
-    return [tracker.update(detections) for detections in detections_per_frame]
+    return [tracker.update(detections, frame=SCENE) for detections in detections_per_frame]
 
 
 def ids_by_truth(truth_frames: np.ndarray, tracks_per_frame: list[list[Track]]) -> list[set[int]]:
@@ -114,7 +118,7 @@ def test_joined_phrases_keep_one_identity_labelled_by_the_most_frequent_phrase(c
     truth, detections = wavering(30)
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person", "pedestrian"])
-    tracks = [tracker.update(frame_detections) for frame_detections in detections]
+    tracks = [tracker.update(frame_detections, frame=SCENE) for frame_detections in detections]
     assert {track.track_id for frame_tracks in tracks for track in frame_tracks} == {1}
     assert all(track.label == "person" for frame_tracks in tracks for track in frame_tracks)
 
@@ -123,7 +127,7 @@ def test_phrase_gating_separates_wavering_phrases():
     truth, detections = wavering(30)
     tracker = ObjectTracker(TrackerConfig(cross_phrase_iou=1.0))
     tracker.set_phrases(["person", "pedestrian"])
-    tracks = [tracker.update(frame_detections) for frame_detections in detections]
+    tracks = [tracker.update(frame_detections, frame=SCENE) for frame_detections in detections]
     labels = {track.label for frame_tracks in tracks for track in frame_tracks}
     assert labels == {"person", "pedestrian"}
     ids_per_label = {
@@ -141,7 +145,7 @@ def test_a_phrase_that_wavers_on_one_object_keeps_its_track_with_cross_phrase_io
     tracker = ObjectTracker(TrackerConfig(cross_phrase_iou=0.75, initialization_delay=1))
     tracker.set_phrases(["red car", "orange car"])
     tracks = [tracker.update(Detections(boxes=noisy_detections(truth[frame], rng, 1.0, False).boxes, scores=[0.7],
-                                        labels=[phrases[frame]])) for frame in range(40)]
+                                        labels=[phrases[frame]]), frame=SCENE) for frame in range(40)]
     assert {t.track_id for frame_tracks in tracks for t in frame_tracks} == {1}
     assert all(t.label == "red car" and t.matched for frame_tracks in tracks[2:] for t in frame_tracks)
 
@@ -152,7 +156,7 @@ def test_cross_phrase_iou_never_joins_two_objects_that_cross():
     ids = {"red car": set(), "orange car": set()}
     for frame in range(60):  # two cars drive through each other, each always detected as itself
         boxes = [[40 + 4 * frame, 100, 100 + 4 * frame, 150], [280 - 4 * frame, 104, 340 - 4 * frame, 152]]
-        for track in tracker.update(Detections(boxes=boxes, scores=[0.8, 0.8], labels=["red car", "orange car"])):
+        for track in tracker.update(Detections(boxes=boxes, scores=[0.8, 0.8], labels=["red car", "orange car"]), frame=SCENE):
             ids[track.label].add(track.track_id)
     assert ids == {"red car": {1}, "orange car": {2}}
 
@@ -170,10 +174,10 @@ def test_prompt_change_rule(rule):
     tracker = ObjectTracker(TrackerConfig(on_prompt_change=rule, initialization_delay=0))
     tracker.set_phrases(["person", "red mug"])
     for frame in range(5):
-        before = {track.label: track.track_id for track in tracker.update(two_objects(frame))}
+        before = {track.label: track.track_id for track in tracker.update(two_objects(frame), frame=SCENE)}
     tracker.set_phrases(["red mug", "laptop"])
     only_mug = Detections(boxes=two_objects(5).boxes[1:], scores=[0.8], labels=["red mug"])
-    after = {track.label: track.track_id for track in tracker.update(only_mug)}
+    after = {track.label: track.track_id for track in tracker.update(only_mug, frame=SCENE)}
     # "person" left the prompt: its track is gone under both rules (a kept track would coast, reported).
     assert set(after) == {"red mug"}
     if rule == "keep":
@@ -191,7 +195,7 @@ def test_frame_skipping_with_period_keeps_identities():
     tracks = []
     for frame in range(len(truth)):
         if frame % stride == 0:
-            tracks.append(tracker.update(noisy_detections(truth[frame], rng, 1.0, False), period=stride))
+            tracks.append(tracker.update(noisy_detections(truth[frame], rng, 1.0, False), frame=SCENE, period=stride))
         else:
             tracks.append(tracker.update(None))
     ids = ids_by_truth(truth, tracks)
@@ -261,7 +265,7 @@ def test_low_scores_continue_reported_tracks_only_with_a_continue_threshold(cont
                   for frame in range(len(truth))]
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
-    tracks = [tracker.update(frame_detections, start_threshold=0.35) for frame_detections in detections]
+    tracks = [tracker.update(frame_detections, frame=SCENE, start_threshold=0.35) for frame_detections in detections]
     ids = ids_by_truth(truth, tracks)
     if continue_threshold:
         assert all(len(object_ids) == 1 for object_ids in ids), ids
@@ -282,7 +286,7 @@ def test_low_scores_never_start_a_track():
     for frame in range(len(truth)):
         detections = noisy_detections(truth[frame], rng, 1.0, False)
         detections.scores[:] = [0.8 if frame == 0 else 0.2, 0.2]
-        tracks.append(tracker.update(detections, start_threshold=0.35))
+        tracks.append(tracker.update(detections, frame=SCENE, start_threshold=0.35))
     assert ids_by_truth(truth, tracks) == [{1}, set()]
     assert len(tracker._tracker.tracked_objects) == 1  # no hidden, unreported objects either
 
@@ -313,7 +317,7 @@ def test_a_lost_track_is_re_identified_near_where_it_was(reid_frames, shift, lab
     config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_frames=reid_frames)
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person", "cyclist"])
-    tracks = [tracker.update(detections) for detections in reappearing(60, range(20, 35), shift, label_after)]
+    tracks = [tracker.update(detections, frame=SCENE) for detections in reappearing(60, range(20, 35), shift, label_after)]
     before, after = {t.track_id for t in tracks[19]}, {t.track_id for t in tracks[-1]}
     assert len(before) == len(after) == 1
     assert (before == after) == same_id, (before, after)
@@ -352,11 +356,65 @@ def test_re_identification_allows_for_how_far_the_lost_object_moves_at_its_speed
     config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_frames=30)
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
-    tracks = [tracker.update(detections) for detections in behind_an_occluder(70, range(30, 50), 4, speed,
+    tracks = [tracker.update(detections, frame=SCENE) for detections in behind_an_occluder(70, range(30, 50), 4, speed,
                                                                                 reappear_at)]
     before, after = {t.track_id for t in tracks[25]}, {t.track_id for t in tracks[-1]}
     assert len(before) == len(after) == 1
     assert (before == after) == same_id, (before, after)
+
+
+def painted(detections: list[Detections | None], colours: list[tuple[int, int, int]]) -> list[np.ndarray]:
+    """Frames of a grey, noisy floor with each frame's first box filled with that frame's colour."""
+    rng = np.random.default_rng(5)
+    frames = []
+    for frame_detections, colour in zip(detections, colours):
+        image = np.clip(rng.normal(110, 25, (240, 640, 3)), 0, 255).astype(np.uint8)
+        if frame_detections is not None:
+            x0, y0, x1, y1 = np.round(frame_detections.boxes[0]).astype(int)
+            image[max(y0, 0):y1, max(x0, 0):x1] = colour
+        frames.append(image)
+    return frames
+
+
+@pytest.mark.parametrize(
+    "colour_after, reid_appearance, same_id",
+    [
+        ((200, 40, 40), 0.5, True),  # the same red shirt, where the lost person would be
+        ((40, 60, 200), 0.5, False),  # a blue shirt there: someone else
+        ((40, 60, 200), 0.0, True),  # position and size alone cannot tell
+    ],
+)
+def test_re_identification_compares_colours(colour_after, reid_appearance, same_id):
+    detections = reappearing(60, range(20, 35))
+    frames = painted(detections, [(200, 40, 40)] * 35 + [colour_after] * 25)
+    tracker = ObjectTracker(TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_appearance=reid_appearance))
+    tracker.set_phrases(["person"])
+    tracks = [tracker.update(d, frame=image) for d, image in zip(detections, frames)]
+    before, after = {t.track_id for t in tracks[19]}, {t.track_id for t in tracks[-1]}
+    assert len(before) == len(after) == 1
+    assert (before == after) == same_id, (before, after)
+
+
+def test_appearance_is_a_colour_histogram_of_the_middle_of_the_box():
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[10:90, 10:90] = (200, 40, 40)
+    image[10:90, 110:190] = (40, 60, 200)
+    red = appearance(image, np.array([10.0, 10, 90, 90]))
+    assert red.sum() == pytest.approx(1.0)
+    # A box with a black border around the red square: the middle is still all red.
+    assert appearance_similarity(red, appearance(image, np.array([0.0, 0, 100, 100]))) == pytest.approx(1.0)
+    assert appearance_similarity(red, appearance(image, np.array([110.0, 10, 190, 90]))) < 0.1
+    assert appearance(image, np.array([300.0, 10, 400, 90])) is None  # outside the frame
+
+
+def test_appearance_needs_the_frame_with_detections():
+    tracker = ObjectTracker()
+    tracker.set_phrases(["person"])
+    tracker.update(None)  # nothing to look at: no frame needed
+    with pytest.raises(ValueError, match="pass the frame with each frame's detections, or set reid_appearance to 0"):
+        tracker.update(Detections(boxes=[[0, 0, 10, 10]], scores=[0.5], labels=["person"]))
+    ObjectTracker(TrackerConfig(reid_appearance=0.0)).update(
+        Detections(boxes=[[0, 0, 10, 10]], scores=[0.5], labels=["person"]))
 
 
 def test_a_track_that_coasted_to_the_end_of_its_hit_counter_lives_on_when_matched_again():
@@ -365,7 +423,7 @@ def test_a_track_that_coasted_to_the_end_of_its_hit_counter_lives_on_when_matche
     config = TrackerConfig(hit_counter_max=4, initialization_delay=1, reid_frames=10)
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
-    tracks = [tracker.update(detections) for detections in reappearing(60, range(20, 24))]
+    tracks = [tracker.update(detections, frame=SCENE) for detections in reappearing(60, range(20, 24))]
     assert [len(frame_tracks) for frame_tracks in tracks[2:]] == [1] * 58
     assert {t.track_id for frame_tracks in tracks for t in frame_tracks} == {1}
 
@@ -396,6 +454,7 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
         ({"continue_threshold": 1.0}, r"continue_threshold must be in \[0, 1\) \(0 turns it off\); got 1.0"),
         ({"reid_frames": -1}, r"reid_frames must be in \[0, 10000\]"),
         ({"reid_distance": 0}, r"reid_distance must be > 0 box sizes"),
+        ({"reid_appearance": 1.0}, r"reid_appearance must be in \[0, 1\) \(0 turns it off\); got 1.0"),
         ({"duplicate_iou": 0}, r"duplicate_iou must be in \(0, 1\]"),
         ({"cross_phrase_iou": 1.5}, r"cross_phrase_iou must be in \(0, 1\] \(1 never joins phrases\)"),
         ({"hit_counter": 3}, r"unknown tracking keys \['hit_counter'\]"),
@@ -416,7 +475,7 @@ def test_period_beyond_the_hit_counter_is_refused():
 def test_non_finite_boxes_are_refused():
     tracker = ObjectTracker()
     with pytest.raises(ValueError, match="NaN or infinite"):
-        tracker.update(Detections(boxes=[[0, 0, np.nan, 5]], scores=[0.5], labels=["person"]))
+        tracker.update(Detections(boxes=[[0, 0, np.nan, 5]], scores=[0.5], labels=["person"]), frame=SCENE)
 
 
 @pytest.mark.parametrize("duplicate_iou, tracks_expected", [(0.7, 1), (1.0, 2)])
@@ -432,5 +491,5 @@ def test_a_duplicate_box_does_not_start_a_second_track(duplicate_iou, tracks_exp
         boxes = np.stack([box, duplicate] + ([box] if frame % 2 else []))
         labels = ["person", "person"] + (["dog"] if frame % 2 else [])  # another phrase is no duplicate
         detections = Detections(boxes=boxes, scores=np.array([0.6, 0.8, 0.5][:len(boxes)]), labels=labels)
-        ids |= {t.track_id for t in tracker.update(detections) if t.label == "person"}
+        ids |= {t.track_id for t in tracker.update(detections, frame=SCENE) if t.label == "person"}
     assert len(ids) == tracks_expected
