@@ -19,6 +19,7 @@ import numpy as np
 from perception.mot_metrics import TrackingScores, evaluate_mot
 from perception.track_records import mot_lines
 from perception.tracking import ObjectTracker
+from perception.training.prompts import build_prompt
 from perception.training.synthetic import TrackedObject, generate_video, write_mot_sequence
 from perception.types import Detections
 from perception.video import FrameDetector, VideoJobConfig, VideoOutputs, process_video
@@ -87,7 +88,7 @@ def noisy_truth(objects: list[TrackedObject], size: tuple[int, int], noise: Nois
 
 
 def _prompt(objects: list[TrackedObject]) -> str:
-    return " . ".join(sorted({item.phrase for item in objects})) + " ."
+    return build_prompt(sorted({item.phrase for item in objects})).text
 
 
 def _track_noisy_truth(frames: list[np.ndarray], objects_per_frame: list[list[TrackedObject]],
