@@ -203,12 +203,16 @@ class ObjectTracker:
         if detections is not None and frame is None and self.config.reid_appearance > 0:
             raise ValueError("re-identification compares appearance (reid_appearance > 0): pass the frame with "
                              "each frame's detections, or set reid_appearance to 0")
-        candidates = [] if detections is None else self._without_duplicates(self._to_norfair(detections, frame))
+        candidates = [] if detections is None else self._without_duplicates(self._to_norfair(detections))
         self._join_wavering_phrases(candidates)
         low = [candidate for candidate in candidates if candidate.data["score"] < start_threshold]
         if low:
             candidates = [candidate for candidate in candidates if candidate.data["score"] >= start_threshold]
             candidates += self._continuing(low)
+        if self.config.reid_appearance > 0:
+            # Only for the detections norfair gets: duplicates and unused low scores never need it.
+            for candidate in candidates:
+                candidate.data["appearance"] = appearance(frame, _xyxy(candidate.points))
         existing = {id(obj) for obj in self._tracker.tracked_objects}
         # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
         active = self._tracker.update(candidates, period=period, coord_transformations=transformation)
@@ -341,7 +345,7 @@ class ObjectTracker:
     def _synonyms_of(self, phrase: str) -> frozenset[str]:
         return self._synonyms.get(phrase, frozenset((phrase,)))
 
-    def _to_norfair(self, detections: Detections, frame: np.ndarray | None) -> list[Detection]:
+    def _to_norfair(self, detections: Detections) -> list[Detection]:
         boxes = detections.boxes
         if not np.isfinite(boxes).all():
             raise ValueError("tracking: detection boxes contain NaN or infinite values")
@@ -349,13 +353,11 @@ class ObjectTracker:
         if not has_area.all():
             # A box without area has no IoU with anything; it cannot start or continue a track.
             logger.debug("tracking: ignored %d detections without area", int((~has_area).sum()))
-        looks = self.config.reid_appearance > 0
         return [
             Detection(
                 points=boxes[index].reshape(2, 2).astype(np.float64),  # [[x0, y0], [x1, y1]]
                 label=self._key(detections.labels[index]),
-                data={"phrase": detections.labels[index], "score": float(detections.scores[index]),
-                      "appearance": appearance(frame, boxes[index]) if looks else None},
+                data={"phrase": detections.labels[index], "score": float(detections.scores[index])},
             )
             for index in np.flatnonzero(has_area)
         ]
