@@ -85,11 +85,6 @@ def _xyxy(points: np.ndarray) -> np.ndarray:
     return np.array([min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)])
 
 
-def _iou_matrix(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """IoU of every box of first (N, 4) with every box of second (M, 4), xyxy (perception.boxes.box_iou)."""
-    return box_iou(torch.from_numpy(first), torch.from_numpy(second)).numpy()
-
-
 @dataclass(frozen=True)
 class Track:
     """One live track in one frame.
@@ -257,12 +252,17 @@ class ObjectTracker:
     def _reported_tracks(self) -> list:
         return [obj for obj in self._tracker.tracked_objects if not obj.is_initializing and obj.hit_counter_is_positive]
 
-    def _near(self, candidates: list[Detection], tracks: list) -> np.ndarray:
+    @staticmethod
+    def _overlap(candidates: list[Detection], tracks: list) -> np.ndarray:
+        """(candidates, tracks) IoU of each detection with each track's last estimate (perception.boxes.box_iou)."""
+        return box_iou(torch.from_numpy(np.stack([_xyxy(c.points) for c in candidates])),
+                       torch.from_numpy(np.stack([_xyxy(o.estimate) for o in tracks]))).numpy()
+
+    def _near(self, candidates: list[Detection], tracks: list, overlap: np.ndarray | None = None) -> np.ndarray:
         """(candidates, tracks) bool: within the association distance of the track's last estimate (before
-        this frame's prediction), whatever their keys."""
+        this frame's prediction), whatever their keys. overlap: their :meth:`_overlap`, if already known."""
         if self.config.distance == "iou":
-            overlap = _iou_matrix(np.stack([_xyxy(c.points) for c in candidates]),
-                                  np.stack([_xyxy(o.estimate) for o in tracks]))
+            overlap = self._overlap(candidates, tracks) if overlap is None else overlap
             return overlap > 1.0 - self.config.distance_threshold
         gaps = np.stack([c.points.reshape(4) for c in candidates])[:, None, :] - np.stack(
             [o.estimate.reshape(4) for o in tracks])[None, :, :]
@@ -289,9 +289,8 @@ class ObjectTracker:
         if not tracks:
             return
         same_key = np.array([[c.label == o.label for o in tracks] for c in candidates])
-        near_own = self._near(candidates, tracks) & same_key
-        overlap = _iou_matrix(np.stack([_xyxy(c.points) for c in candidates]),
-                              np.stack([_xyxy(o.estimate) for o in tracks]))
+        overlap = self._overlap(candidates, tracks)
+        near_own = self._near(candidates, tracks, overlap) & same_key
         overlap[:, near_own.any(axis=0)] = 0.0  # tracks their own phrase continues are taken
         overlap[same_key] = 0.0
         for index in np.flatnonzero(~near_own.any(axis=1)):
