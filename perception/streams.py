@@ -79,14 +79,13 @@ class MultiStreamDetector:
         if self._phrases is None:
             raise RuntimeError("MultiStreamDetector.process called before set_prompt")
         start = time.perf_counter()
-        if self.tracker_config is None:
-            detections = self.detector.detect([rgb for _, rgb in frames])
-            model_seconds = time.perf_counter() - start
-            return BatchResult([_untracked(frame_detections) for frame_detections in detections], model_seconds)
         box_threshold = self.detector.box_threshold
-        detections = self.detector.detect([rgb for _, rgb in frames],
-                                          box_threshold=detection_floor(box_threshold, self.tracker_config))
+        # With a tracker the detector reports down to the tracker's floor (None: its own threshold).
+        floor = None if self.tracker_config is None else detection_floor(box_threshold, self.tracker_config)
+        detections = self.detector.detect([rgb for _, rgb in frames], box_threshold=floor)
         model_seconds = time.perf_counter() - start
+        if self.tracker_config is None:
+            return BatchResult([_untracked(frame_detections) for frame_detections in detections], model_seconds)
         objects = []
         for (stream, rgb), frame_detections in zip(frames, detections):
             # The tracker reads the frame for camera-motion compensation and the appearance of boxes.
