@@ -11,10 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from perception.cli.errors import CliError
+from perception.cli.errors import EXIT_DAMAGED_INPUT, CliError
 from perception.cli.model_args import add_detector_arguments, build_detector
-
-EXIT_DAMAGED_INPUT = 3
 
 
 def parse_size(text: str) -> tuple[int, int]:
