@@ -38,20 +38,36 @@ class LoadedWeights:
     preprocess: PreprocessConfig | None = None  # the input size/normalization the checkpoint asks for
 
 
+# Where checkpoints keep their image settings: transformers 4 writes preprocessor_config.json (the settings at
+# the top level), transformers 5's save_pretrained writes processor_config.json (nested under
+# "image_processor"). A checkpoint may hold both; the first found wins, as in transformers.
+PREPROCESSOR_FILES = (("preprocessor_config.json", None), ("processor_config.json", "image_processor"))
+
+
 def read_preprocessor_config(directory: Path) -> PreprocessConfig | None:
-    """Input size and normalization from a checkpoint's preprocessor_config.json (transformers' format)."""
-    path = directory / "preprocessor_config.json"
-    if not path.is_file():
-        return None
-    values = json.loads(path.read_text())
-    size = values.get("size") or {}
-    default = PreprocessConfig()
-    return PreprocessConfig(
-        shortest_edge=size.get("shortest_edge", default.shortest_edge),
-        longest_edge=size.get("longest_edge", default.longest_edge),
-        mean=tuple(values.get("image_mean", default.mean)),
-        std=tuple(values.get("image_std", default.std)),
-    )
+    """Input size and normalization from a checkpoint's image-processor settings (transformers' formats);
+    None when the checkpoint has none."""
+    for name, section in PREPROCESSOR_FILES:
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise WeightsError(f"{path} is not valid JSON: {error}") from error
+        if section is not None:
+            if section not in values:
+                continue  # a processor file without image settings: e.g. tokenizer settings only
+            values = values[section]
+        size = values.get("size") or {}
+        default = PreprocessConfig()
+        return PreprocessConfig(
+            shortest_edge=size.get("shortest_edge", default.shortest_edge),
+            longest_edge=size.get("longest_edge", default.longest_edge),
+            mean=tuple(values.get("image_mean", default.mean)),
+            std=tuple(values.get("image_std", default.std)),
+        )
+    return None
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -73,9 +89,34 @@ def load_hf_directory(directory: Path) -> LoadedWeights:
         raise WeightsError(f"{directory} has none of {WEIGHT_FILES}")
     model = GroundingDino(config)
     load_hf_state_dict(model, _read_state_dict(weight_file))
-    vocab = directory / "vocab.txt"
-    return LoadedWeights(model, vocab if vocab.is_file() else None, f"Hugging Face checkpoint {directory}",
+    return LoadedWeights(model, checkpoint_vocab_file(directory), f"Hugging Face checkpoint {directory}",
                          read_preprocessor_config(directory))
+
+
+def checkpoint_vocab_file(directory: Path) -> Path | None:
+    """The checkpoint's vocab.txt; None (the offline bert-base-uncased vocabulary) when it has none.
+
+    transformers 5 saves tokenizer.json without vocab.txt: its WordPiece vocabulary must then be
+    bert-base-uncased's (every published Grounding DINO uses it), or the prompt would be tokenized wrongly.
+    """
+    vocab = directory / "vocab.txt"
+    if vocab.is_file():
+        return vocab
+    tokenizer_file = directory / "tokenizer.json"
+    if tokenizer_file.is_file():
+        from perception.model.tokenizer import default_vocab_file
+
+        try:
+            saved = json.loads(tokenizer_file.read_text()).get("model", {}).get("vocab")
+        except json.JSONDecodeError as error:
+            raise WeightsError(f"{tokenizer_file} is not valid JSON: {error}") from error
+        default = {token: index for index, token in enumerate(default_vocab_file().read_text().splitlines())}
+        if saved != default:
+            raise WeightsError(
+                f"{tokenizer_file} holds a vocabulary other than bert-base-uncased and {directory} has no vocab.txt: "
+                "save it beside the checkpoint (tokenizer.save_vocabulary(directory))"
+            )
+    return None
 
 
 def load_original_file(path: Path, preset: str | None) -> LoadedWeights:
@@ -101,7 +142,8 @@ def download_hub_checkpoint(repo_id: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors", "*.bin", "vocab.txt"]))
+        return Path(snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors", "*.bin", "vocab.txt",
+                                                                *(name for name, _ in PREPROCESSOR_FILES)]))
     except Exception as error:  # noqa: BLE001 - any hub/network failure gets the same advice
         raise WeightsError(
             f"could not download {repo_id!r} ({type(error).__name__}: {error}). Without network access, download "

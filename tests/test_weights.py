@@ -89,3 +89,42 @@ def test_hub_id_without_network_fails_with_advice(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsError, match="download the checkpoint elsewhere"):
         load_weights("IDEA-Research/grounding-dino-tiny-that-is-not-cached")
+
+
+def save_processor(directory, vocab_file, **image_settings):
+    """What transformers 5's GroundingDinoProcessor.save_pretrained writes: processor_config.json (image
+    settings nested under image_processor) and tokenizer.json, no preprocessor_config.json or vocab.txt."""
+    from transformers import BertTokenizer, GroundingDinoImageProcessorPil, GroundingDinoProcessor
+
+    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessorPil(**image_settings),
+                                       tokenizer=BertTokenizer(str(vocab_file)))
+    processor.save_pretrained(directory)
+
+
+def test_image_settings_saved_by_transformers_5_are_used(tmp_path, reference_and_ours):
+    from perception.model.tokenizer import default_vocab_file
+
+    reference, _ = reference_and_ours
+    reference.save_pretrained(tmp_path)
+    save_processor(tmp_path, default_vocab_file(), size={"shortest_edge": 320, "longest_edge": 512},
+                   image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
+    assert not (tmp_path / "preprocessor_config.json").exists() and (tmp_path / "processor_config.json").exists()
+    loaded = load_weights(str(tmp_path))
+    assert (loaded.preprocess.shortest_edge, loaded.preprocess.longest_edge) == (320, 512)
+    assert loaded.preprocess.mean == (0.5, 0.5, 0.5) and loaded.preprocess.std == (0.25, 0.25, 0.25)
+    assert loaded.vocab_file is None  # tokenizer.json holds bert-base-uncased: the offline copy serves
+
+
+def test_a_saved_vocabulary_other_than_bert_base_is_not_ignored(tmp_path, reference_and_ours):
+    from perception.model.tokenizer import default_vocab_file
+
+    reference, _ = reference_and_ours
+    reference.save_pretrained(tmp_path)
+    tokens = default_vocab_file().read_text().splitlines()
+    other = tmp_path / "other_vocab.txt"
+    other.write_text("\n".join(tokens[:2000] + ["robotarm"] + tokens[2001:]) + "\n")
+    save_processor(tmp_path / "checkpoint", other)
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / "checkpoint" / name).write_bytes((tmp_path / name).read_bytes())
+    with pytest.raises(WeightsError, match="vocab.txt"):
+        load_weights(str(tmp_path / "checkpoint"))
