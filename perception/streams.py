@@ -3,10 +3,13 @@
 
 Frames of any streams go through the model together as one batch; each stream keeps its own tracker,
 fed in the order its frames arrive. The result for a frame is a list of :class:`LabeledBox`, boxes xyxy
-in pixels of that frame, ``object_id`` the track id ("" when tracking is off).
+in pixels of that frame, ``object_id`` the track id ("" when tracking is off). A frame the detector
+refuses (a malformed or unusable image) gets its error instead of objects; the other frames of its batch
+are still answered, and its stream's tracker does not see it.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +19,11 @@ import numpy as np
 from perception.tracking import ObjectTracker, detection_floor
 from perception.tracking_config import TrackerConfig
 from perception.types import Detections
+
+logger = logging.getLogger(__name__)
+
+# What a detector raises for one unusable image (bad shape or dtype, a size the model cannot take).
+FRAME_ERRORS = (ValueError, TypeError, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -30,9 +38,11 @@ class LabeledBox:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """Objects per input frame (same order as the input) and the model's own time for the batch."""
+    """Per input frame (same order as the input): its objects, or None and its error when it was refused;
+    and the model's own time for the batch."""
 
-    objects: list[list[LabeledBox]]
+    objects: list[list[LabeledBox] | None]
+    errors: list[Exception | None]
     model_seconds: float
 
 
@@ -82,18 +92,42 @@ class MultiStreamDetector:
         box_threshold = self.detector.box_threshold
         # With a tracker the detector reports down to the tracker's floor (None: its own threshold).
         floor = None if self.tracker_config is None else detection_floor(box_threshold, self.tracker_config)
-        detections = self.detector.detect([rgb for _, rgb in frames], box_threshold=floor)
+        detections, errors = self._detect_each([rgb for _, rgb in frames], floor)
         model_seconds = time.perf_counter() - start
         if self.tracker_config is None:
-            return BatchResult([_untracked(frame_detections) for frame_detections in detections], model_seconds)
+            objects = [None if d is None else _untracked(d) for d in detections]
+            return BatchResult(objects, errors, model_seconds)
         objects = []
         for (stream, rgb), frame_detections in zip(frames, detections):
+            if frame_detections is None:
+                objects.append(None)
+                continue
             # The tracker reads the frame for camera-motion compensation and the appearance of boxes.
             tracks = self._tracker(stream).update(frame_detections, frame=rgb, start_threshold=box_threshold)
             objects.append(
                 [LabeledBox(t.label, t.score, t.box_xyxy, str(t.track_id)) for t in tracks if t.matched]
             )
-        return BatchResult(objects, model_seconds)
+        return BatchResult(objects, errors, model_seconds)
+
+    def _detect_each(self, images: list[np.ndarray], floor: float | None
+                     ) -> tuple[list[Detections | None], list[Exception | None]]:
+        """Detections per image as one batch; if the batch fails, each image on its own, so an image the
+        detector refuses costs only itself (its error takes its place)."""
+        try:
+            return self.detector.detect(images, box_threshold=floor), [None] * len(images)
+        except FRAME_ERRORS as error:
+            if len(images) == 1:
+                return [None], [error]
+            logger.debug("a batch of %d frames failed (%s); detecting them one by one", len(images), error)
+        detections, errors = [], []
+        for image in images:
+            try:
+                detections.append(self.detector.detect([image], box_threshold=floor)[0])
+                errors.append(None)
+            except FRAME_ERRORS as error:
+                detections.append(None)
+                errors.append(error)
+        return detections, errors
 
     def _tracker(self, stream: str) -> ObjectTracker:
         tracker = self._trackers.get(stream)

@@ -80,6 +80,22 @@ def test_without_tracking_every_detection_is_reported_with_an_empty_id(detector)
     assert len(objects) == 5 and {o.object_id for o in objects} == {""}
 
 
+@pytest.mark.parametrize("tracking", [True, False])
+def test_a_refused_frame_costs_only_itself(detector, tracking):
+    first, second = images()
+    pipeline = MultiStreamDetector(detector, TrackerConfig(initialization_delay=0) if tracking else None)
+    pipeline.set_prompt("a person . a car .")
+    alone = MultiStreamDetector(detector, TrackerConfig(initialization_delay=0) if tracking else None)
+    alone.set_prompt("a person . a car .")
+    unusable = first.astype(np.float64)  # the detector takes uint8 images only
+    result = pipeline.process([("left", first), ("bad", unusable), ("right", second)])
+    assert result.objects[1] is None and isinstance(result.errors[1], TypeError)
+    assert result.errors[0] is None and result.errors[2] is None
+    expected = alone.process([("left", first), ("right", second)]).objects
+    assert as_tuples(result.objects[0]) == as_tuples(expected[0]) and len(expected[0]) > 0
+    assert as_tuples(result.objects[2]) == as_tuples(expected[1])
+
+
 def test_drawing_outlines_each_box_and_leaves_the_input_alone():
     frame = np.zeros((40, 60, 3), np.uint8)
     objects = [LabeledBox("a cat", 0.9, np.array([10, 12, 30, 35], np.float32), "4"),
