@@ -5,6 +5,12 @@ Shared by the ROS node (rclpy messages) and ``gdino bag`` (rosbags messages): in
 import here. Outputs are (H, W, 3) uint8 RGB arrays, C-contiguous. Every malformed message raises a
 subclass of :class:`MalformedImageError` whose ``kind`` names the problem, so a node can log each kind
 once and skip the message.
+
+Images over ``max_pixels`` are refused before any pixel is converted or decoded: a compressed image's size
+comes from its header (:mod:`perception.image_header`), and a compressed format whose header is not read
+there is refused, because decoding it blind could allocate whatever the file declares. OpenCV has a limit
+of its own (``OPENCV_IO_MAX_IMAGE_PIXELS``, 2**30 pixels by default, read once when cv2 loads); a larger
+``max_pixels`` than that cannot let bigger images through.
 """
 from __future__ import annotations
 
@@ -12,6 +18,12 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from perception.image_header import HEADER_FORMATS, ImageHeaderError, encoded_size
+
+# Images with more pixels are refused. Generous for cameras (8K UHD is 33 MP); a 12000x12000 PNG bomb
+# of 420 KB would otherwise decode to 432 MB of BGR, plus the RGB copy.
+DEFAULT_MAX_PIXELS = 50_000_000
 
 
 class MalformedImageError(ValueError):
@@ -38,6 +50,18 @@ class DataSizeError(MalformedImageError):
 
 class CorruptCompressedImageError(MalformedImageError):
     kind = "corrupt_compressed"
+
+
+class ImageTooLargeError(MalformedImageError):
+    kind = "too_large"
+
+
+def _check_pixel_count(width: int, height: int, max_pixels: int, what: str = "image") -> None:
+    """Raise ImageTooLargeError when width x height passes max_pixels."""
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{what} is {width}x{height} = {width * height} pixels, more than the limit of {max_pixels}"
+        )
 
 
 @dataclass(frozen=True)
@@ -75,8 +99,8 @@ _LAYOUTS = {
 SUPPORTED_ENCODINGS = tuple(sorted(_LAYOUTS))
 
 
-def image_to_rgb(msg) -> np.ndarray:
-    """``sensor_msgs/Image`` -> (H, W, 3) uint8 RGB.
+def image_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``sensor_msgs/Image`` -> (H, W, 3) uint8 RGB; more than ``max_pixels`` raises ImageTooLargeError.
 
     Rows may be padded (``step`` > width * bytes per pixel). 16-bit encodings honour ``is_bigendian``
     and keep their top 8 bits (value >> 8), as a linear scaling of the full 16-bit range.
@@ -84,6 +108,7 @@ def image_to_rgb(msg) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise EmptyImageError(f"image has zero size ({width}x{height})")
+    _check_pixel_count(width, height, max_pixels)
     layout = _LAYOUTS.get(msg.encoding)
     if layout is None:
         raise UnknownEncodingError(
@@ -115,16 +140,39 @@ def image_to_rgb(msg) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(source), layout.to_rgb)
 
 
-def compressed_to_rgb(msg) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` (JPEG, PNG, anything OpenCV decodes) -> (H, W, 3) uint8 RGB."""
+def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` -> (H, W, 3) uint8 RGB; see :func:`decode_rgb` for formats and limits."""
     if "compresseddepth" in msg.format.lower().replace(" ", ""):
         raise UnknownEncodingError(f"compressed depth images are not camera images (format {msg.format!r})")
-    data = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8)
+    return decode_rgb(memoryview(msg.data).cast("B"), max_pixels, msg.format or "compressed")
+
+
+def decode_rgb(data, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "compressed") -> np.ndarray:
+    """Encoded image bytes (any buffer) -> (H, W, 3) uint8 RGB, refused before decoding when the header
+    declares more than ``max_pixels``. Formats: those :mod:`perception.image_header` reads (PNG, JPEG, TIFF,
+    WebP, BMP, PNM); others raise UnknownEncodingError. ``what`` names the data in messages."""
+    data = np.frombuffer(data, dtype=np.uint8)
     if data.size == 0:
-        raise EmptyImageError("compressed image has no data")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        raise EmptyImageError(f"{what} image has no data")
+    try:
+        size = encoded_size(data)
+    except ImageHeaderError as error:
+        raise CorruptCompressedImageError(f"cannot decode the {data.size}-byte {what} image: {error}") from error
+    if size is None:
+        raise UnknownEncodingError(
+            f"the {data.size}-byte {what} image is not in a format whose size can be checked before decoding "
+            f"({', '.join(HEADER_FORMATS)})"
+        )
+    if 0 in size:
+        raise EmptyImageError(f"{what} image header declares zero size ({size[0]}x{size[1]})")
+    _check_pixel_count(*size, max_pixels, what=f"{what} image")
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as error:  # e.g. OpenCV's own pixel limit, when max_pixels is set above it
+        raise CorruptCompressedImageError(f"OpenCV cannot decode the {data.size}-byte {what} image: "
+                                          f"{str(error).strip().splitlines()[-1]}") from error
     if bgr is None:
-        raise CorruptCompressedImageError(f"OpenCV cannot decode the {data.size}-byte {msg.format or 'compressed'} image")
+        raise CorruptCompressedImageError(f"OpenCV cannot decode the {data.size}-byte {what} image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

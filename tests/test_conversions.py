@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
 from pathlib import Path
 
 import cv2
@@ -16,10 +21,12 @@ from std_msgs.msg import Header  # noqa: E402
 
 from nodes.detection_conversion import detection_array_msg, label_info_msg  # noqa: E402
 from perception.camera_messages import (  # noqa: E402
+    DEFAULT_MAX_PIXELS,
     BadStepError,
     CorruptCompressedImageError,
     DataSizeError,
     EmptyImageError,
+    ImageTooLargeError,
     UnknownEncodingError,
     compressed_to_rgb,
     fill_image_msg,
@@ -151,6 +158,82 @@ def test_malformed_compressed_images_raise_typed_errors():
         compressed_to_rgb(CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 not really a jpeg"))
     with pytest.raises(UnknownEncodingError, match="depth"):
         compressed_to_rgb(CompressedImage(format="16UC1; compressedDepth png", data=b"\x00" * 16))
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid all-black RGB PNG of width x height, built row by row: a few hundred KB that decode to
+    3 * width * height bytes."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)  # filter byte 0, then black pixels
+    pixels = b"".join([compressor.compress(row) for _ in range(height)] + [compressor.flush()])
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def test_png_bomb_is_refused_from_its_header_without_decoding():
+    # The issue's bomb: 420 KB of PNG declaring 12000x12000 (432 MB of BGR once decoded). The peak
+    # resident size of a fresh process must not move by more than a few MB while it is refused.
+    script = textwrap.dedent(f"""
+        import resource, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from sensor_msgs.msg import CompressedImage
+        from perception.camera_messages import ImageTooLargeError, compressed_to_rgb
+        from test_conversions import png_bomb
+        msg = CompressedImage(format="png", data=png_bomb(12000, 12000))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        try:
+            compressed_to_rgb(msg)
+        except ImageTooLargeError as error:
+            print(error.kind, error)
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).parents[1])
+    assert result.returncode == 0, result.stderr
+    refusal, growth_mb = result.stdout.strip().splitlines()
+    assert refusal == "too_large png image is 12000x12000 = 144000000 pixels, more than the limit of 50000000"
+    assert int(growth_mb) < 20, f"peak RSS grew by {growth_mb} MB"
+
+
+def test_an_image_at_the_pixel_limit_decodes_and_one_pixel_more_is_refused():
+    png = CompressedImage(format="png", data=png_bomb(3, 2))
+    np.testing.assert_array_equal(compressed_to_rgb(png, max_pixels=6), np.zeros((2, 3, 3), np.uint8))
+    with pytest.raises(ImageTooLargeError, match="3x2 = 6 pixels, more than the limit of 5"):
+        compressed_to_rgb(png, max_pixels=5)
+    raw = image_msg(np.zeros((2, 3, 3), np.uint8), "rgb8")
+    assert image_to_rgb(raw, max_pixels=6).shape == (2, 3, 3)
+    with pytest.raises(ImageTooLargeError, match="3x2"):
+        image_to_rgb(raw, max_pixels=5)
+    assert DEFAULT_MAX_PIXELS == 50_000_000 and ImageTooLargeError.kind == "too_large"
+
+
+@pytest.mark.parametrize("extension, params", [
+    (".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".tiff", []),
+    (".tiff", [cv2.IMWRITE_TIFF_COMPRESSION, 1]), (".webp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+    (".bmp", []), (".ppm", []),
+])
+def test_every_format_read_from_its_header_decodes_as_opencv_does_and_honours_the_limit(rgb, extension, params):
+    image = cv2.resize(rgb, (53, 37), interpolation=cv2.INTER_NEAREST)
+    encoded = cv2.imencode(extension, image[:, :, ::-1], params)[1]
+    msg = CompressedImage(format=extension[1:], data=encoded.tobytes())
+    expected = cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(compressed_to_rgb(msg, max_pixels=53 * 37), expected)
+    with pytest.raises(ImageTooLargeError, match="53x37"):
+        compressed_to_rgb(msg, max_pixels=53 * 37 - 1)
+
+
+def test_formats_whose_size_cannot_be_read_first_and_broken_headers_are_refused(rgb):
+    hdr = CompressedImage(format="hdr", data=cv2.imencode(".hdr", rgb)[1].tobytes())
+    with pytest.raises(UnknownEncodingError, match="PNG, JPEG, TIFF, WebP, BMP, PNM"):
+        compressed_to_rgb(hdr)
+    png = png_bomb(4, 4)
+    with pytest.raises(CorruptCompressedImageError, match="cut short"):
+        compressed_to_rgb(CompressedImage(format="png", data=png[:20]))
+    with pytest.raises(EmptyImageError, match="0x4"):
+        compressed_to_rgb(CompressedImage(format="png", data=png[:16] + bytes(4) + png[20:]))
 
 
 def test_yuv_with_odd_width_is_rejected():
