@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from perception.model.backbone import image_token_count
 from perception.model.config import GroundingDinoConfig
 from perception.model.grounding_dino import GroundingDino
 from perception.model.text_encoder import EncodedText
@@ -158,6 +159,10 @@ class GroundingDinoDetector:
     def detect(self, images: Sequence, box_threshold: float | None = None) -> list[Detections]:
         """Detect the current prompt's phrases in each image (see preprocess.as_rgb_tensor for formats).
 
+        Any image of at least 1x1 pixel: boxes are in its own pixels, clipped to it (with the default
+        postprocess config). A very thin one keeps one pixel across (preprocess.resized_size) and is padded
+        until the model has enough tokens (:meth:`_minimum_input_size`).
+
         box_threshold: overrides the configured one for this call (trackers ask for lower scores).
         """
         if self._prompt is None:
@@ -185,9 +190,18 @@ class GroundingDinoDetector:
         self.last_stage_times = times
         return results
 
+    def _minimum_input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size to pad a (height, width) image to: itself when it gives the model at least the
+        num_queries image tokens that query selection picks from, else the smallest square side that does
+        (a very thin image, e.g. 1 x 1333). Padding is marked in the mask, so boxes stay relative to the image."""
+        config, side = self.model.config, 1
+        while image_token_count(config, max(height, side), max(width, side)) < config.num_queries:
+            side += 1
+        return side, side
+
     def _detect_batch(self, images, original_sizes, times: StageTimes, box_threshold: float | None) -> list[Detections]:
         start = time.perf_counter()
-        pixel_values, padding = pad_batch(images)
+        pixel_values, padding = pad_batch(images, self._minimum_input_size(*images[0].shape[1:]))
         pixel_values = pixel_values.to(self.dtype)
         per_chunk = []
         for chunk, text in self._prompt.chunks:

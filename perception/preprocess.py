@@ -30,16 +30,23 @@ class PreprocessConfig:
 
 
 def resized_size(height: int, width: int, shortest_edge: int, longest_edge: int) -> tuple[int, int]:
-    """(height, width) after resizing: short side to shortest_edge unless the long side would pass longest_edge."""
+    """(height, width) after resizing: short side to shortest_edge unless the long side would pass longest_edge.
+
+    The reference's rule (transformers' ``get_size_with_aspect_ratio``), except that an image thinner than
+    1 : 2 * longest_edge, whose short side the reference rounds to 0, keeps a short side of 1 pixel while
+    its long side is still brought to longest_edge.
+    """
     short, long = min(height, width), max(height, width)
     target = float(shortest_edge)
     exact = None
     if long / short * target > longest_edge:
         exact = longest_edge * short / long
         target = int(round(exact))
-    if short == target:
+    thin = target < 1
+    if short == target and not thin:
         return height, width
     scale = exact if exact is not None else target
+    target = max(target, 1)
     if width < height:
         return int(scale * height / width), int(target)
     return int(target), int(scale * width / height)
@@ -89,13 +96,13 @@ def preprocess(image: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
     return (image / 255.0 - mean) / std
 
 
-def pad_batch(images: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (3, H_i, W_i) images at the top-left of a zero batch.
+def pad_batch(images: list[torch.Tensor], minimum_size: tuple[int, int] = (1, 1)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (3, H_i, W_i) images at the top-left of a zero batch of at least ``minimum_size`` (H, W).
 
     returns: pixel_values (B, 3, H, W) and image_padding_mask (B, H, W) bool, True = padding.
     """
-    height = max(image.shape[1] for image in images)
-    width = max(image.shape[2] for image in images)
+    height = max([minimum_size[0]] + [image.shape[1] for image in images])
+    width = max([minimum_size[1]] + [image.shape[2] for image in images])
     pixel_values = images[0].new_zeros((len(images), 3, height, width))
     padding = torch.ones((len(images), height, width), dtype=torch.bool, device=images[0].device)
     for index, image in enumerate(images):

@@ -2,6 +2,7 @@
 padding masks, sine position embeddings plus learned level embeddings, flattened for the encoder."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +48,18 @@ def valid_ratios(valid_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     valid_height = valid_mask[:, :, 0].sum(1, dtype=dtype)
     valid_width = valid_mask[:, 0, :].sum(1, dtype=dtype)
     return torch.stack([valid_width / width, valid_height / height], -1)
+
+
+def image_token_count(config: GroundingDinoConfig, height: int, width: int) -> int:
+    """How many image tokens (all levels together) a (height, width) input gives.
+
+    A level of stride s is ceil(height / s) x ceil(width / s): the patch embedding, the patch merging and
+    the extra stride-2 convolutions all pad rather than crop. Swin stage i has stride patch_size * 2**i;
+    each extra level halves the one before.
+    """
+    strides = [config.backbone.patch_size * 2**stage for stage in config.backbone.out_indices]
+    strides += [strides[-1] * 2**extra for extra in range(1, config.num_feature_levels - len(strides) + 1)]
+    return sum(math.ceil(height / stride) * math.ceil(width / stride) for stride in strides)
 
 
 class ImageBackbone(nn.Module):
