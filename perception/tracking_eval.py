@@ -1,11 +1,16 @@
-"""Tracking evaluation on generated videos with exact ground truth (perception.training.synthetic).
+"""Tracking evaluation on generated videos with exact ground truth, our tracker beside its baselines.
+
+Scenarios: "default" (perception.training.synthetic.generate_video: a few objects, mostly one per phrase),
+"crowd" and "mixed" (perception.training.crowds: many walkers of one phrase, without and with a few others).
 
 Two sources of detections:
-- the detector: each video is written to an MP4 file and run through the whole offline pipeline
-  (decode, batched detection, tracking, encode), prompted with the phrases of that video's objects;
-- noisy ground truth: the true boxes with jitter, misses, hidden objects dropped and false positives,
-  fed straight to the tracker, which measures the tracker alone.
-Scores come from TrackEval (perception.mot_metrics).
+- the detector: each video is written to an MP4 file and run through the whole offline pipeline (decode,
+  batched detection, our tracker, encode), prompted with the phrases of that video's objects; every frame's
+  detector output is recorded once (down to ByteTrack's low threshold) and replayed to the baselines;
+- noisy ground truth (perception.tracking_noise): drawn once per frame and fed to every tracker.
+Every tracker gets the identical detections per frame and the same box threshold: detections below it
+only serve the trackers that use low scores (ByteTrack's second association, our continue_threshold).
+Scores come from TrackEval (perception.mot_metrics), for ours and each baseline in one run.
 """
 from __future__ import annotations
 
@@ -16,9 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.mot_metrics import TrackingScores, evaluate_mot
+from perception.mot_metrics import TrackingScores, evaluate_trackers
 from perception.track_records import mot_lines
 from perception.tracking import ObjectTracker
+from perception.tracking_baselines import ByteTrack, ByteTrackConfig, NorfairBaseline
+from perception.tracking_noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
+from perception.training.crowds import CROWD, MIXED_CROWD, generate_crowd_video
 from perception.training.prompts import build_prompt
 from perception.training.synthetic import TrackedObject, generate_video, write_mot_sequence
 from perception.types import Detections
@@ -26,6 +34,8 @@ from perception.video import FrameDetector, VideoJobConfig, VideoOutputs, proces
 from perception.video_io import VideoWriter
 
 TRACKER_NAME = "gdino"
+BASELINES = ("norfair", "bytetrack")
+SCENARIOS = ("default", "crowd", "mixed")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -34,24 +44,8 @@ def _check(condition: bool, message: str) -> None:
 
 
 @dataclass(frozen=True)
-class NoiseConfig:
-    """How ground truth is corrupted to look like a detector's output."""
-
-    jitter: float = 0.03  # standard deviation of each box side's offset, as a fraction of the box size
-    miss_rate: float = 0.1  # chance that a visible object is not detected in a frame
-    min_visibility: float = 0.3  # objects showing less of themselves than this are never detected
-    false_positives: float = 0.3  # mean spurious boxes per frame (Poisson), at random places and phrases
-
-    def __post_init__(self) -> None:
-        _check(0 <= self.jitter <= 0.5, f"noise jitter must be in [0, 0.5]; got {self.jitter}")
-        _check(0 <= self.miss_rate < 1, f"noise miss_rate must be in [0, 1); got {self.miss_rate}")
-        _check(0 <= self.min_visibility <= 1, f"noise min_visibility must be in [0, 1]; got {self.min_visibility}")
-        _check(0 <= self.false_positives <= 100,
-               f"noise false_positives must be in [0, 100]; got {self.false_positives}")
-
-
-@dataclass(frozen=True)
 class TrackingEvalConfig:
+    scenario: str = "default"
     videos: int = 4
     frames: int = 60  # per video
     size: tuple[int, int] = (240, 320)  # (height, width) of the generated videos
@@ -60,6 +54,7 @@ class TrackingEvalConfig:
     job: VideoJobConfig = field(default_factory=VideoJobConfig)  # batch size, stride, tracker settings
 
     def __post_init__(self) -> None:
+        _check(self.scenario in SCENARIOS, f"eval scenario must be one of {', '.join(SCENARIOS)}; got {self.scenario!r}")
         _check(1 <= self.videos <= 1000, f"eval videos must be in [1, 1000]; got {self.videos}")
         _check(2 <= self.frames <= 100_000, f"eval frames must be in [2, 100000]; got {self.frames}")
         _check(1 <= self.frame_rate <= 1000, f"eval frame_rate must be in [1, 1000]; got {self.frame_rate}")
@@ -68,75 +63,139 @@ class TrackingEvalConfig:
                f"eval size must be even numbers >= 64 (4:2:0 video); got {width}x{height}")
 
 
-def noisy_truth(objects: list[TrackedObject], size: tuple[int, int], noise: NoiseConfig,
-                rng: np.random.Generator) -> Detections:
-    """One frame's ground truth as a detector might report it; size is the frame's (height, width)."""
-    height, width = size
-    seen = [item for item in objects if item.visibility >= noise.min_visibility and rng.uniform() >= noise.miss_rate]
-    boxes = np.array([item.box for item in seen], np.float64).reshape(-1, 4)
-    boxes = boxes + rng.normal(0.0, noise.jitter, boxes.shape) * np.tile(boxes[:, 2:] - boxes[:, :2], 2)  # (w, h, w, h)
-    phrases = [item.phrase for item in seen]
-    for _ in range(rng.poisson(noise.false_positives)):
-        side = rng.uniform(0.1, 0.3) * min(size)
-        x0, y0 = rng.uniform(0, width - side), rng.uniform(0, height - side)
-        boxes = np.vstack([boxes, [x0, y0, x0 + side, y0 + side]])
-        phrases.append(objects[int(rng.integers(len(objects)))].phrase if objects else "")
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-    scores = rng.uniform(0.4, 0.95, len(boxes))
-    return Detections(boxes=boxes, scores=scores, labels=phrases)
+@dataclass(frozen=True)
+class TrackingComparison:
+    """Our tracker's scores and each baseline's (by name), on the same videos and detections."""
+
+    ours: TrackingScores
+    baselines: dict[str, TrackingScores]
 
 
-def _prompt(objects: list[TrackedObject]) -> str:
-    return build_prompt(sorted({item.phrase for item in objects})).text
+def scenario_video(scenario: str, seed: int, frames: int,
+                   size: tuple[int, int]) -> tuple[list[np.ndarray], list[list[TrackedObject]]]:
+    """The frames and ground truth of one generated video of a scenario."""
+    if scenario == "default":
+        return generate_video(seed, frames, size)
+    return generate_crowd_video(seed, frames, size, CROWD if scenario == "crowd" else MIXED_CROWD)
+
+
+class RecordingDetector:
+    """A FrameDetector for the pipeline that keeps what the wrapped detector found in each frame it ran on,
+    down to `floor` (lower than the pipeline asks for, for ByteTrack), and hands the pipeline exactly the
+    detections it asked for (the postprocessing keeps boxes in score order and suppresses only lower-scored
+    ones, so a lower threshold adds boxes and changes none)."""
+
+    def __init__(self, detector: FrameDetector, floor: float) -> None:
+        self.detector, self.floor = detector, floor
+        self.recorded: list[Detections] = []  # one per detected frame, in frame order
+
+    @property
+    def box_threshold(self) -> float:
+        return self.detector.box_threshold
+
+    @property
+    def device(self):
+        return getattr(self.detector, "device", "cpu")
+
+    def set_prompt(self, prompt: str) -> list[str]:
+        return self.detector.set_prompt(prompt)
+
+    def detect(self, images: list[np.ndarray], box_threshold: float | None = None) -> list[Detections]:
+        asked = self.detector.box_threshold if box_threshold is None else box_threshold
+        found = self.detector.detect(images, box_threshold=min(asked, self.floor))
+        self.recorded.extend(found)
+        return [_above(detections, asked) for detections in found]
+
+
+def _above(detections: Detections, threshold: float) -> Detections:
+    keep = np.flatnonzero(detections.scores > threshold)  # strict, as the postprocessing's box threshold
+    return Detections(detections.boxes[keep], detections.scores[keep], [detections.labels[k] for k in keep])
+
+
+def _phrases(objects_per_frame: list[list[TrackedObject]]) -> list[str]:
+    return sorted({item.phrase for objects in objects_per_frame for item in objects})
+
+
+def _replay(tracker, detections: list[Detections | None], box_threshold: float, stride: int, mot_path: Path) -> None:
+    with open(mot_path, "w", encoding="utf-8") as mot:
+        for index, frame_detections in enumerate(detections):
+            mot.write(mot_lines(index, tracker.update(frame_detections, period=stride, box_threshold=box_threshold)))
 
 
 def _track_noisy_truth(frames: list[np.ndarray], objects_per_frame: list[list[TrackedObject]],
-                       config: TrackingEvalConfig, noise: NoiseConfig, seed: int, mot_path: Path) -> None:
-    rng = np.random.default_rng(seed)
-    tracker = ObjectTracker(config.job.tracker)
-    tracker.set_phrases(sorted({item.phrase for item in objects_per_frame[0]}))
+                       config: TrackingEvalConfig, noise: NoiseConfig, seed: int, mot_path: Path) -> list:
+    """Track noisy truth with our tracker; returns the detections of each frame (None where skipped)."""
+    noisy = NoisyTruth(noise, config.size, np.random.default_rng(seed))
     stride = config.job.frame_stride
+    detections = [noisy(objects) if index % stride == 0 else None for index, objects in enumerate(objects_per_frame)]
+    tracker = ObjectTracker(config.job.tracker)
+    tracker.set_phrases(_phrases(objects_per_frame))
     with open(mot_path, "w", encoding="utf-8") as mot:
-        for index, (image, objects) in enumerate(zip(frames, objects_per_frame)):
-            detections = noisy_truth(objects, config.size, noise, rng) if index % stride == 0 else None
-            mot.write(mot_lines(index, tracker.update(detections, frame=image, period=stride)))
+        for index, (image, frame_detections) in enumerate(zip(frames, detections)):
+            tracks = tracker.update(frame_detections, frame=image, period=stride,
+                                    start_threshold=NOISY_TRUTH_BOX_THRESHOLD)
+            mot.write(mot_lines(index, tracks))
+    return detections
 
 
-def _track_with_detector(frames: list[np.ndarray], objects: list[TrackedObject], detector: FrameDetector,
-                         config: TrackingEvalConfig, clip: Path, mot_path: Path) -> None:
+def _track_with_detector(frames: list[np.ndarray], objects_per_frame: list[list[TrackedObject]],
+                         detector: FrameDetector, config: TrackingEvalConfig, clip: Path, mot_path: Path) -> list:
+    """Run the pipeline on the video; returns the detector's output of each frame (None where skipped)."""
     height, width = config.size
     rate = Fraction(config.frame_rate)
     with VideoWriter(str(clip), width, height, rate, 1 / rate) as writer:
         for index, image in enumerate(frames):
             writer.write(image, pts=index)
     outputs = VideoOutputs(str(clip.with_suffix(".tracked.mp4")), str(clip.with_suffix(".jsonl")), str(mot_path))
-    process_video(detector, _prompt(objects), str(clip), outputs, config.job)
+    recorder = RecordingDetector(detector, ByteTrackConfig().low_threshold)
+    process_video(recorder, build_prompt(_phrases(objects_per_frame)).text, str(clip), outputs, config.job)
+    recorded = iter(recorder.recorded)
+    return [next(recorded) if index % config.job.frame_stride == 0 else None for index in range(len(frames))]
+
+
+def _baseline(name: str, frame_rate: int):
+    return NorfairBaseline() if name == "norfair" else ByteTrack(ByteTrackConfig.for_frame_rate(frame_rate))
 
 
 def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, detector: FrameDetector | None = None,
-                                 noise: NoiseConfig | None = None) -> TrackingScores:
-    """Generate config.videos videos under work_dir, track them, and score the tracks with TrackEval.
+                                 noise: NoiseConfig | None = None,
+                                 baselines: tuple[str, ...] = BASELINES) -> TrackingComparison:
+    """Generate config.videos videos of config.scenario under work_dir, track them with ours and each of
+    `baselines` (() for ours alone), and score every tracker with TrackEval.
 
-    Pass a detector to evaluate the whole pipeline, or noise (and no detector) to evaluate the tracker
-    on corrupted ground truth.
+    Pass a detector to evaluate the whole pipeline, or noise (and no detector) to evaluate the trackers on
+    corrupted ground truth.
     """
     _check((detector is None) != (noise is None), "evaluate with either a detector or a noise model, not both")
-    gt_root, tracker_dir, clips = work_dir / "gt", work_dir / "trackers" / TRACKER_NAME, work_dir / "clips"
-    for directory in (gt_root, tracker_dir, clips):
+    unknown = sorted(set(baselines) - set(BASELINES))
+    _check(not unknown, f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
+    gt_root, trackers_root, clips = work_dir / "gt", work_dir / "trackers", work_dir / "clips"
+    for directory in (gt_root, clips, *(trackers_root / name for name in (TRACKER_NAME, *baselines))):
         directory.mkdir(parents=True, exist_ok=True)
+    box_threshold = NOISY_TRUTH_BOX_THRESHOLD if detector is None else detector.box_threshold
     lengths = {}
     for offset in range(config.videos):
-        name, seed = f"synthetic-{config.seed + offset:04d}", config.seed + offset
-        frames, objects_per_frame = generate_video(seed, config.frames, config.size)
+        seed = config.seed + offset
+        name = f"{config.scenario}-{seed:04d}" if config.scenario != "default" else f"synthetic-{seed:04d}"
+        frames, objects_per_frame = scenario_video(config.scenario, seed, config.frames, config.size)
         write_mot_sequence(gt_root / name, objects_per_frame, config.size, fps=config.frame_rate)
-        mot_path = tracker_dir / f"{name}.txt"
+        mot_path = trackers_root / TRACKER_NAME / f"{name}.txt"
         if detector is None:
-            _track_noisy_truth(frames, objects_per_frame, config, noise, seed, mot_path)
+            detections = _track_noisy_truth(frames, objects_per_frame, config, noise, seed, mot_path)
         else:
-            _track_with_detector(frames, objects_per_frame[0], detector, config, clips / f"{name}.mp4", mot_path)
+            detections = _track_with_detector(frames, objects_per_frame, detector, config, clips / f"{name}.mp4",
+                                              mot_path)
+        for baseline in baselines:
+            _replay(_baseline(baseline, config.frame_rate), detections, box_threshold, config.job.frame_stride,
+                    trackers_root / baseline / f"{name}.txt")
         lengths[name] = config.frames
-    return evaluate_mot(gt_root, tracker_dir, lengths)
+    scores = evaluate_trackers(gt_root, trackers_root, [TRACKER_NAME, *baselines], lengths)
+    return TrackingComparison(ours=scores[TRACKER_NAME], baselines={name: scores[name] for name in baselines})
+
+
+def baseline_settings(name: str, frame_rate: int) -> dict:
+    """The settings a baseline runs with in this evaluation, for the report."""
+    return _baseline(name, frame_rate).settings
 
 
 def switches_per_20_tracks(scores: TrackingScores) -> float:

@@ -121,6 +121,18 @@ class Scene:
         return [item.phrase for item in self.objects]
 
 
+def sprite_window(shape: tuple[int, int], x: int, y: int, frame: tuple[int, int]) -> tuple[slice, slice, slice, slice] | None:
+    """The part of a sprite of `shape` (h, w) pasted with its top-left corner at (x, y) that lies inside a
+    frame of `frame` (height, width): (frame rows, frame columns, sprite rows, sprite columns), or None
+    when none of it does. Corners may be negative or past the frame (objects entering or leaving)."""
+    height, width = shape
+    top, left = max(y, 0), max(x, 0)
+    bottom, right = min(y + height, frame[0]), min(x + width, frame[1])
+    if bottom <= top or right <= left:
+        return None
+    return slice(top, bottom), slice(left, right), slice(top - y, bottom - y), slice(left - x, right - x)
+
+
 class _Layer:
     """Which object owns each pixel, to measure occlusion as sprites are pasted front-most."""
 
@@ -139,15 +151,19 @@ class _Layer:
         return bool(np.any(remaining < min_visibility * np.asarray(self.areas)))
 
     def paste(self, sprite: Sprite, x: int, y: int) -> None:
-        height, width = sprite.mask.shape
-        self.owner[y : y + height, x : x + width][sprite.mask] = len(self.areas)
+        """Mark the sprite's pixels inside the frame as its own; its area counts every pixel, so the part
+        outside the frame counts as hidden."""
+        window = sprite_window(sprite.mask.shape, x, y, self.owner.shape)
+        if window is not None:
+            rows, cols, sprite_rows, sprite_cols = window
+            self.owner[rows, cols][sprite.mask[sprite_rows, sprite_cols]] = len(self.areas)
         self.areas.append(int(sprite.mask.sum()))
 
     def visibilities(self) -> np.ndarray:
         return self.visible_counts() / np.maximum(np.asarray(self.areas, float), 1.0)
 
 
-def _check_request(seed: int, size: tuple[int, int]) -> None:
+def check_request(seed: int, size: tuple[int, int]) -> None:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if len(size) != 2 or min(size) < MIN_IMAGE_SIDE:
@@ -178,20 +194,24 @@ def _draw_objects(
     return phrases, sprites, corners
 
 
-def _compose(
+def compose(
     background: np.ndarray, sprites: Sequence[Sprite], corners: Sequence[tuple[int, int]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Paste sprites back to front: (H, W, 3) uint8 image and (N,) visible fraction of each sprite."""
+    """Paste sprites back to front, each cut to the frame: (H, W, 3) uint8 image and (N,) visible fraction
+    of each sprite (pixels outside the frame count as hidden)."""
     image = background.copy()
     layer = _Layer(*background.shape[:2])
     for sprite, (x, y) in zip(sprites, corners):
-        height, width = sprite.mask.shape
-        image[y : y + height, x : x + width][sprite.mask] = sprite.rgb[sprite.mask]
+        window = sprite_window(sprite.mask.shape, x, y, background.shape[:2])
+        if window is not None:
+            rows, cols, sprite_rows, sprite_cols = window
+            mask = sprite.mask[sprite_rows, sprite_cols]
+            image[rows, cols][mask] = sprite.rgb[sprite_rows, sprite_cols][mask]
         layer.paste(sprite, x, y)
     return image, layer.visibilities()
 
 
-def _camera(image: np.ndarray, blur: bool, noise_std: float, rng: np.random.Generator) -> np.ndarray:
+def camera_effects(image: np.ndarray, blur: bool, noise_std: float, rng: np.random.Generator) -> np.ndarray:
     """Slight lens blur and sensor noise."""
     if blur:
         image = cv2.GaussianBlur(image, (3, 3), 0.8)
@@ -206,12 +226,12 @@ def _box(sprite: Sprite, corner: tuple[float, float]) -> tuple[float, float, flo
 
 def generate_scene(seed: int, size: tuple[int, int] = (320, 320), config: SceneConfig = SceneConfig()) -> Scene:
     """The scene of `seed` at `size` (height, width); equal arguments give equal scenes."""
-    _check_request(seed, size)
+    check_request(seed, size)
     rng = np.random.default_rng(seed)
     background = draw_background(size[0], size[1], config.backgrounds, rng)
     phrases, sprites, corners = _draw_objects(size, config, rng)
-    image, visibilities = _compose(background, sprites, corners)
-    image = _camera(image, rng.uniform() < config.blur_probability, rng.uniform(0, config.max_noise_std), rng)
+    image, visibilities = compose(background, sprites, corners)
+    image = camera_effects(image, rng.uniform() < config.blur_probability, rng.uniform(0, config.max_noise_std), rng)
     objects = [
         SceneObject(phrase, _box(sprite, corner), float(visibility))
         for phrase, sprite, corner, visibility in zip(phrases, sprites, corners, visibilities)
@@ -227,7 +247,7 @@ def generate_video(
     Objects of a frame are listed in track-id order, every object in every frame, also when hidden
     (then `visibility` is 0); boxes stay inside the frame since objects bounce off its borders.
     """
-    _check_request(seed, size)
+    check_request(seed, size)
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
     height, width = size
@@ -245,8 +265,8 @@ def generate_video(
     frames, tracks = [], []
     for _ in range(num_frames):
         corners = [(int(x), int(y)) for x, y in np.round(positions)]
-        image, visibilities = _compose(background, sprites, corners)
-        frames.append(_camera(image, blur, noise_std, rng))
+        image, visibilities = compose(background, sprites, corners)
+        frames.append(camera_effects(image, blur, noise_std, rng))
         tracks.append(
             [
                 TrackedObject(index + 1, phrase, _box(sprite, corner), float(visibility))
