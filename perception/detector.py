@@ -19,7 +19,7 @@ from perception.model.backbone import image_token_count
 from perception.model.config import GroundingDinoConfig
 from perception.model.grounding_dino import GroundingDino
 from perception.model.text_encoder import EncodedText
-from perception.model.tokenizer import PromptChunk, PromptTokenizer, split_phrases
+from perception.model.tokenizer import PromptChunk, PromptTokenizer, parse_prompt
 from perception.ops.dispatch import IMPLEMENTATIONS
 from perception.postprocess import PostprocessConfig, merge, postprocess
 from perception.preprocess import PreprocessConfig, as_rgb_tensor, pad_batch, preprocess
@@ -135,9 +135,13 @@ class GroundingDinoDetector:
 
     def set_prompt(self, prompt: str) -> list[str]:
         """Make ``prompt`` current; its text is encoded only if it is not among the recent prompts."""
-        key = " . ".join(split_phrases(prompt))  # one cache entry however the phrases are spaced
+        phrases, ignored = parse_prompt(prompt)
+        key = " . ".join(phrases)  # one cache entry however the phrases are spaced
         cached = self._prompt_cache.get(key)
         if cached is None:
+            if ignored:
+                logger.warning("prompt phrases %s hold only invisible format characters (byte-order mark, "
+                               "zero-width space...): ignored", ignored)
             cached = self._encode_prompt(prompt)
             self._prompt_cache[key] = cached
             while len(self._prompt_cache) > self.config.prompt_cache_size:

@@ -2,6 +2,7 @@
 the text encoder, so a prompt of any number of phrases can be detected."""
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from tokenizers import BertWordPieceTokenizer
 
 CLS_ID, SEP_ID, PERIOD_ID = 101, 102, 1012
 MAX_PROMPT_CHARACTERS = 100_000  # a guard against pasting a file into the prompt topic
+ALLOWED_CONTROL_CHARACTERS = "\t\n\r"  # whitespace between phrases, as in a multi-line YAML prompt
 
 
 def minilm_directory() -> Path:
@@ -35,7 +37,7 @@ class PromptChunk:
     """Tokens of consecutive phrases that fit the text encoder together.
 
     input_ids: (1, length) int64: [CLS] phrase . phrase . ... [SEP].
-    phrases: the phrases of this chunk, as the user wrote them (stripped).
+    phrases: the phrases of this chunk, as the user wrote them (stripped, without format characters).
     phrase_token_spans: per phrase, [start, end) token positions of its words (without the ".").
     """
 
@@ -44,17 +46,37 @@ class PromptChunk:
     phrase_token_spans: list[tuple[int, int]]
 
 
-def split_phrases(prompt: str) -> list[str]:
-    """'a person . a red mug .' -> ['a person', 'a red mug']; raises ValueError when nothing is named."""
+def parse_prompt(prompt: str) -> tuple[list[str], list[str]]:
+    """'a person . a red mug .' -> (phrases, ignored): the phrases, stripped, and the phrases that held only
+    invisible format characters.
+
+    Format characters (Unicode category Cf: byte-order mark U+FEFF, zero-width space and joiners, soft
+    hyphen, direction marks) are removed from every phrase, as the tokenizer would drop them anyway; a
+    phrase left empty is ignored rather than refusing the prompt. Control characters other than tab and
+    line breaks (NUL included) and lone surrogates are refused with a ValueError giving their position: a
+    NUL would silently cut the prompt wherever it passes through C strings (ROS messages, argv), and the
+    tokenizer would drop the others without a word. Raises ValueError too when nothing is named.
+    """
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
     if len(prompt) > MAX_PROMPT_CHARACTERS:
         raise ValueError(f"prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARACTERS} are accepted")
-    phrases = [phrase.strip() for phrase in prompt.split(".")]
-    phrases = [phrase for phrase in phrases if phrase]
+    for position, character in enumerate(prompt):
+        category = unicodedata.category(character)
+        if category == "Cs" or (category == "Cc" and character not in ALLOWED_CONTROL_CHARACTERS):
+            name = "NUL" if character == "\0" else "a lone surrogate" if category == "Cs" else "a control character"
+            raise ValueError(f"prompt has {name} (U+{ord(character):04X}) at character {position}, after "
+                             f"{prompt[max(0, position - 20):position]!r}: remove it")
+    phrases, ignored = [], []
+    for written in (phrase.strip() for phrase in prompt.split(".")):
+        phrase = "".join(c for c in written if unicodedata.category(c) != "Cf").strip()
+        if phrase:
+            phrases.append(phrase)
+        elif written:
+            ignored.append(written)
     if not phrases:
         raise ValueError(f"prompt {prompt[:80]!r} names nothing: write phrases separated by ' . ', e.g. 'a person . a red mug .'")
-    return phrases
+    return phrases, ignored
 
 
 class PromptTokenizer:
@@ -83,7 +105,7 @@ class PromptTokenizer:
         budget = self.max_text_len - 2  # [CLS] and [SEP]
         chunks: list[PromptChunk] = []
         ids, phrases, spans = [CLS_ID], [], []
-        for phrase in split_phrases(prompt):
+        for phrase in parse_prompt(prompt)[0]:
             phrase_ids = self.phrase_token_ids(phrase)
             if len(phrase_ids) + 1 > budget:
                 raise ValueError(
