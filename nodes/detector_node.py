@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -29,7 +30,7 @@ from nodes import lifecycle, parameters
 from nodes.detection_conversion import detection_array_msg, label_info_msg
 from nodes.diagnostics import DiagnosticsPublisher
 from nodes.frame_slots import FrameSlots, PendingFrame
-from nodes.health import BatchRecord, Health, summary_line
+from nodes.health import BatchRecord, Health, stamp_in_sync, summary_line
 from perception.camera_messages import (
     MalformedImageError,
     compressed_to_rgb,
@@ -44,6 +45,14 @@ from perception.streams import MultiStreamDetector
 
 NODE_NAME = "grounding_dino"
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+@dataclass
+class _PassTally:
+    """What became of the frames of one pass of the inference thread, so an error can count the rest."""
+
+    answered: int = 0  # detections published
+    skipped: int = 0  # counted in health already: malformed, refused, or no prompt yet
 
 
 class DetectorNode(Node):
@@ -64,6 +73,10 @@ class DetectorNode(Node):
         )
         self._pipeline = MultiStreamDetector(detector, parameters.tracker_config(values))
         self._publish_annotated = values["publish_annotated"]
+        self._max_image_pixels = values["max_image_pixels"]
+        problem = values["prompt"].strip() and self._prompt_problem(values["prompt"])
+        if problem:  # an empty prompt at start waits for one on ~/prompt
+            raise ValueError(f"the prompt parameter is refused: {problem}")
         self._slots = FrameSlots()
         self._health = Health()
         self._pending_lock = threading.Lock()
@@ -105,20 +118,26 @@ class DetectorNode(Node):
     def _on_prompt_msg(self, msg: String) -> None:
         result = self.set_parameters([Parameter("prompt", value=msg.data)])[0]
         if not result.successful:
-            self.get_logger().warning(f"ignored prompt {msg.data!r}: {result.reason}")
+            kept = self.get_parameter("prompt").value
+            self.get_logger().warning(f"ignored prompt {msg.data!r}: {result.reason}; the prompt stays {kept!r}")
 
     def _validate_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         for parameter in changed:
-            if parameter.name == "prompt":
-                try:  # tokenizing is cheap and thread-safe; the text encoder runs later, between batches
-                    self._pipeline.detector.tokenizer.chunk_prompt(parameter.value)
-                except ValueError as error:
-                    return SetParametersResult(successful=False, reason=str(error))
-            if parameter.name in parameters.SPECS_BY_NAME:
+            problem = self._prompt_problem(parameter.value) if parameter.name == "prompt" else None
+            if not problem and parameter.name in parameters.SPECS_BY_NAME:
                 problem = parameters.check_value(parameter.name, parameter.value)
-                if problem:
-                    return SetParametersResult(successful=False, reason=problem)
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
         return SetParametersResult(successful=True)
+
+    def _prompt_problem(self, prompt: str) -> str | None:
+        """Why ``prompt`` cannot be used, or None. Tokenizing is cheap and thread-safe; the text encoder
+        runs later, between batches."""
+        try:
+            self._pipeline.detector.tokenizer.chunk_prompt(prompt)
+        except ValueError as error:
+            return str(error)
+        return None
 
     def _apply_parameters(self, changed: list[Parameter]) -> None:
         with self._pending_lock:
@@ -137,13 +156,19 @@ class DetectorNode(Node):
     def _run_worker(self) -> None:
         while not self._slots.closed:
             frames = self._slots.take_all()
+            tally = _PassTally()
             try:
                 self._apply_pending()
                 if frames:
-                    self._process(frames)
-            except Exception as error:  # noqa: BLE001 - the node must outlive one bad batch
-                self.get_logger().error(f"inference failed on {len(frames)} frames: {error!r}",
-                                        throttle_duration_sec=10.0)
+                    self._process(frames, tally)
+            except Exception as error:  # noqa: BLE001 - the last guard: the node must outlive one bad batch
+                lost = len(frames) - tally.answered - tally.skipped
+                failures = self._health.record_failed_batch(lost, tally.answered)
+                self.get_logger().error(
+                    f"inference failed, {lost} of {len(frames)} frames lost ({failures} failed batches so far, "
+                    f"all counted in health): {error!r}",
+                    throttle_duration_sec=10.0,
+                )
 
     def _apply_pending(self) -> None:
         with self._pending_lock:
@@ -158,10 +183,11 @@ class DetectorNode(Node):
                                                            config.box_threshold))
             self.get_logger().info(f"prompt set: {phrases}")
 
-    def _process(self, frames: list[PendingFrame]) -> None:
+    def _process(self, frames: list[PendingFrame], tally: _PassTally) -> None:
         start = time.perf_counter()
         if self._pipeline.phrases is None:
             self._health.record_skipped_without_prompt(len(frames))
+            tally.skipped += len(frames)
             if not self._logged_no_prompt:
                 self.get_logger().warning("no prompt yet: skipping frames until one is set on ~/prompt or 'prompt'")
                 self._logged_no_prompt = True
@@ -170,8 +196,9 @@ class DetectorNode(Node):
         for frame in frames:
             try:
                 decode = compressed_to_rgb if isinstance(frame.msg, CompressedImage) else image_to_rgb
-                decoded.append((frame, decode(frame.msg)))
+                decoded.append((frame, decode(frame.msg, max_pixels=self._max_image_pixels)))
             except MalformedImageError as error:
+                tally.skipped += 1
                 if self._health.record_malformed(error.kind):
                     self.get_logger().warning(
                         f"skipping malformed message on {frame.camera} ({error.kind}): {error}; "
@@ -181,19 +208,52 @@ class DetectorNode(Node):
             return
         result = self._pipeline.process([(frame.camera, rgb) for frame, rgb in decoded])
         latencies = []
-        for (frame, rgb), objects in zip(decoded, result.objects):
+        for (frame, rgb), objects, error in zip(decoded, result.objects, result.errors):
+            if objects is None:  # refused: publishing an empty array would claim nothing is there
+                tally.skipped += 1
+                self._log_refused(frame, rgb, error)
+                continue
             self._detection_publishers[frame.camera].publish(detection_array_msg(frame.msg.header, objects))
             if self._publish_annotated:
                 annotated = Image(header=frame.msg.header)
                 fill_image_msg(annotated, draw_objects(rgb, objects))
                 self._annotated_publishers[frame.camera].publish(annotated)
-            stamp = frame.msg.header.stamp
-            if stamp.sec or stamp.nanosec:
-                now = self.get_clock().now().nanoseconds
-                latencies.append((now - (stamp.sec * 10**9 + stamp.nanosec)) / 1e9)
+            tally.answered += 1
+            latency = self._end_to_end(frame)
+            if latency is not None:
+                latencies.append(latency)
         self._health.record_batch(
-            BatchRecord(len(decoded), time.perf_counter() - start, result.model_seconds, tuple(latencies))
+            BatchRecord(tally.answered, time.perf_counter() - start, result.model_seconds, tuple(latencies))
         )
+
+    def _log_refused(self, frame: PendingFrame, rgb, error: Exception) -> None:
+        reason = type(error).__name__
+        if self._health.record_refused(reason):
+            height, width = rgb.shape[:2]
+            self.get_logger().warning(
+                f"the detector refused a {width}x{height} frame of {frame.camera} ({reason}): {error}; "
+                "nothing is published for it, and further refusals for this reason are only counted"
+            )
+
+    def _end_to_end(self, frame: PendingFrame) -> float | None:
+        """Seconds from the frame's stamp to now, or None without a stamp or when the stamp is not from
+        the node's clock (counted, and named once per camera; see nodes.health)."""
+        stamp = frame.msg.header.stamp
+        stamp_ns = stamp.sec * 10**9 + stamp.nanosec
+        if not stamp_ns:
+            return None
+        now_ns = self.get_clock().now().nanoseconds
+        arrival_delay = (now_ns - stamp_ns) / 1e9 - (time.monotonic() - frame.received)
+        if stamp_in_sync(arrival_delay):
+            return (now_ns - stamp_ns) / 1e9
+        if self._health.record_unsynced_stamp(frame.camera):
+            self.get_logger().warning(
+                f"stamps of {frame.camera} are {abs(arrival_delay):.6g} s "
+                f"{'behind' if arrival_delay > 0 else 'ahead of'} the node's clock on arrival: another clock "
+                "(a driver's own clock, sim time without use_sim_time, a replayed bag?); its frames are left "
+                "out of the end-to-end latency and counted in unsynced_stamps"
+            )
+        return None
 
     def close(self) -> None:
         """Stop and join the inference thread; call before ``destroy_node``."""

@@ -27,7 +27,10 @@ class DiagnosticsPublisher:
         if self._publisher is None:
             return
         level, message = DiagnosticStatus.OK, "running"
-        if figures["processed"] == 0:
+        if figures["failed_batches"]:
+            level = DiagnosticStatus.WARN
+            message = f"{figures['failed_batches']} batches failed, {figures['lost_frames']} frames lost (see the log)"
+        elif figures["processed"] == 0:
             level, message = DiagnosticStatus.WARN, "no frame processed yet"
         status = DiagnosticStatus(
             level=level,

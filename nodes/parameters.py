@@ -13,7 +13,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-from perception.camera_messages import detections_topic
+from perception.camera_messages import DEFAULT_MAX_PIXELS, detections_topic
 from perception.detector import DTYPES, DetectorConfig
 from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
@@ -85,6 +85,10 @@ SPECS = (
                   value_range=(1, 10_000)),
     ParameterSpec("batch_size", DetectorConfig().batch_size,
                   "Most images per forward pass; frames of more cameras run in several passes.", value_range=(1, 64)),
+    ParameterSpec("max_image_pixels", DEFAULT_MAX_PIXELS,
+                  "Images with more pixels (width x height) are skipped as malformed (too_large), a compressed one "
+                  "by its header, before it is decoded (a small PNG can declare gigabytes).",
+                  value_range=(1, 10**10)),
     ParameterSpec("publish_annotated", False, "Also publish <namespace>/detections/image with boxes drawn."),
     ParameterSpec("health_period", 10.0, "Seconds between health reports on the log and /diagnostics.",
                   value_range=(0.1, 3600.0)),

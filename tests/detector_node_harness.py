@@ -1,0 +1,166 @@
+"""The detector node in its own process with ``random:tiny`` weights, driven over real DDS on loopback
+from this process: publishers per camera and for the prompt, recorders of detections, phrases and
+/diagnostics, and the parameter service. Shared by the node's test modules."""
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from ros_harness import NodeProcess, ros_session, wait_for
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from nodes.lifecycle import BackgroundNode as Listener
+from perception.camera_messages import detections_topic, fill_image_msg, is_compressed
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+HEIGHT, WIDTH = 96, 128
+NODE_START_SECONDS = 120  # importing torch and building the model on a busy 2-core machine
+# The tiny random model on small images: these parameters make every frame come back with 4 boxes.
+TINY_NODE_PARAMETERS = {
+    "model": "random:tiny",
+    "box_threshold": "0.0",
+    "text_threshold": "0.0",
+    "max_detections": "4",
+    "shortest_edge": "96",
+    "longest_edge": "128",
+    "health_period": "0.3",
+    "tracking.initialization_delay": "0",
+}
+
+
+def frame(seed: int) -> np.ndarray:
+    generator = np.random.default_rng(seed)
+    image = np.full((HEIGHT, WIDTH, 3), 200, np.uint8)
+    cv2.rectangle(image, (20, 20), (70, 80), tuple(int(v) for v in generator.integers(0, 255, 3)), -1)
+    return image
+
+
+def image_msg(rgb: np.ndarray, compressed: bool) -> Image | CompressedImage:
+    if compressed:
+        return CompressedImage(format="png", data=cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes())
+    msg = Image()
+    fill_image_msg(msg, rgb)
+    return msg
+
+
+class Harness:
+    """The node process plus publishers and recorders in the test process. ``clock_stamps``: frames are
+    stamped with this machine's clock (the node's too), else with small counters (1, 2, ... s)."""
+
+    def __init__(self, tmp_path, cameras: tuple[str, ...], clock_stamps: bool = False) -> None:
+        self.cameras = cameras
+        self.clock_stamps = clock_stamps
+        self.listener = Listener("test_driver")
+        node = self.listener.node
+        self.image_publishers = {
+            camera: node.create_publisher(CompressedImage if is_compressed(camera) else Image, camera, RELIABLE)
+            for camera in cameras
+        }
+        self.prompt_publisher = node.create_publisher(String, "/grounding_dino/prompt", LATCHED)
+        self.replies: dict[str, list[Detection2DArray]] = {camera: [] for camera in cameras}
+        for camera in cameras:
+            node.create_subscription(Detection2DArray, detections_topic(camera), self.replies[camera].append, RELIABLE)
+        self.phrases: list[LabelInfo] = []
+        node.create_subscription(LabelInfo, "/grounding_dino/phrases", self.phrases.append, LATCHED)
+        self.diagnostics: list[dict[str, str]] = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
+        self.parameter_client = node.create_client(SetParameters, "/grounding_dino/set_parameters")
+        self.tmp_path = tmp_path
+        self.node_process: NodeProcess | None = None
+        self._stamp = 0
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith("grounding_dino"):
+                self.diagnostics.append({kv.key: kv.value for kv in status.values})
+
+    def start_node(self, parameters: dict[str, str]) -> None:
+        """Start the node with ``cameras`` and ``parameters``, and wait for its first phrases."""
+        parameters = {
+            "cameras": "[" + ",".join(self.cameras) + "]",
+            # The test publishes images reliably; the node's sensor-data default would also match.
+            **{f"qos_overrides.{camera}.subscription.reliability": "reliable" for camera in self.cameras},
+            **parameters,
+        }
+        args = [item for name, value in parameters.items() for item in ("-p", f"{name}:={value}")]
+        self.node_process = NodeProcess("nodes.detector_node", args, self.tmp_path / "node.log")
+        wait_for(lambda: self.phrases, NODE_START_SECONDS, "the node's phrases", self.node_process)
+
+    def publish_msg(self, camera: str, msg, stamp: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Stamp ``msg`` (``stamp``, else a new one), name the camera as its frame, publish; returns the stamp."""
+        if stamp is not None:
+            sec, nanosec = stamp
+        elif self.clock_stamps:
+            sec, nanosec = divmod(time.time_ns(), 10**9)
+        else:
+            self._stamp += 1
+            sec, nanosec = self._stamp, 1000
+        msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+        msg.header.frame_id = camera
+        self.image_publishers[camera].publish(msg)
+        return sec, nanosec
+
+    def publish(self, camera: str, seed: int) -> tuple[int, int]:
+        return self.publish_msg(camera, image_msg(frame(seed), is_compressed(camera)))
+
+    def reply(self, camera: str, stamp: tuple[int, int]) -> Detection2DArray | None:
+        return next((r for r in self.replies[camera] if (r.header.stamp.sec, r.header.stamp.nanosec) == stamp), None)
+
+    def wait_reply(self, camera: str, stamp: tuple[int, int]) -> Detection2DArray:
+        wait_for(lambda: self.reply(camera, stamp) is not None, 30, f"detections for {camera} stamp {stamp}",
+                 self.node_process)
+        return self.reply(camera, stamp)
+
+    def exchange(self, camera: str, seed: int) -> Detection2DArray:
+        """Publish one frame and wait for its detections (matched by stamp)."""
+        return self.wait_reply(camera, self.publish(camera, seed))
+
+    def latest_health(self, after: int = 0) -> dict[str, str]:
+        count = len(self.diagnostics)
+        wait_for(lambda: len(self.diagnostics) > max(count, after), 10, "a health report", self.node_process)
+        return self.diagnostics[-1]
+
+    def set_parameter(self, name: str, value) -> tuple[bool, str]:
+        if isinstance(value, float):
+            parameter_value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+        else:
+            parameter_value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        request = SetParameters.Request(parameters=[ParameterMsg(name=name, value=parameter_value)])
+        assert self.parameter_client.wait_for_service(timeout_sec=10)
+        future = self.parameter_client.call_async(request)
+        wait_for(future.done, 10, f"setting {name}", self.node_process)
+        result = future.result().results[0]
+        return result.successful, result.reason
+
+
+@contextmanager
+def running_node(tmp_path, cameras: tuple[str, ...], prompt: str, parameters: dict[str, str],
+                 clock_stamps: bool = False) -> Iterator[Harness]:
+    """The node on an isolated graph, ``prompt`` published before it starts (latched: it must still get
+    it). Afterwards the node is stopped with SIGINT and must have exited cleanly: code 0, no traceback, no
+    failed batch."""
+    with ros_session(tmp_path):
+        harness = Harness(tmp_path, cameras, clock_stamps)
+        try:
+            harness.prompt_publisher.publish(String(data=prompt))
+            harness.start_node(parameters)
+            yield harness
+        finally:
+            code = harness.node_process.stop(signal.SIGINT) if harness.node_process else 0
+            harness.listener.close()
+            output = harness.node_process.output() if harness.node_process else ""
+    assert code == 0, output[-3000:]
+    for sign in ("terminate called", "Traceback", "inference failed"):
+        assert sign not in output, output[-3000:]
