@@ -56,28 +56,42 @@ def get(source: queue.Queue, stop: threading.Event, stages: Iterable[Stage]):
 
 
 class StopSignals:
-    """Within ``with``, SIGINT (Ctrl-C) and SIGTERM ask the pipeline to stop at the next frame boundary.
+    """Within ``with``, SIGINT (Ctrl-C) and SIGTERM are remembered in ``received`` and act on ``stop``.
 
-    Stopping between frames, never inside an encoder call, keeps the video and the records equal; a
-    second signal raises KeyboardInterrupt at once. Only the main thread can take signals: elsewhere
-    the caller's own handling stays as it is.
+    With a ``stop`` event the first signal only sets it, so the work ends at its next frame boundary (never
+    inside an encoder call, which keeps the video and the records equal); a second signal raises
+    KeyboardInterrupt at once. Without one, every signal raises KeyboardInterrupt at once (a command's
+    start-up, where nothing is written yet).
+
+    A signal an enclosing ``StopSignals`` already took counts as received here too: a KeyboardInterrupt
+    raised inside an import can come out as an ImportError ("initialization failed") that a library
+    catches, and the command would then go on as if Ctrl-C had never been pressed. Only the main thread
+    can take signals: elsewhere the caller's own handling stays as it is.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event | None = None) -> None:
         self.stop, self.received = stop, ""
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.received:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-        self.stop.set()
+        first = not self.received
+        self.received = self.received or signal.Signals(signum).name
+        if first and self.stop is not None:
+            self.stop.set()
+            return
+        raise KeyboardInterrupt
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+            outer = [getattr(handler, "__self__", None) for handler in self._previous.values()]
+            earlier = next((item.received for item in outer if isinstance(item, StopSignals) and item.received), "")
+            if earlier:
+                self.received = earlier
+                if self.stop is not None:
+                    self.stop.set()
         return self
 
     def __exit__(self, *exc_info) -> None:

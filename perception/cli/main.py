@@ -1,6 +1,9 @@
 """`gdino`: one console command; each subcommand lives in its own module with `register(subparsers)`.
 
-Errors users can fix are raised as :class:`CliError` and printed as one line with exit code 2.
+Every command ends with an exit code of perception.cli.errors and never with a traceback: a
+:class:`CliError` is one line and ``EXIT_USAGE``; Ctrl-C or SIGTERM, at any moment from the first import
+on, is one line and ``EXIT_INTERRUPTED``; any other exception is a fault of ours, one line and
+``EXIT_INTERNAL``, with its traceback only under ``-v``.
 """
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
-from perception.cli.errors import CliError
+from perception.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError
+from perception.pipeline_stages import StopSignals
 
 # Subcommand modules, each exposing register(subparsers) that adds parsers with a `run` default.
 SUBCOMMAND_MODULES = (
@@ -32,19 +37,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="gdino: %(levelname)s: %(message)s"
-    )
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _run(argv: list[str], signals: StopSignals) -> int:
+    """Parse and run one command; every way it can end becomes an exit code and at most one stderr line."""
+    # Known before parsing, which imports every subcommand (torch among them) and may itself be interrupted.
+    command = "gdino " + next((word for word in argv if not word.startswith("-")), "").strip()
+    verbose = "-v" in argv or "--verbose" in argv
     try:
-        return int(args.run(args) or 0)
+        args = build_parser().parse_args(argv)
+        command = f"gdino {args.command}"
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="gdino: %(levelname)s: %(message)s")
+        code = int(args.run(args) or 0)
     except CliError as error:
-        print(f"gdino {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        print(f"{command}: error: {_one_line(error)}", file=sys.stderr)
+        code = EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"gdino {args.command}: interrupted", file=sys.stderr)
-        return 130
+        code = EXIT_INTERRUPTED
+    except Exception as error:
+        if signals.received:  # the interrupt surfaced as another error, e.g. an ImportError inside an import
+            code = EXIT_INTERRUPTED
+        else:
+            if verbose:
+                traceback.print_exc()
+            print(f"{command}: internal error: {type(error).__name__}: {_one_line(error)}"
+                  + ("" if verbose else " (run with -v for the traceback)"), file=sys.stderr)
+            code = EXIT_INTERNAL
+    if signals.received or code == EXIT_INTERRUPTED:  # a signal swallowed on the way still ends the command so
+        print(f"{command}: interrupted" + (f" by {signals.received}" if signals.received else ""), file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        with StopSignals() as signals:  # every signal raises KeyboardInterrupt, and is remembered
+            return _run(argv, signals)
+    except KeyboardInterrupt:  # a second signal while the first was being reported
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
