@@ -178,7 +178,8 @@ class ByteTrack:
         if detections is None:
             # Frames the detector skipped: where the tracks matched at its last run are now.
             previous = self._frame - 1
-            return [self._report(t, t.filter.box, False) for t in self._tracks if t.confirmed and t.last_frame == previous]
+            return [self._report(t, t.filter.box, False) for t in self._tracks
+                    if t.confirmed and t.last_frame == previous]
         scores = detections.scores
         has_area = (detections.boxes[:, 2] > detections.boxes[:, 0]) & (detections.boxes[:, 3] > detections.boxes[:, 1])
         high = np.flatnonzero(has_area & (scores >= box_threshold))
@@ -216,7 +217,8 @@ class ByteTrack:
         for row, col in _assignment(np.where(same_label, 1.0 - overlap, np.inf), 1.0 - min_iou):
             track, index = tracks[row], candidates[col]
             track.filter.update(detections.boxes[index].astype(np.float64))
-            track.box, track.score, track.last_frame = detections.boxes[index], float(detections.scores[index]), self._frame
+            track.box, track.score = detections.boxes[index], float(detections.scores[index])
+            track.last_frame = self._frame
             matched.add(track)
             used[col] = True
         return matched, candidates[~used]

@@ -30,8 +30,9 @@ from perception.training.crowds import CROWD, MIXED_CROWD, generate_crowd_video
 from perception.training.prompts import build_prompt
 from perception.training.synthetic import TrackedObject, generate_video, write_mot_sequence
 from perception.types import Detections
-from perception.video import FrameDetector, VideoJobConfig, VideoOutputs, process_video
-from perception.video_io import VideoWriter
+from perception.video.encode import VideoWriter
+from perception.video.job import FrameDetector, VideoJobConfig, process_video
+from perception.video.outputs import VideoOutputs
 
 TRACKER_NAME = "gdino"
 BASELINES = ("norfair", "bytetrack")
@@ -54,7 +55,8 @@ class TrackingEvalConfig:
     job: VideoJobConfig = field(default_factory=VideoJobConfig)  # batch size, stride, tracker settings
 
     def __post_init__(self) -> None:
-        _check(self.scenario in SCENARIOS, f"eval scenario must be one of {', '.join(SCENARIOS)}; got {self.scenario!r}")
+        _check(self.scenario in SCENARIOS,
+               f"eval scenario must be one of {', '.join(SCENARIOS)}; got {self.scenario!r}")
         _check(1 <= self.videos <= 1000, f"eval videos must be in [1, 1000]; got {self.videos}")
         _check(2 <= self.frames <= 100_000, f"eval frames must be in [2, 100000]; got {self.frames}")
         _check(1 <= self.frame_rate <= 1000, f"eval frame_rate must be in [1, 1000]; got {self.frame_rate}")
@@ -146,7 +148,9 @@ def _track_with_detector(frames: list[np.ndarray], objects_per_frame: list[list[
     with VideoWriter(str(clip), width, height, rate, 1 / rate) as writer:
         for index, image in enumerate(frames):
             writer.write(image, pts=index)
-    outputs = VideoOutputs(str(clip.with_suffix(".tracked.mp4")), str(clip.with_suffix(".jsonl")), str(mot_path))
+    # The work folder is the evaluation's own: a rerun in it replaces the last run's files.
+    outputs = VideoOutputs(str(clip.with_suffix(".tracked.mp4")), str(clip.with_suffix(".jsonl")), str(mot_path),
+                           overwrite=True)
     recorder = RecordingDetector(detector, ByteTrackConfig().low_threshold)
     process_video(recorder, build_prompt(_phrases(objects_per_frame)).text, str(clip), outputs, config.job)
     recorded = iter(recorder.recorded)

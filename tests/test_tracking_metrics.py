@@ -1,4 +1,5 @@
-"""TrackEval metrics through perception.mot_metrics, and the tracker scored on noisy ground truth."""
+"""TrackEval metrics through perception.mot_metrics (merged ids and fragmentations too), and the tracker scored on
+noisy ground truth."""
 from __future__ import annotations
 
 import pytest
@@ -26,6 +27,7 @@ def score(tmp_path, truth, tracker_objects):
 def test_the_truth_scores_perfectly(tmp_path, truth):
     scores = score(tmp_path, truth, truth)
     assert (scores.hota, scores.idf1, scores.mota, scores.id_switches) == pytest.approx((1.0, 1.0, 1.0, 0))
+    assert scores.merged_ids == 0 and scores.fragmentations == 0
     assert scores.gt_tracks == len(truth[0]) and scores.frames == 40
 
 
@@ -40,6 +42,35 @@ def test_swapped_identities_count_as_two_switches(tmp_path, truth):
     assert scores.id_switches == 2
     assert scores.idf1 < 1.0 and scores.hota < 1.0
     assert scores.mota == pytest.approx(1.0 - 2 / sum(len(objects) for objects in truth))
+
+
+def test_an_id_handed_from_one_person_to_the_next_is_a_merge_not_a_switch(tmp_path, truth):
+    # The first object leaves after frame 19 and the second appears at frame 20, both under the tracker's id 1:
+    # the issue's newcomer who takes the id of someone who left. No ground-truth track ever changed its id.
+    first, second = truth[0][0].track_id, truth[0][1].track_id
+    handed_over = [[item for item in objects if item.track_id == (first if frame < 20 else second)]
+                   for frame, objects in enumerate(truth)]
+    one_id = [[item._replace(track_id=1) for item in objects] for objects in handed_over]
+    scores = score(tmp_path, handed_over, one_id)
+    assert scores.merged_ids == 1 and scores.id_switches == 0 and scores.idf1 < 1.0
+
+
+def test_a_merge_beside_a_switch(tmp_path, truth):
+    # The tracker's id of the first object also covers the second from frame 20 on, while the first goes unseen.
+    first, second = truth[0][0].track_id, truth[0][1].track_id
+    merged = [[item._replace(track_id=first) if item.track_id == second and frame >= 20 else item
+               for item in objects if not (item.track_id == first and frame >= 20)]
+              for frame, objects in enumerate(truth)]
+    scores = score(tmp_path, truth, merged)
+    assert scores.merged_ids == 1 and scores.id_switches == 1
+
+
+def test_a_gap_in_a_track_is_a_fragmentation(tmp_path, truth):
+    first = truth[0][0].track_id
+    gapped = [[item for item in objects if not (item.track_id == first and 10 <= frame < 15)]
+              for frame, objects in enumerate(truth)]
+    scores = score(tmp_path, truth, gapped)
+    assert scores.fragmentations == 1 and scores.id_switches == 0 and scores.merged_ids == 0
 
 
 def test_tracker_on_noisy_truth_meets_the_identity_targets(tmp_path):

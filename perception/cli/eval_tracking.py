@@ -67,10 +67,8 @@ def _noise(args: argparse.Namespace):
     return NoiseConfig(**given)
 
 
-def _targets(scenario: str, detections: str, ours, baselines: dict) -> dict:
+def _targets(scenario: str, detections: str, baselines: dict) -> dict:
     """The issue's targets, as {metric: bound} (IDF1 a minimum, the others maximums)."""
-    from perception.tracking_eval import switches_per_20_tracks
-
     if scenario == "default":
         return {"IDF1": 0.90, "id_switches_per_20_gt_tracks": 1.0}
     norfair = baselines["norfair"]
@@ -93,7 +91,7 @@ def _summary(scores) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from perception.tracking_eval import TrackingEvalConfig, baseline_settings, evaluate_on_synthetic_videos
-    from perception.video import VideoJobConfig
+    from perception.video.job import VideoJobConfig
 
     videos, frames = SCENARIO_SIZES[args.scenario]
     try:
@@ -110,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     with keep or tempfile.TemporaryDirectory(prefix="gdino-eval-tracking-") as work_dir:
         comparison = evaluate_on_synthetic_videos(Path(work_dir), config, detector=detector, noise=noise)
     result = _summary(comparison.ours)
-    targets = _targets(args.scenario, args.detections, comparison.ours, comparison.baselines)
+    targets = _targets(args.scenario, args.detections, comparison.baselines)
     result.update({
         "baselines": {name: {**_summary(scores), "settings": baseline_settings(name, config.frame_rate)}
                       for name, scores in comparison.baselines.items()},

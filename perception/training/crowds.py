@@ -145,7 +145,8 @@ class _Crowd:
             h, w = sprite.mask.shape
             standing = self.rng.uniform() < self.config.standing
             velocity = (0.0, 0.0) if standing else (self._sideways(), self._drift())
-            self._add(phrase, sprite, camera_x + self.rng.uniform(0, width - w), self.rng.uniform(0, height - h), velocity)
+            x, y = camera_x + self.rng.uniform(0, width - w), self.rng.uniform(0, height - h)
+            self._add(phrase, sprite, x, y, velocity)
 
     def _drift(self) -> float:
         return self.rng.uniform(-self.config.max_drift, self.config.max_drift)
@@ -167,7 +168,8 @@ class _Crowd:
             below = y + h * self.rng.uniform(0.5, 0.9)
             above = y - ch * self.rng.uniform(0.5, 0.9)
             companion_y = below if below + ch <= height and (above < 0 or self.rng.uniform() < 0.5) else max(above, 0.0)
-            x = camera_x - cw - self.rng.uniform(0, 0.3 * cw) if from_left else camera_x + width + self.rng.uniform(0, 0.3 * cw)
+            behind = self.rng.uniform(0, 0.3 * cw)
+            x = camera_x - cw - behind if from_left else camera_x + width + behind
             self._add(phrase, companion, x, min(companion_y, height - ch), velocity)
 
     def step(self, camera_x: int) -> None:
@@ -200,7 +202,8 @@ def _in_frame_box(sprite: Sprite, x: int, y: int, size: tuple[int, int]) -> tupl
     if len(rows) == 0:
         return None
     left, top = window[1].start, window[0].start
-    return (float(left + cols.min()), float(top + rows.min()), float(left + cols.max() + 1), float(top + rows.max() + 1))
+    return (float(left + cols.min()), float(top + rows.min()),
+            float(left + cols.max() + 1), float(top + rows.max() + 1))
 
 
 def generate_crowd_video(

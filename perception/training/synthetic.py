@@ -121,7 +121,9 @@ class Scene:
         return [item.phrase for item in self.objects]
 
 
-def sprite_window(shape: tuple[int, int], x: int, y: int, frame: tuple[int, int]) -> tuple[slice, slice, slice, slice] | None:
+def sprite_window(
+    shape: tuple[int, int], x: int, y: int, frame: tuple[int, int]
+) -> tuple[slice, slice, slice, slice] | None:
     """The part of a sprite of `shape` (h, w) pasted with its top-left corner at (x, y) that lies inside a
     frame of `frame` (height, width): (frame rows, frame columns, sprite rows, sprite columns), or None
     when none of it does. Corners may be negative or past the frame (objects entering or leaving)."""
