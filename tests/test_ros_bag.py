@@ -7,6 +7,7 @@ malformed messages), not what is detected.
 from __future__ import annotations
 
 import json
+import os
 
 import cv2
 import numpy as np
@@ -15,13 +16,13 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from perception.camera_messages import rgb8_fields
-from perception.cli.bag import bag_typestore
+from perception.bags.messages import bag_typestore
 from perception.cli.main import main
 
 HEIGHT, WIDTH, FRAMES = 48, 64, 4
 UPSTREAM_DETECTION2DARRAY_HASH = "RIHS01_214274120007f4a683866481336b70310268cfa107aebe9d594a6acf75bda968"
 MODEL_ARGS = ["--weights", "random:tiny", "--box-threshold", "0", "--text-threshold", "0",
-              "--shortest-edge", "48", "--longest-edge", "64", "--batch-size", "3"]
+              "--shortest-edge", "64", "--longest-edge", "96", "--batch-size", "3"]
 
 
 def frame(index: int) -> np.ndarray:
@@ -83,7 +84,7 @@ def test_bag_detections_keep_timestamps_and_headers(tmp_path, capsys, storage):
     code = main(["bag", str(tmp_path / "in"), "--output", str(output), "--prompt", "a red box . a dog .",
                  "--annotate", "--storage", storage_name, "--json", *MODEL_ARGS])
     summary = json.loads(capsys.readouterr().out)
-    assert code == 1  # a malformed message was skipped, and the exit code says so
+    assert code == 3  # a malformed message was skipped, and the exit code says so (EXIT_DAMAGED_INPUT)
     assert summary["malformed"] == {"data_size": 1}
     assert summary["frames"] == {"/cam_a/image_raw": FRAMES, "/cam_b/image_raw/compressed": FRAMES}
     assert summary["phrases"] == ["a red box", "a dog"]
@@ -113,11 +114,18 @@ def test_bag_detections_keep_timestamps_and_headers(tmp_path, capsys, storage):
 def test_bag_errors_are_one_line(tmp_path, capsys):
     write_input_bag(tmp_path / "in", StoragePlugin.MCAP)
     (tmp_path / "taken").mkdir()
-    assert main(["bag", str(tmp_path / "in"), "--output", str(tmp_path / "taken"), "--prompt", "a dog .", *MODEL_ARGS]) == 2
-    assert "already exists" in capsys.readouterr().err
-    mcap_file = next((tmp_path / "in").glob("*.mcap"))
-    assert main(["bag", str(mcap_file), "--output", str(tmp_path / "o1"), "--prompt", "a dog .", *MODEL_ARGS]) == 2
-    assert "metadata.yaml" in capsys.readouterr().err
-    assert main(["bag", str(tmp_path / "in"), "--output", str(tmp_path / "o2"), "--prompt", "a dog .",
-                 "--topics", "/chatter", *MODEL_ARGS]) == 2
-    assert "not image topics of this bag: /chatter" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "fifo.mcap")
+    cases = [
+        ([str(tmp_path / "in"), "--output", str(tmp_path / "taken")], "already exists"),
+        ([str(tmp_path / "in"), "--output", str(tmp_path / "no" / "out")], f"the folder {tmp_path / 'no'} does not exist"),
+        ([str(tmp_path / "missing"), "--output", str(tmp_path / "o")], "input not found"),
+        ([str(tmp_path / "folder"), "--output", str(tmp_path / "o")], "is a folder but no rosbag2 bag"),
+        ([str(tmp_path / "fifo.mcap"), "--output", str(tmp_path / "o")], "is neither a bag folder nor a file"),
+        ([str(tmp_path / "in"), "--output", str(tmp_path / "o"), "--topics", "/chatter"], "not image topics of this bag: /chatter"),
+    ]
+    for args, message in cases:
+        assert main(["bag", *args, "--prompt", "a dog .", *MODEL_ARGS]) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and err.startswith("gdino bag: error: ") and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.mcap", "folder", "in", "taken"]  # nothing written
