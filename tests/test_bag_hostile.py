@@ -141,12 +141,16 @@ def test_empty_mcap_is_reported_as_damaged(tmp_path, capsys):
     assert read_bag(tmp_path / "out") == {}
 
 
-def test_bare_mcap_file_is_read(tmp_path, capsys):
+def test_bare_mcap_file_is_read(tmp_path, capsys, caplog):
     recording = write_recorded_bag(tmp_path / "in", 5)
     code, out, _ = run_bag([str(recording), "--output", str(tmp_path / "out"), "--json"], capsys)
     assert code == 0 and json.loads(out)["frames"] == {"/cam/image_raw": 5}
     records = read_bag(tmp_path / "out")["/cam/detections"]
     assert [timestamp for timestamp, _, _ in records] == [10**9 * (100 + i) for i in range(5)]
+    # A recorder that was killed leaves its folder without metadata.yaml: its .mcap files are read.
+    (tmp_path / "in" / "metadata.yaml").unlink()
+    code, out, _ = run_bag([str(tmp_path / "in"), "--output", str(tmp_path / "out2"), "--json"], capsys)
+    assert code == 0 and json.loads(out)["frames"] == {"/cam/image_raw": 5} and "has no metadata.yaml" in caplog.text
 
 
 def test_bag_of_depth_images_only_says_no_frame_could_be_used(tmp_path, capsys):
