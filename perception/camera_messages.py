@@ -144,35 +144,35 @@ def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` -> (H, W, 3) uint8 RGB; see :func:`decode_rgb` for formats and limits."""
     if "compresseddepth" in msg.format.lower().replace(" ", ""):
         raise UnknownEncodingError(f"compressed depth images are not camera images (format {msg.format!r})")
-    return decode_rgb(memoryview(msg.data).cast("B"), max_pixels, msg.format or "compressed")
+    return decode_rgb(memoryview(msg.data).cast("B"), max_pixels, f"{msg.format or 'compressed'} image")
 
 
-def decode_rgb(data, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "compressed") -> np.ndarray:
+def decode_rgb(data, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "compressed image") -> np.ndarray:
     """Encoded image bytes (any buffer) -> (H, W, 3) uint8 RGB, refused before decoding when the header
     declares more than ``max_pixels``. Formats: those :mod:`perception.image_header` reads (PNG, JPEG, TIFF,
     WebP, BMP, PNM); others raise UnknownEncodingError. ``what`` names the data in messages."""
     data = np.frombuffer(data, dtype=np.uint8)
     if data.size == 0:
-        raise EmptyImageError(f"{what} image has no data")
+        raise EmptyImageError(f"{what} has no data")
     try:
         size = encoded_size(data)
     except ImageHeaderError as error:
-        raise CorruptCompressedImageError(f"cannot decode the {data.size}-byte {what} image: {error}") from error
+        raise CorruptCompressedImageError(f"cannot decode the {data.size}-byte {what}: {error}") from error
     if size is None:
         raise UnknownEncodingError(
-            f"the {data.size}-byte {what} image is not in a format whose size can be checked before decoding "
+            f"the {data.size}-byte {what} is not in a format whose size can be checked before decoding "
             f"({', '.join(HEADER_FORMATS)})"
         )
     if 0 in size:
-        raise EmptyImageError(f"{what} image header declares zero size ({size[0]}x{size[1]})")
-    _check_pixel_count(*size, max_pixels, what=f"{what} image")
+        raise EmptyImageError(f"{what} header declares zero size ({size[0]}x{size[1]})")
+    _check_pixel_count(*size, max_pixels, what)
     try:
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as error:  # e.g. OpenCV's own pixel limit, when max_pixels is set above it
-        raise CorruptCompressedImageError(f"OpenCV cannot decode the {data.size}-byte {what} image: "
+        raise CorruptCompressedImageError(f"OpenCV cannot decode the {data.size}-byte {what}: "
                                           f"{str(error).strip().splitlines()[-1]}") from error
     if bgr is None:
-        raise CorruptCompressedImageError(f"OpenCV cannot decode the {data.size}-byte {what} image")
+        raise CorruptCompressedImageError(f"OpenCV cannot decode the {data.size}-byte {what}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
