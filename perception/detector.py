@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from perception.model.backbone import image_token_count
+from perception.model.backbone import INPUT_PROJECTION_GROUPS, level_shapes
 from perception.model.config import GroundingDinoConfig
 from perception.model.grounding_dino import GroundingDino
 from perception.model.text_encoder import EncodedText
@@ -197,9 +197,18 @@ class GroundingDinoDetector:
     def _minimum_input_size(self, height: int, width: int) -> tuple[int, int]:
         """The size to pad a (height, width) image to: itself when it gives the model at least the
         num_queries image tokens that query selection picks from, else the smallest square side that does
-        (a very thin image, e.g. 1 x 1333). Padding is marked in the mask, so boxes stay relative to the image."""
+        (a very thin image, e.g. 1 x 1333). The coarsest level also needs two values per GroupNorm group
+        (hidden_dim 32 has one channel per group, so a 1 x 1 map fails). Padding is marked in the mask, so boxes
+        stay relative to the image."""
         config, side = self.model.config, 1
-        while image_token_count(config, max(height, side), max(width, side)) < config.num_queries:
+        channels_per_group = config.hidden_dim // INPUT_PROJECTION_GROUPS
+
+        def too_small(rows: int, columns: int) -> bool:
+            shapes = level_shapes(config, rows, columns)
+            coarsest = shapes[-1][0] * shapes[-1][1]
+            return sum(h * w for h, w in shapes) < config.num_queries or coarsest * channels_per_group < 2
+
+        while too_small(max(height, side), max(width, side)):
             side += 1
         return side, side
 

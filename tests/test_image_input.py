@@ -91,3 +91,17 @@ def test_a_frame_batched_with_extreme_images_gets_exactly_its_own_detections():
     np.testing.assert_array_equal(results[1].boxes, alone.boxes)
     np.testing.assert_array_equal(results[1].scores, alone.scores)
     assert results[1].labels == alone.labels
+
+
+@pytest.mark.parametrize("height, width", [(32, 48), (64, 64), (1, 3000)])
+def test_the_smallest_input_sizes_work_with_one_channel_per_group_norm_group(height, width):
+    # random:tiny has hidden_dim 32 = one channel per GroupNorm group: a 1 x 1 coarsest map of one image
+    # has a single value per group, which GroupNorm refuses, so such inputs are padded one step further.
+    from perception.detector import DetectorConfig
+    from perception.preprocess import PreprocessConfig
+
+    config = DetectorConfig(preprocess=PreprocessConfig(shortest_edge=32, longest_edge=48))
+    detector = GroundingDinoDetector.from_pretrained("random:tiny", config=config)
+    detector.set_prompt("blue cross .")
+    (result,) = detector.detect([random_image(height, width)], box_threshold=0.0)
+    assert len(result) > 0 and np.isfinite(result.boxes).all()

@@ -13,6 +13,8 @@ from perception.model.config import GroundingDinoConfig
 from perception.model.position_encoding import image_position_embedding
 from perception.model.swin import SwinBackbone
 
+INPUT_PROJECTION_GROUPS = 32  # GroupNorm groups of each level's input projection, as in the reference
+
 
 @dataclass
 class MultiScaleFeatures:
@@ -38,7 +40,7 @@ class MultiScaleFeatures:
 def _projection(in_channels: int, hidden_dim: int, kernel_size: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, hidden_dim, kernel_size=kernel_size, stride=stride, padding=kernel_size // 2),
-        nn.GroupNorm(32, hidden_dim),
+        nn.GroupNorm(INPUT_PROJECTION_GROUPS, hidden_dim),
     )
 
 
@@ -50,8 +52,8 @@ def valid_ratios(valid_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.stack([valid_width / width, valid_height / height], -1)
 
 
-def image_token_count(config: GroundingDinoConfig, height: int, width: int) -> int:
-    """How many image tokens (all levels together) a (height, width) input gives.
+def level_shapes(config: GroundingDinoConfig, height: int, width: int) -> list[tuple[int, int]]:
+    """(height, width) of each feature level for a (height, width) input, finest first.
 
     A level of stride s is ceil(height / s) x ceil(width / s): the patch embedding, the patch merging and
     the extra stride-2 convolutions all pad rather than crop. Swin stage i has stride patch_size * 2**i;
@@ -59,7 +61,12 @@ def image_token_count(config: GroundingDinoConfig, height: int, width: int) -> i
     """
     strides = [config.backbone.patch_size * 2**stage for stage in config.backbone.out_indices]
     strides += [strides[-1] * 2**extra for extra in range(1, config.num_feature_levels - len(strides) + 1)]
-    return sum(math.ceil(height / stride) * math.ceil(width / stride) for stride in strides)
+    return [(math.ceil(height / stride), math.ceil(width / stride)) for stride in strides]
+
+
+def image_token_count(config: GroundingDinoConfig, height: int, width: int) -> int:
+    """How many image tokens (all levels together) a (height, width) input gives."""
+    return sum(rows * columns for rows, columns in level_shapes(config, height, width))
 
 
 class ImageBackbone(nn.Module):
