@@ -40,6 +40,16 @@ class UnknownEncodingError(MalformedImageError):
     kind = "unknown_encoding"
 
 
+class DepthImageError(UnknownEncodingError):
+    """A depth image (16UC1, 32FC1, compressedDepth): a valid message, but not a camera picture."""
+
+    kind = "depth"
+
+
+# sensor_msgs/image_encodings' depth encodings (millimetres as 16UC1, metres as 32FC1).
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
+
+
 class BadStepError(MalformedImageError):
     kind = "wrong_step"
 
@@ -110,6 +120,8 @@ def image_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise EmptyImageError(f"image has zero size ({width}x{height})")
     _check_pixel_count(width, height, max_pixels)
     layout = _LAYOUTS.get(msg.encoding)
+    if msg.encoding in DEPTH_ENCODINGS:
+        raise DepthImageError(f"{msg.encoding} is a depth encoding, not a camera image")
     if layout is None:
         raise UnknownEncodingError(
             f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
@@ -143,7 +155,7 @@ def image_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
 def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` -> (H, W, 3) uint8 RGB; see :func:`decode_rgb` for formats and limits."""
     if "compresseddepth" in msg.format.lower().replace(" ", ""):
-        raise UnknownEncodingError(f"compressed depth images are not camera images (format {msg.format!r})")
+        raise DepthImageError(f"compressed depth images are not camera images (format {msg.format!r})")
     return decode_rgb(memoryview(msg.data).cast("B"), max_pixels, f"{msg.format or 'compressed'} image")
 
 

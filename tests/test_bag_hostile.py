@@ -153,16 +153,33 @@ def test_bare_mcap_file_is_read(tmp_path, capsys, caplog):
     assert code == 0 and json.loads(out)["frames"] == {"/cam/image_raw": 5} and "has no metadata.yaml" in caplog.text
 
 
-def test_bag_of_depth_images_only_says_no_frame_could_be_used(tmp_path, capsys):
+def depth_message(index: int) -> tuple:
     depth = np.full((48, 64), 1000, np.uint16)
     fields = {"height": 48, "width": 64, "encoding": "16UC1", "is_bigendian": 0, "step": 128,
               "data": depth.view(np.uint8).reshape(-1)}
     msg = TYPESTORE.types[IMAGE](header=header(TYPESTORE, 0, "depth"), **fields)
-    write_bag(tmp_path / "in", [("/depth/image_raw", IMAGE, 10**9 * (100 + i), bytes(TYPESTORE.serialize_cdr(msg, IMAGE)))
-                                for i in range(3)])
+    return ("/depth/image_raw", IMAGE, 10**9 * (100 + index) + 5, bytes(TYPESTORE.serialize_cdr(msg, IMAGE)))
+
+
+def test_bag_of_depth_images_only_says_no_frame_could_be_used(tmp_path, capsys):
+    write_bag(tmp_path / "in", [depth_message(i) for i in range(3)])
     code, out, _ = run_bag([str(tmp_path / "in"), "--output", str(tmp_path / "out")], capsys)
     assert code == 3
-    assert "{'unknown_encoding': 3}" in out and "no frame could be used (3 image messages read)" in out
+    assert "{'/depth/image_raw': 3}" in out and "no frame could be used (3 image messages read)" in out
+    # Named by the user, the depth topic's images are counted as unusable.
+    code, out, _ = run_bag([str(tmp_path / "in"), "--output", str(tmp_path / "out2"), "--topics", "/depth/image_raw"],
+                           capsys)
+    assert code == 3 and "{'depth': 3}" in out and "no frame could be used" in out
+
+
+def test_an_rgbd_recording_is_read_for_its_colour_camera(tmp_path, capsys):
+    """A colour camera beside its depth stream (the usual RGB-D bag): the depth topic is set aside, not damage."""
+    messages = [("/cam/image_raw", IMAGE, 10**9 * (100 + i), image_bytes(i)) for i in range(3)]
+    write_bag(tmp_path / "in", messages + [depth_message(i) for i in range(3)])
+    code, out, _ = run_bag([str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--json"], capsys)
+    summary = json.loads(out)
+    assert code == 0 and summary["frames"] == {"/cam/image_raw": 3} and summary["malformed"] == {}
+    assert summary["depth_set_aside"] == {"/depth/image_raw": 3}
 
 
 def test_frame_the_detector_cannot_take_costs_only_itself(tmp_path, capsys):

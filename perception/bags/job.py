@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from perception.bags.damage import ReadDamage
 from perception.bags.messages import decode_image
 from perception.bags.output import BagOutput
-from perception.camera_messages import DEFAULT_MAX_PIXELS, MalformedImageError
+from perception.camera_messages import DEFAULT_MAX_PIXELS, DepthImageError, MalformedImageError
 from perception.pipeline_stages import StopSignals
 
 logger = logging.getLogger(__name__)
@@ -32,13 +32,14 @@ class BagRunSummary:
     detections: Counter = field(default_factory=Counter)
     malformed: Counter = field(default_factory=Counter)  # messages that are no usable image, per kind
     refused: Counter = field(default_factory=Counter)  # frames the detector refused, per error type
+    depth: Counter = field(default_factory=Counter)  # depth images of topics read by default, set aside per topic
     damage: ReadDamage = field(default_factory=ReadDamage)
     seconds: float = 0.0
 
     @property
     def degraded(self) -> bool:
-        """Part of the input could not be used (exit code 3)."""
-        return bool(self.malformed or self.refused or self.damage.damaged)
+        """Part of the input could not be used, or no frame at all could be (exit code 3)."""
+        return bool(self.malformed or self.refused or self.damage.damaged or not self.frames)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class BagJobConfig:
     cameras: list[str]  # image topics to read, one per camera (perception.bags.sources.choose_cameras)
     batch_size: int = 1  # frames per detector call, of any cameras
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused unread (kind "too_large")
+    # True when the user named the cameras: a depth image there is counted as unusable. Read by default, a
+    # topic of depth images (an RGB-D camera's depth stream) is no camera to detect in and is set aside.
+    named: bool = False
 
 
 def process_bag(pipeline, bag, output: BagOutput, config: BagJobConfig) -> BagRunSummary:
@@ -79,8 +83,19 @@ def _read_detect_write(pipeline, bag, output: BagOutput, config: BagJobConfig, s
     for topic, msgtype, timestamp, data in bag.messages(set(config.cameras), summary.damage):
         if stop.is_set():
             return  # the frames waiting in the batch are dropped: stop promptly
+        if topic in summary.depth:
+            summary.depth[topic] += 1
+            continue
         try:
             header, rgb = decode_image(output.typestore, msgtype, data, config.max_pixels)
+        except DepthImageError as error:
+            if config.named:
+                _count(summary.malformed, error.kind, f"{topic} at {timestamp}: skipped", error)
+            else:
+                summary.depth[topic] += 1
+                logger.info("%s carries depth images (%s): not a camera picture, set aside (name it in --topics "
+                            "to have it counted)", topic, error)
+            continue
         except MalformedImageError as error:
             _count(summary.malformed, error.kind, f"{topic} at {timestamp}: skipped", error)
             continue

@@ -78,13 +78,14 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from error
     output = BagOutput(args.output, bag_typestore(), cameras, args.annotate, args.storage)
     try:
-        summary = process_bag(pipeline, bag, output, BagJobConfig(cameras, args.batch_size, args.max_pixels))
+        summary = process_bag(pipeline, bag, output, BagJobConfig(cameras, args.batch_size, args.max_pixels,
+                                                                       named=args.topics is not None))
     except OutputPathError as error:
         raise CliError(str(error)) from error
     report = {
         "output": str(args.output), "cameras": cameras, "phrases": phrases,
         "frames": dict(summary.frames), "detections": dict(summary.detections),
-        "malformed": dict(summary.malformed), "refused": dict(summary.refused),
+        "malformed": dict(summary.malformed), "refused": dict(summary.refused), "depth_set_aside": dict(summary.depth),
         "damage": summary.damage.as_dict() if summary.damage.damaged else None,
         "seconds": round(summary.seconds, 3),
         "fps": round(sum(summary.frames.values()) / summary.seconds, 3) if summary.seconds > 0 else None,
@@ -100,6 +101,8 @@ def _text(report: dict, summary) -> str:
         lines.append(f"skipped messages that are no usable image: {report['malformed']}")
     if report["refused"]:
         lines.append(f"frames the detector refused: {report['refused']}")
+    if report["depth_set_aside"]:
+        lines.append(f"depth images set aside (not camera pictures): {report['depth_set_aside']}")
     if report["damage"]:
         lines.append(f"damaged input: {summary.damage.describe()}")
     if not report["frames"]:
