@@ -104,7 +104,7 @@ def test_malformed_messages_are_logged_once_per_kind_and_skipped(harness):
     fill_image_msg(good, frame(6))
     cases = {
         "wrong_step": dict(step=10),
-        "unknown_encoding": dict(encoding="32FC1"),
+        "unknown_encoding": dict(encoding="64FC1"),
         "data_size": dict(data=bytes(100)),
         "zero_size": dict(width=0, height=0, step=0, data=b""),
     }

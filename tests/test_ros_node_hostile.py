@@ -94,7 +94,7 @@ def test_malformed_frames_cost_only_themselves_and_are_counted_by_kind(harness):
     cases = [
         (RAW, "wrong_step", raw_case(step=10)),
         (RAW, "data_size", raw_case(data=bytes(good.data)[:-7])),
-        (RAW, "unknown_encoding", raw_case(encoding="32FC1")),
+        (RAW, "unknown_encoding", raw_case(encoding="64FC1")),
         (COMPRESSED, "corrupt_compressed", CompressedImage(format="jpeg", data=jpeg[: len(jpeg) // 2])),
         # Over this node's max_image_pixels (2000 x 2000 = 4 MP): refused by its header.
         (COMPRESSED, "too_large", CompressedImage(format="png", data=png_of_zeros(2000, 2000))),
