@@ -25,7 +25,7 @@ demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
 	test -f "$(DEMO_VIDEO)" || $(VENV)/bin/gdino demo-clip $(DEMO_VIDEO)
 	$(VENV)/bin/gdino video "$(DEMO_VIDEO)" --prompt "$(DEMO_PROMPT)" $(if $(DEMO_WEIGHTS),--weights $(DEMO_WEIGHTS)) \
-		--output $(DEMO_OUT)/demo.tracked.mp4
+		--output $(DEMO_OUT)/demo.tracked.mp4 --overwrite
 
 # Rebuild the native deformable-attention op in place (after editing perception/ops/csrc or upgrading
 # torch). TORCH_CUDA_ARCH_LIST=8.7 (say) limits the CUDA build to your GPU.

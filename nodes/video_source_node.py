@@ -1,7 +1,7 @@
 """Publishes a video file as a camera: ``sensor_msgs/Image`` (rgb8) at the file's own frame rate,
 optionally looping, for demos without hardware.
 
-Frames are decoded with PyAV (:class:`perception.video_io.VideoReader`) on a publishing thread and
+Frames are decoded with PyAV (:class:`perception.video.decode.VideoReader`) on a publishing thread and
 released on the schedule of their presentation timestamps (scaled by ``rate``); each is stamped with the ROS clock when published,
 as a camera driver would. Without ``loop`` the node shuts down after the last frame.
 """
@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image
 
 from nodes import lifecycle
 from perception.camera_messages import fill_image_msg
-from perception.video_io import VideoReader
+from perception.video.decode import VideoReader
 
 
 class VideoSourceNode(Node):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from perception.training.synthetic import generate_video
-from perception.video_io import VideoWriter
+from perception.video.encode import VideoWriter
 
 DEMO_SEED = 7  # four objects: blue cross, yellow circle, orange square, green star
 FRAME_RATE = 10

@@ -10,7 +10,8 @@ leaves complete lines up to its last frame::
 frame: 0-based index of the frame in the output video (the input's index when no start time is set);
 time: the frame's timestamp in the input, seconds; detected: whether the detector ran on this frame
 (frame stride); box: xyxy in pixels of the input frame; matched: the box is a detection of this frame,
-not the tracker's prediction.
+not the tracker's prediction. A frame the detector refused (it raised for that frame alone) has
+``"detected": false`` and ``"refused": "<exception type>: <message>"``; its tracks are predictions.
 
 MOTChallenge (1-based frames, top-left width height): ``frame,id,x,y,w,h,score,-1,-1,-1``.
 """
@@ -52,9 +53,12 @@ class TrackRecordWriter:
         self._mot = open(mot_path, "w", encoding="utf-8") if mot_path else None
         self.frames_written = 0
 
-    def write(self, frame: int, time: float, detected: bool, tracks: Sequence[Track]) -> None:
+    def write(self, frame: int, time: float, detected: bool, tracks: Sequence[Track],
+              refused: str | None = None) -> None:
         line = {"frame": frame, "time": round(time, 6), "detected": detected,
                 "tracks": [track_record(track) for track in tracks]}
+        if refused is not None:
+            line["refused"] = refused
         self._jsonl.write(json.dumps(line) + "\n")
         self._jsonl.flush()
         if self._mot is not None:

@@ -30,8 +30,9 @@ from perception.training.crowds import CROWD, MIXED_CROWD, generate_crowd_video
 from perception.training.prompts import build_prompt
 from perception.training.synthetic import TrackedObject, generate_video, write_mot_sequence
 from perception.types import Detections
-from perception.video import FrameDetector, VideoJobConfig, VideoOutputs, process_video
-from perception.video_io import VideoWriter
+from perception.video.encode import VideoWriter
+from perception.video.job import FrameDetector, VideoJobConfig, process_video
+from perception.video.outputs import VideoOutputs
 
 TRACKER_NAME = "gdino"
 BASELINES = ("norfair", "bytetrack")
@@ -147,7 +148,9 @@ def _track_with_detector(frames: list[np.ndarray], objects_per_frame: list[list[
     with VideoWriter(str(clip), width, height, rate, 1 / rate) as writer:
         for index, image in enumerate(frames):
             writer.write(image, pts=index)
-    outputs = VideoOutputs(str(clip.with_suffix(".tracked.mp4")), str(clip.with_suffix(".jsonl")), str(mot_path))
+    # The work folder is the evaluation's own: a rerun in it replaces the last run's files.
+    outputs = VideoOutputs(str(clip.with_suffix(".tracked.mp4")), str(clip.with_suffix(".jsonl")), str(mot_path),
+                           overwrite=True)
     recorder = RecordingDetector(detector, ByteTrackConfig().low_threshold)
     process_video(recorder, build_prompt(_phrases(objects_per_frame)).text, str(clip), outputs, config.job)
     recorded = iter(recorder.recorded)

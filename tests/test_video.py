@@ -3,17 +3,22 @@ the real tracker. Detections of random weights are meaningless; these tests chec
 from __future__ import annotations
 
 import os
+import shutil
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
-from video_samples import container_duration, decoded_times, read_jsonl, synthetic_clip, tiny_detector
+from video_samples import (container_duration, damaged_copy, decoded_times, read_jsonl, synthetic_clip, tiny_detector,
+                           write_video)
 
 from perception.tracking import ObjectTracker
+from perception.training.synthetic import generate_video
 from perception.tracking_config import TrackerConfig
-from perception.video import VideoJobConfig, VideoOutputs, process_video
-from perception.video_io import VideoInputError, VideoReader, VideoWriter, choose_encoder
+from perception.video.decode import VideoInputError, VideoReader
+from perception.video.encode import VideoWriter, choose_encoder, max_side, output_size
+from perception.video.job import VideoJobConfig, process_video
+from perception.video.outputs import VideoOutputError, VideoOutputs
 
 PROMPT = "red heart . blue star ."
 
@@ -93,11 +98,11 @@ def test_time_range_and_output_size(tmp_path, detector):
     assert len(boxes) and boxes[:, 2].max() > 80, "boxes stay in input pixels, not output pixels"
 
 
-class FailingDetector:
-    """The real detector, made to fail on its third batch like a crash mid-run (e.g. out of memory)."""
+class WrappedDetector:
+    """The real detector behind a test's own `detect` rule (a crash mid-run, a frame it cannot take)."""
 
-    def __init__(self, detector) -> None:
-        self.detector, self.calls = detector, 0
+    def __init__(self, detector, detect) -> None:
+        self.detector, self.rule, self.calls = detector, detect, 0
 
     box_threshold = property(lambda self: self.detector.box_threshold)
 
@@ -106,20 +111,61 @@ class FailingDetector:
 
     def detect(self, images, box_threshold=None):
         self.calls += 1
+        return self.rule(self, images, box_threshold)
+
+
+def test_a_failed_batch_is_retried_frame_by_frame_and_nothing_is_lost(tmp_path, detector):
+    def third_call_fails(self, images, box_threshold):  # like a batch too large for the device
         if self.calls == 3:
-            raise RuntimeError("simulated crash in the model")
+            raise RuntimeError("simulated out of memory")
         return self.detector.detect(images, box_threshold)
 
-
-def test_a_crash_leaves_a_playable_video_and_complete_records(tmp_path, detector):
     clip = tmp_path / "clip.mp4"
     synthetic_clip(clip, 24)
     outputs = outputs_in(tmp_path)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        process_video(FailingDetector(detector), PROMPT, str(clip), outputs, VideoJobConfig(batch_size=2))
+    summary = process_video(WrappedDetector(detector, third_call_fails), PROMPT, str(clip), outputs,
+                            VideoJobConfig(batch_size=2))
+    records = read_jsonl(outputs.jsonl)
+    assert summary.frames == summary.detected_frames == len(records) == len(decoded_times(outputs.video)) == 24
+    assert not summary.refusals and all(record["detected"] for record in records)
+
+
+def test_a_refused_frame_costs_no_other_frame_and_is_marked(tmp_path, detector):
+    def refuse_blank(self, images, box_threshold):
+        if any(image.max() < 20 for image in images):
+            raise ValueError("blank\nimage")
+        return self.detector.detect(images, box_threshold)
+
+    frames, _ = generate_video(0, 12, (120, 160))
+    frames[5][:] = frames[6][:] = 0
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, frames)
+    outputs = outputs_in(tmp_path, mot=True)
+    summary = process_video(WrappedDetector(detector, refuse_blank), PROMPT, str(clip), outputs,
+                            VideoJobConfig(batch_size=4))
+    records = read_jsonl(outputs.jsonl)
+    assert summary.frames == len(records) == len(decoded_times(outputs.video)) == 12
+    assert [record.get("refused") for record in records] == [None] * 5 + ["ValueError: blank image"] * 2 + [None] * 5
+    assert [record["detected"] for record in records] == [True] * 5 + [False] * 2 + [True] * 5
+    assert summary.detected_frames == 10 and summary.refusals == {"ValueError: blank image": 2}
+    assert summary.describe_refusals() == "2 frames refused by the detector (2x ValueError: blank image)"
+
+
+def test_a_broken_detector_stops_the_run_and_the_log_says_what_the_outputs_hold(tmp_path, detector, caplog):
+    def third_call_returns_nothing(self, images, box_threshold):
+        return [] if self.calls == 3 else self.detector.detect(images, box_threshold)
+
+    clip = tmp_path / "clip.mp4"
+    synthetic_clip(clip, 24)
+    outputs = outputs_in(tmp_path)
+    with pytest.raises(RuntimeError, match="the detector returned 0 results for 2 images"):
+        process_video(WrappedDetector(detector, third_call_returns_nothing), PROMPT, str(clip), outputs,
+                      VideoJobConfig(batch_size=2))
     records = read_jsonl(outputs.jsonl)
     assert len(records) == len(decoded_times(outputs.video)) == 4  # two batches of two frames got through
     assert [record["frame"] for record in records] == [0, 1, 2, 3]
+    held = f"{outputs.video} and {outputs.jsonl} hold frames 0 to 3 (records to 0.300 s)"
+    assert f"stopped by RuntimeError: {held}" in caplog.text
 
 
 def test_a_truncated_input_is_processed_up_to_its_last_decodable_frame(tmp_path, detector):
@@ -141,11 +187,7 @@ def test_a_truncated_input_is_processed_up_to_its_last_decodable_frame(tmp_path,
 def test_corrupt_bytes_are_counted(tmp_path, detector):
     clip = tmp_path / "clip.avi"
     synthetic_clip(clip, 40, codec="mpeg4", container_format="avi")
-    data = bytearray(clip.read_bytes())
-    middle = len(data) // 2
-    data[middle:middle + 400] = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()
-    corrupt = tmp_path / "corrupt.avi"
-    corrupt.write_bytes(bytes(data))
+    corrupt = damaged_copy(clip, tmp_path / "corrupt.avi", noise_bytes=400)
     summary = process_video(detector, PROMPT, str(corrupt), outputs_in(tmp_path))
     assert summary.damage.damaged and summary.frames == summary.damage.decoded_frames
     assert summary.damage.corrupt_frames + summary.damage.missing_frames + summary.damage.undecodable_packets > 0
@@ -178,6 +220,48 @@ def test_h264_is_chosen_here_and_the_mpeg4_fallback_plays(tmp_path):
         for index in range(5):
             writer.write(np.full((48, 64, 3), 40 * index, np.uint8), pts=index)
     assert decoded_times(path) == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4], abs=1e-3)
+
+
+@pytest.mark.parametrize("encoder", ["libx264", "mpeg4"])
+def test_frames_on_disk_is_what_a_reader_finds_in_the_file_at_that_moment(tmp_path, encoder):
+    """The JSON lines are kept in step with the video by this count: it must hold after every write."""
+    path, snapshot = tmp_path / "out.mp4", tmp_path / "snapshot.mp4"
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 64, 3), dtype=np.uint8)
+    found = []
+    with VideoWriter(str(path), 64, 48, Fraction(10), Fraction(1, 10), encoder=encoder, threads=1) as writer:
+        for index, image in enumerate(images):
+            writer.write(image, pts=index)
+            if path.exists():  # created with the first packet the encoder emits
+                shutil.copy(path, snapshot)
+                found.append((len(decoded_times(snapshot)), writer.frames_on_disk))
+            else:
+                found.append((0, writer.frames_on_disk))
+    assert [on_disk for _, on_disk in found] == [count for count, _ in found]
+    assert found[-1][1] >= 5 and writer.frames_on_disk == len(decoded_times(path)) == 8
+
+
+@pytest.mark.parametrize(
+    "input_size, encoder, expected",
+    [
+        ((640, 480), "libx264", (640, 480)),
+        ((3, 5), "libx264", (2, 4)),  # 4:2:0 needs even sides
+        ((1, 3000), "libx264", (2, 3000)),  # a side of 1 doubles rather than vanish
+        ((2, 40000), "libx264", (2, 16384)),  # libx264 opens up to 16384 a side
+        ((40000, 30000), "libx264", (16384, 12288)),
+        ((10000, 100), "mpeg4", (8190, 82)),
+    ],
+)
+def test_default_output_size_is_even_and_fits_the_encoder(input_size, encoder, expected):
+    assert output_size(*input_size, None, encoder, max_side(encoder)) == expected
+    assert output_size(*input_size, (64, 48), encoder, max_side(encoder)) == (64, 48)
+
+
+def test_the_largest_sizes_the_encoders_open(tmp_path):
+    for encoder in ("libx264", "mpeg4"):
+        side = max_side(encoder)
+        VideoWriter(str(tmp_path / "ok.mp4"), 2, side, Fraction(10), Fraction(1, 10), encoder=encoder).close()
+        with pytest.raises(VideoOutputError, match=f"the {encoder} encoder refuses 2x{side + 2} video"):
+            VideoWriter(str(tmp_path / "no.mp4"), 2, side + 2, Fraction(10), Fraction(1, 10), encoder=encoder)
 
 
 @pytest.mark.parametrize(

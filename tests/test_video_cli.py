@@ -1,21 +1,15 @@
-"""`gdino video` end to end: the real recorded clip, interruption of a running process, damaged and
-unreadable inputs. Runs the installed console command in a subprocess where a process must be run or
-signalled, gdino's main() in-process otherwise, with the tiny random-weight model at a small input
-size (plumbing only; detections are meaningless)."""
+"""`gdino video` end to end, in-process through gdino's main(): the real recorded clip, damaged and
+unreadable inputs, options, with the tiny random-weight model at a small input size (plumbing only;
+detections are meaningless). Signals, exit codes of the installed command and hostile files are in
+tests/test_video_hostile.py."""
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
-from video_samples import VTEST_FRAMES, container_duration, decoded_times, read_jsonl, synthetic_clip, vtest_path
+from video_samples import (VTEST_FRAMES, container_duration, damaged_copy, decoded_times, read_jsonl, synthetic_clip,
+                           vtest_path)
 
 from perception.cli.main import main
 
-GDINO = str(Path(sys.executable).parent / "gdino")
 TINY_MODEL = ["--weights", "random:tiny", "--shortest-edge", "64", "--longest-edge", "96", "--quiet"]
 
 
@@ -39,46 +33,10 @@ def test_real_recording_every_frame_accounted_for(tmp_path, capsys):
     assert len(mot_rows) == sum(len(record["tracks"]) for record in records) > 0
 
 
-def start_and_signal(tmp_path, sig: signal.Signals) -> tuple[subprocess.Popen, Path, Path]:
-    """Start a run on the real clip and send `sig` once it has written 20 frames."""
-    video, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
-    process = subprocess.Popen([GDINO, "video", str(vtest_path()), "--prompt", "a person .", "--output", str(video),
-                                *TINY_MODEL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not (jsonl.exists() and len(jsonl.read_text().splitlines()) >= 20):
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "the run wrote fewer than 20 frames in 300 s"
-        time.sleep(0.1)
-    process.send_signal(sig)
-    process.communicate(timeout=120)
-    return process, video, jsonl
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_run_leaves_the_same_frames_in_video_and_records(tmp_path, sig):
-    process, video, jsonl = start_and_signal(tmp_path, sig)
-    assert process.returncode == 130
-    records = read_jsonl(jsonl)  # every line parses
-    assert len(records) >= 20 and [record["frame"] for record in records] == list(range(len(records)))
-    assert decoded_times(video) == pytest.approx([record["time"] for record in records], abs=1e-3)
-    assert len(records) < VTEST_FRAMES
-
-
-def test_killed_run_leaves_a_playable_video_and_valid_records(tmp_path):
-    process, video, jsonl = start_and_signal(tmp_path, signal.SIGKILL)
-    assert process.returncode == -signal.SIGKILL
-    records = read_jsonl(jsonl)  # flushed per frame: no partial line
-    times = decoded_times(video)  # fragmented MP4: playable without its end
-    # The encoder holds back a few frames for rate control; all it had emitted are in the file.
-    assert 0 < len(times) <= len(records) >= 20
-    assert times == pytest.approx([record["time"] for record in records[: len(times)]], abs=1e-3)
-
-
 def test_truncated_input_exit_code_and_report(tmp_path, caplog):
     clip = tmp_path / "clip.mkv"
     synthetic_clip(clip, 30, container_format="matroska")
-    truncated = tmp_path / "truncated.mkv"
-    truncated.write_bytes(clip.read_bytes()[: clip.stat().st_size * 2 // 3])
+    truncated = damaged_copy(clip, tmp_path / "truncated.mkv", keep=2 / 3)
     decodable = len(decoded_times(truncated))
     assert main(["video", str(truncated), "--prompt", "red heart .", "--output", str(tmp_path / "out.mp4"),
                  *TINY_MODEL]) == 3

@@ -37,12 +37,12 @@ def tiny_detector() -> GroundingDinoDetector:
 
 
 def write_video(path: Path, frames: list[np.ndarray], frame_rate: Fraction = Fraction(10), codec: str = "libx264",
-                container_format: str | None = None) -> None:
+                container_format: str | None = None, pix_fmt: str = "yuv420p") -> None:
     """Encode RGB frames at a constant rate, pts 0, 1, 2, ... in 1/frame_rate units."""
     with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=frame_rate)
         stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = pix_fmt
         for index, image in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = index, 1 / frame_rate
@@ -57,6 +57,16 @@ def synthetic_clip(path: Path, num_frames: int, seed: int = 0, size: tuple[int, 
     frames, tracks = generate_video(seed, num_frames, size)
     write_video(path, frames, frame_rate, codec, container_format)
     return tracks
+
+
+def damaged_copy(source: Path, target: Path, keep: float = 1.0, noise_bytes: int = 0) -> Path:
+    """A copy of source cut to its first `keep` fraction of bytes, with `noise_bytes` random bytes (seed 0)
+    written over its middle."""
+    data = bytearray(source.read_bytes()[: int(source.stat().st_size * keep)])
+    middle = len(data) // 2
+    data[middle:middle + noise_bytes] = np.random.default_rng(0).integers(0, 256, noise_bytes, dtype=np.uint8).tobytes()
+    target.write_bytes(bytes(data))
+    return target
 
 
 def decoded_times(path: Path) -> list[float]:

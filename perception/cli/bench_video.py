@@ -63,8 +63,9 @@ def model_only_fps(detector, images: list, batch_size: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception.video import VideoJobConfig, VideoOutputs, process_video
-    from perception.video_io import VideoInputError, VideoReader
+    from perception.video.decode import VideoInputError, VideoReader
+    from perception.video.job import VideoJobConfig, process_video
+    from perception.video.outputs import VideoOutputs
 
     try:
         config = VideoJobConfig(batch_size=args.batch_size, start_time=args.start, end_time=args.end,

@@ -91,7 +91,7 @@ def _summary(scores) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from perception.tracking_eval import TrackingEvalConfig, baseline_settings, evaluate_on_synthetic_videos
-    from perception.video import VideoJobConfig
+    from perception.video.job import VideoJobConfig
 
     videos, frames = SCENARIO_SIZES[args.scenario]
     try:

@@ -16,24 +16,27 @@ import traceback
 from perception.cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 from perception.pipeline_stages import StopSignals
 
-# Subcommand modules, each exposing register(subparsers) that adds parsers with a `run` default.
-SUBCOMMAND_MODULES = (
-    "perception.cli.detect",
-    "perception.cli.bench",
-    "perception.cli.eval",
-    "perception.cli.train",
-    "perception.cli.demo_clip",
-    "perception.cli.video",
-    "perception.cli.bag",
-)
+# Each subcommand's module, exposing register(subparsers) that adds its parser with a `run` default.
+SUBCOMMANDS = {
+    "detect": "perception.cli.detect",
+    "bench": "perception.cli.bench",
+    "eval": "perception.cli.eval",
+    "train": "perception.cli.train",
+    "demo-clip": "perception.cli.demo_clip",
+    "video": "perception.cli.video",
+    "bag": "perception.cli.bag",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of `command` alone: some modules import torch (seconds), and
+    `gdino video missing.mp4` should answer at once."""
     parser = argparse.ArgumentParser(prog="gdino", description="Open-set detection with Grounding DINO.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module_name in SUBCOMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    for name, module_name in SUBCOMMANDS.items():
+        if command not in SUBCOMMANDS or name == command:
+            importlib.import_module(module_name).register(subparsers)
     return parser
 
 
@@ -43,13 +46,15 @@ def _one_line(text: str) -> str:
 
 def _run(argv: list[str], signals: StopSignals) -> int:
     """Parse and run one command; every way it can end becomes an exit code and at most one stderr line."""
-    # Known before parsing, which imports every subcommand (torch among them) and may itself be interrupted.
-    command = "gdino " + next((word for word in argv if not word.startswith("-")), "").strip()
+    # Known before parsing, which imports the subcommand's module and may itself be interrupted.
+    word = next((word for word in argv if not word.startswith("-")), None)
+    command = f"gdino {word}" if word in SUBCOMMANDS else "gdino"
     verbose = "-v" in argv or "--verbose" in argv
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(word).parse_args(argv)
         command = f"gdino {args.command}"
-        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="gdino: %(levelname)s: %(message)s")
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                            format="gdino: %(levelname)s: %(message)s")
         code = int(args.run(args) or 0)
     except CliError as error:
         print(f"{command}: error: {_one_line(error)}", file=sys.stderr)

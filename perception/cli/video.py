@@ -1,17 +1,23 @@
 """`gdino video`: detect and track a prompt in a video file; write an annotated video and per-frame tracks.
 
-Exit codes: 0 done; 2 a problem the user can fix (one line on stderr); 3 the input was damaged (every
-decodable frame was processed and the damage is reported); 130 interrupted (outputs are complete up to
-the last written frame).
+Exit codes: 0 done; 1 a fault of ours (one line, -v for the traceback); 2 a problem the user can fix (one
+line on stderr, nothing written); 3 the input was damaged or the detector refused frames (every other
+frame was processed, the outputs are complete and the damage is reported with counts); 130 interrupted
+by Ctrl-C or SIGTERM (the outputs hold the frames written so far, and the log says which).
+
+Outputs are never written over the input, and an output that exists is refused unless --overwrite is
+given. The video and the JSON lines hold the same frames whatever stops the run, SIGKILL included (a
+kill can leave the video one frame ahead).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import yaml
 
-from perception.cli.errors import EXIT_DAMAGED_INPUT, CliError
+from perception.cli.errors import EXIT_DAMAGED_INPUT, EXIT_OK, CliError
 from perception.cli.model_args import add_detector_arguments, build_detector
 
 
@@ -32,6 +38,8 @@ def register(subparsers) -> None:
     parser.add_argument("--output", help="annotated MP4 (default: <input stem>.tracked.mp4 in the current folder)")
     parser.add_argument("--jsonl", help="per-frame tracks, JSON Lines (default: the output path with .jsonl)")
     parser.add_argument("--mot", help="also write MOTChallenge text to this path")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace outputs that already exist (never the input; default: refuse)")
     parser.add_argument("--start", type=float, default=0.0, help="start time in seconds (default 0)")
     parser.add_argument("--end", type=float, default=None, help="end time in seconds, exclusive (default: the end)")
     parser.add_argument("--stride", type=int, default=1,
@@ -72,6 +80,11 @@ def tracker_config_from_args(args: argparse.Namespace):
             values = yaml.safe_load(Path(args.tracker_config).read_text()) or {}
         except OSError as error:
             raise CliError(f"cannot read tracker config {args.tracker_config}: {error.strerror}") from error
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise CliError(f"tracker config {args.tracker_config} is not valid YAML: "
+                           f"{getattr(error, 'problem', None) or error}{where}") from error
         if not isinstance(values, dict):
             raise CliError(f"tracker config {args.tracker_config} must be a mapping of settings")
     for name in ("label_gating", "continue_threshold", "reid_frames", "reid_appearance", "cross_phrase_iou"):
@@ -86,29 +99,40 @@ def tracker_config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception.video import VideoJobConfig, VideoOutputs, process_video
-    from perception.video_io import VideoInputError, probe
+    from perception.video.decode import VideoInputError, probe
+    from perception.video.outputs import VideoOutputError, VideoOutputs
+
+    output = args.output or f"{Path(args.input).stem}.tracked.mp4"
+    outputs = VideoOutputs(output, args.jsonl or str(Path(output).with_suffix(".jsonl")), args.mot, args.overwrite)
+    try:  # input and outputs first: a wrong path is refused in a second, before torch and the model load
+        probe(args.input)
+        outputs.check(args.input)
+    except (VideoInputError, VideoOutputError) as error:
+        raise CliError(str(error)) from error
+    from perception.video.job import VideoJobConfig, process_video
 
     try:
-        probe(args.input)
         config = VideoJobConfig(batch_size=args.batch_size, frame_stride=args.stride, start_time=args.start,
                                 end_time=args.end, output_size=args.output_size, tracker=tracker_config_from_args(args))
-    except (VideoInputError, ValueError) as error:
+    except ValueError as error:
         raise CliError(str(error)) from error
-    output = args.output or f"{Path(args.input).stem}.tracked.mp4"
-    outputs = VideoOutputs(output, args.jsonl or str(Path(output).with_suffix(".jsonl")), args.mot)
     detector = build_detector(args)
     try:
         detector.set_prompt(args.prompt)  # refuses a prompt without phrases before any output exists
     except ValueError as error:
         raise CliError(str(error)) from error
-    # Ctrl-C and SIGTERM stop at a frame boundary inside process_video, which then raises KeyboardInterrupt.
-    summary = process_video(detector, args.prompt, args.input, outputs, config, progress=not args.quiet)
-    print(f"{summary.frames} frames ({summary.detected_frames} detected) in {summary.seconds:.1f} s, "
-          f"{summary.fps:.1f} frames/s -> {outputs.video} ({summary.encoder}), {outputs.jsonl}"
-          + (f", {outputs.mot}" if outputs.mot else ""))
+    try:  # Ctrl-C and SIGTERM stop at a frame boundary inside process_video, which then raises KeyboardInterrupt
+        summary = process_video(detector, args.prompt, args.input, outputs, config, progress=not args.quiet)
+    except (VideoInputError, VideoOutputError) as error:  # e.g. the encoder refuses --output-size
+        raise CliError(str(error)) from error
     if summary.frames == 0 and not summary.damage.damaged:
         raise CliError(f"no frame of {args.input} lies between {args.start} s and "
                        f"{'the end' if args.end is None else f'{args.end} s'}")
+    written = ", ".join(path for _, path in outputs.named())
+    print(f"{summary.frames} frames ({summary.detected_frames} detected) in {summary.seconds:.1f} s, "
+          f"{summary.fps:.1f} frames/s -> " + (f"{written} ({summary.encoder})" if summary.frames else "no output"))
     # The damage itself was logged as a warning by process_video.
-    return EXIT_DAMAGED_INPUT if summary.damage.damaged else 0
+    if summary.refusals:
+        logging.getLogger(__name__).warning("%s; they are in the outputs without detections, marked \"refused\"",
+                                            summary.describe_refusals())
+    return EXIT_DAMAGED_INPUT if summary.damage.damaged or summary.refusals else EXIT_OK

@@ -1,12 +1,14 @@
-"""Reading and writing video files with PyAV (FFmpeg), with damage accounting on the way in.
+"""The decode step: reading a video file with PyAV (FFmpeg), with damage accounting.
 
-Frames cross this module as (H, W, 3) uint8 RGB arrays. Timestamps are kept as the input's ``pts``
-in its stream time base, so written videos keep the input's frame rate and frame timing.
+Frames leave this module as (H, W, 3) uint8 RGB arrays (and, on request, the decoder's own 4:2:0
+planes). Timestamps are kept as the input's ``pts`` in its stream time base, so the written video
+(perception.video.encode) keeps the input's frame rate and frame timing.
 """
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -15,19 +17,6 @@ import av
 import numpy as np
 
 logger = logging.getLogger(__name__)
-
-# Encoders in order of preference: H.264 plays everywhere; MPEG-4 Part 2 is in every FFmpeg build.
-H264_ENCODERS = ("libx264", "libopenh264")
-FALLBACK_ENCODER = "mpeg4"
-# Fragmented MP4 with one fragment per frame, flushed to disk per packet: a run that is killed outright
-# (SIGKILL, power loss) still leaves a playable file holding every frame the encoder had emitted.
-_MP4_OPTIONS = {"movflags": "frag_every_frame+empty_moov+default_base_moof", "flush_packets": "1"}
-# ultrafast: the encoder shares the CPU with the model; on 2 cores it lifts the pipeline/model ratio by
-# about 3 points over veryfast at the same CRF (files are larger, quality alike).
-# No B-frames: decode order equals display order, so a fragmented MP4 (which has no edit list to hide a
-# negative decode time) keeps every frame at its input time, and nothing waits for reordering.
-_ENCODER_OPTIONS = {"libx264": {"preset": "ultrafast", "crf": "23", "bf": "0"}}
-
 
 class VideoInputError(ValueError):
     """The input cannot be read as a video: missing file, not a video, no decoder for its codec."""
@@ -93,21 +82,43 @@ class DamageReport:
         return "; ".join(parts) if parts else "intact"
 
 
+def _check_input_file(path: str) -> None:
+    """One clear line for a path that cannot hold a video: missing, a folder, a pipe or device, empty."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise VideoInputError(f"input video not found: {path}") from None
+    except OSError as error:
+        raise VideoInputError(f"cannot read {path}: {error.strerror}") from None
+    mode = status.st_mode
+    if stat.S_ISDIR(mode):
+        raise VideoInputError(f"{path} is a directory, not a video file")
+    if stat.S_ISFIFO(mode):
+        raise VideoInputError(f"{path} is a named pipe (FIFO); a video is read twice (header, then frames) "
+                              "and must be a regular file")
+    if not stat.S_ISREG(mode):
+        raise VideoInputError(f"{path} is not a regular file (a device or a socket), not a video file")
+    if status.st_size == 0:
+        raise VideoInputError(f"{path} is empty (0 bytes)")
+
+
 def _open_input(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    if not os.path.isfile(path):
-        raise VideoInputError(f"input video not found: {path}")
+    _check_input_file(path)
     try:
         container = av.open(path)
     except av.error.FFmpegError as error:
         raise VideoInputError(f"cannot read {path} as a video: {error.strerror}") from error
-    if not container.streams.video:
+    problem = ""
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+        problem = f"{path} is a still image ({container.format.long_name}), not a video"
+    elif not container.streams.video:
+        problem = f"{path} has no video stream"
+    elif container.streams.video[0].codec_context is None:
+        problem = f"{path}: unknown video codec, this FFmpeg build has no decoder for it"
+    if problem:
         container.close()
-        raise VideoInputError(f"{path} has no video stream")
-    stream = container.streams.video[0]
-    if stream.codec_context is None:
-        container.close()
-        raise VideoInputError(f"{path}: unknown video codec, this FFmpeg build has no decoder for it")
-    return container, stream
+        raise VideoInputError(problem)
+    return container, container.streams.video[0]
 
 
 def _expected_frames(container, stream) -> int:
@@ -204,93 +215,3 @@ def _frame_step(stream) -> int:
     """One frame's duration in the stream's time base (at least 1)."""
     rate = stream.average_rate or stream.guessed_rate
     return max(1, round(1 / (rate * stream.time_base))) if rate else 1
-
-
-def _can_encode(name: str) -> bool:
-    """codecs_available lists decoders too: check that an encoder of this name exists."""
-    try:
-        av.codec.Codec(name, "w")
-    except av.codec.codec.UnknownCodecError:
-        return False
-    return True
-
-
-def choose_encoder() -> str:
-    """The first H.264 encoder this FFmpeg build has, else MPEG-4 Part 2 (logged as a warning)."""
-    for name in H264_ENCODERS:
-        if name in av.codecs_available and _can_encode(name):
-            return name
-    logger.warning("no H.264 encoder in this FFmpeg build; writing MPEG-4 Part 2 (%s) instead", FALLBACK_ENCODER)
-    return FALLBACK_ENCODER
-
-
-class VideoWriter:
-    """Writes RGB frames to a fragmented MP4 at the input's frame rate and time base.
-
-    ``write(image, pts)`` takes pts in ``time_base`` units; they are shifted so the video starts at 0
-    and must increase. Close it (or use ``with``) to flush the encoder; frames written before a crash
-    stay playable even without closing.
-    """
-
-    def __init__(self, path: str, width: int, height: int, frame_rate: Fraction, time_base: Fraction,
-                 encoder: str | None = None, threads: int = 0) -> None:
-        """threads: encoder threads, 0 lets FFmpeg choose (one per core and more); 1 when the encoder shares
-        the CPU with a model, where its extra threads only take cores from the model (on 2 cores the
-        pipeline/model ratio of `gdino bench video` went from 0.90 to 0.93, means of 3 and 5 runs)."""
-        if threads < 0:
-            raise ValueError(f"encoder threads must be >= 0 (0: FFmpeg chooses); got {threads}")
-        if width % 2 or height % 2 or width < 2 or height < 2:
-            raise ValueError(f"output size must be even and at least 2x2 (4:2:0 video); got {width}x{height}")
-        self.encoder = encoder or choose_encoder()
-        self._container = av.open(path, "w", format="mp4", options=_MP4_OPTIONS)
-        try:
-            self._stream = self._container.add_stream(self.encoder, rate=frame_rate,
-                                                      options=_ENCODER_OPTIONS.get(self.encoder, {}))
-            self._stream.codec_context.thread_count = threads
-            self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
-            self._stream.time_base = time_base
-            self._stream.codec_context.time_base = time_base
-        except BaseException:
-            self._container.close()
-            raise
-        self._time_base = time_base  # the stream's own changes to the muxer's (1/10240 for 10 fps MP4)
-        self._first_pts: int | None = None
-        self._last_pts: int | None = None
-        self.frames_written = 0
-
-    def write(self, image: np.ndarray, pts: int) -> None:
-        """image: (height, width, 3) uint8 RGB; pts: input timestamp in time_base units."""
-        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"), pts)
-
-    def write_yuv420(self, planes: np.ndarray, pts: int) -> None:
-        """planes: (height * 3 / 2, width) uint8 yuv420p as DecodedFrame.yuv420; pts as in write."""
-        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(planes), format="yuv420p"), pts)
-
-    def _encode(self, frame: av.VideoFrame, pts: int) -> None:
-        if self._first_pts is None:
-            self._first_pts = pts
-        pts -= self._first_pts
-        if self._last_pts is not None and pts <= self._last_pts:
-            raise ValueError(f"frame timestamps must increase; got pts {pts} after {self._last_pts}")
-        self._last_pts = pts
-        frame.pts = pts
-        frame.time_base = self._time_base
-        self._container.mux(self._stream.encode(frame))
-        self.frames_written += 1
-
-    def close(self) -> None:
-        """Flush the encoder's delayed frames and finish the file; safe to call twice."""
-        if self._container is None:
-            return
-        try:
-            if self.frames_written:
-                self._container.mux(self._stream.encode(None))
-        finally:
-            self._container.close()
-            self._container = None
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()

@@ -1,14 +1,16 @@
-"""Offline video pipeline: decode, detect in batches, track, annotate, encode, all overlapping.
+"""The video job: decode, detect in batches, track, annotate, encode, all overlapping.
 
 Three threads joined by bounded queues::
 
     decode (PyAV, FFmpeg threads) -> frames -> inference (detector batches + tracker) -> results
         -> caller's thread: draw, encode, write JSON Lines / MOTChallenge, progress
 
-The caller's thread owns every output file. Ctrl-C or SIGTERM stop the run at a frame boundary and a
-failure in any stage stops it too; frames already processed are still written, the others dropped,
-and the outputs are closed in ``finally``: the video stays playable, the JSON lines are complete up to
-the last frame written, and both always hold the same frames.
+The caller's thread owns every output file (perception.video.write). Ctrl-C or SIGTERM stop the run
+at a frame boundary and a failure in any stage stops it too; frames already processed are still
+written, the others dropped, and the outputs are closed in ``finally``: the video stays playable, the
+JSON lines are complete, both hold the same frames, and the log says which. A frame the detector
+refuses (it raises for that frame alone) stops nothing: it is tracked without detections, marked
+in its JSON line, and counted.
 
 Frame stride: the detector runs on every ``frame_stride``-th frame (counted from the start time); the
 tracker predicts the frames in between (norfair's period), and every frame is written.
@@ -20,23 +22,24 @@ import math
 import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
-from perception.drawing import draw_objects, draw_objects_yuv420, yuv420_planes
 from perception.pipeline_stages import END, Stage, StopSignals, get, put
-from perception.track_records import TrackRecordWriter
-from perception.streams import LabeledBox
-from perception.tracking import ObjectTracker, Track, detection_floor
+from perception.tracking import ObjectTracker, detection_floor
 from perception.tracking_config import TrackerConfig
 from perception.types import Detections
-from perception.video_io import DamageReport, DecodedFrame, VideoInfo, VideoReader, VideoWriter
+from perception.video.decode import DamageReport, DecodedFrame, VideoInfo, VideoReader
+from perception.video.encode import choose_encoder, max_side, output_size
+from perception.video.outputs import VideoOutputs
+from perception.video.write import OutputWriter
 
 logger = logging.getLogger(__name__)
+
 
 class FrameDetector(Protocol):
     """What the pipeline needs from a detector (perception.detector.GroundingDinoDetector has it)."""
@@ -85,13 +88,6 @@ class VideoJobConfig:
         _check(1 <= self.queue_batches <= 16, f"video queue_batches must be in [1, 16]; got {self.queue_batches}")
 
 
-@dataclass(frozen=True)
-class VideoOutputs:
-    video: str  # annotated MP4
-    jsonl: str  # one JSON line per frame, see perception.track_records
-    mot: str | None = None  # MOTChallenge text, optional
-
-
 @dataclass
 class VideoRunSummary:
     frames: int  # frames in every output
@@ -99,10 +95,26 @@ class VideoRunSummary:
     damage: DamageReport
     encoder: str
     seconds: float  # wall time from the first decode to the last write
+    refusals: Counter = field(default_factory=Counter)  # frames the detector refused, by reason
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def refused_frames(self) -> int:
+        return sum(self.refusals.values())
+
+    def describe_refusals(self) -> str:
+        """'3 frames refused by the detector (RuntimeError: ...)', or '' when none was."""
+        if not self.refusals:
+            return ""
+        reasons = "; ".join(f"{count}x {reason}" for reason, count in self.refusals.most_common())
+        return f"{self.refused_frames} frames refused by the detector ({reasons})"
+
+
+def _refusal(error: Exception) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 class _Inference:
@@ -111,6 +123,7 @@ class _Inference:
     def __init__(self, detector: FrameDetector, tracker: ObjectTracker, config: VideoJobConfig) -> None:
         self.detector, self.tracker, self.config = detector, tracker, config
         self.detected_frames = 0
+        self.refusals: Counter = Counter()
 
     def is_detected(self, frame: DecodedFrame) -> bool:
         return frame.index % self.config.frame_stride == 0
@@ -131,20 +144,40 @@ class _Inference:
         if not stop.is_set() and self._track_batch(pending, results, stop):
             put(results, END, stop)
 
+    def _detect(self, frames: list[DecodedFrame], box_threshold: float) -> list[Detections | str]:
+        """Each frame's detections, or why the detector refused it: when a batch fails, its frames are
+        tried one by one, so one frame the detector cannot take costs no other frame."""
+        try:
+            detections = self.detector.detect([frame.image for frame in frames], box_threshold=box_threshold)
+        except Exception as error:  # a refused frame, or a batch too large for the device: see below
+            if len(frames) == 1:
+                reason = _refusal(error)
+                if reason not in self.refusals:
+                    logger.warning("the detector refused frame %d (%.3f s): %s", frames[0].index, frames[0].time,
+                                   reason)
+                self.refusals[reason] += 1
+                return [reason]
+            logger.debug("a batch of %d frames failed (%s); trying them one by one", len(frames), _refusal(error))
+            return [result for frame in frames for result in self._detect([frame], box_threshold)]
+        if len(detections) != len(frames):  # a broken detector, not a refused frame: stop the run
+            raise RuntimeError(f"the detector returned {len(detections)} results for {len(frames)} images")
+        return list(detections)
+
     def _track_batch(self, pending: list[DecodedFrame], results: queue.Queue, stop: threading.Event) -> bool:
         if stop.is_set():
             return False
         to_detect = [frame for frame in pending if self.is_detected(frame)]
         box_threshold = self.detector.box_threshold
         floor = detection_floor(box_threshold, self.config.tracker)
-        detections = iter(self.detector.detect([frame.image for frame in to_detect], box_threshold=floor)
-                          if to_detect else [])
-        self.detected_frames += len(to_detect)
+        outcomes = iter(self._detect(to_detect, floor) if to_detect else [])
         for frame in pending:
-            frame_detections = next(detections) if self.is_detected(frame) else None
+            outcome = next(outcomes) if self.is_detected(frame) else None
+            refusal = outcome if isinstance(outcome, str) else None
+            frame_detections = None if refusal else outcome
+            self.detected_frames += frame_detections is not None
             tracks = self.tracker.update(frame_detections, frame=frame.image, period=self.config.frame_stride,
                                          start_threshold=box_threshold)
-            if not put(results, (frame, tracks, frame_detections is not None), stop):
+            if not put(results, (frame, tracks, frame_detections is not None, refusal), stop):
                 return False
         return True
 
@@ -156,16 +189,6 @@ def _decode(reader: VideoReader, frames: queue.Queue, stop: threading.Event) -> 
     put(frames, END, stop)
 
 
-def output_size(info: VideoInfo, requested: tuple[int, int] | None) -> tuple[int, int]:
-    """(width, height) of the output: the request, or the input size rounded down to even numbers."""
-    if requested is not None:
-        return requested
-    size = (info.width - info.width % 2, info.height - info.height % 2)
-    if size != (info.width, info.height):
-        logger.info("input is %dx%d; 4:2:0 output needs even sizes: writing %dx%d", info.width, info.height, *size)
-    return size
-
-
 def _expected_frames(info: VideoInfo, config: VideoJobConfig) -> int | None:
     """Frames in the chosen time range according to the header, for the progress bar's ETA."""
     if not info.frames or not info.frame_rate:
@@ -175,67 +198,61 @@ def _expected_frames(info: VideoInfo, config: VideoJobConfig) -> int | None:
     return max(0, round((end - config.start_time) * float(info.frame_rate)))
 
 
-def _write_annotated(writer: VideoWriter, frame: DecodedFrame, tracks: list[Track], size: tuple[int, int]) -> None:
-    """Write the frame resized to the output size with every track drawn (boxes scaled along): on the
-    decoded 4:2:0 planes when the reader kept them, else on the RGB image."""
-    height, width = frame.image.shape[:2]
-    scale = np.array([size[0] / width, size[1] / height] * 2, np.float32)
-    boxes = [LabeledBox(t.label, t.score, t.box_xyxy * scale, str(t.track_id)) for t in tracks]
-    if frame.yuv420 is not None:
-        planes = frame.yuv420 if (width, height) == size else _resized_yuv420(frame.yuv420, height, width, size)
-        writer.write_yuv420(draw_objects_yuv420(planes, size[1], size[0], boxes), frame.pts)
-        return
-    image = frame.image if (width, height) == size else cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
-    writer.write(draw_objects(image, boxes), frame.pts)
-
-
-def _resized_yuv420(planes: np.ndarray, height: int, width: int, size: tuple[int, int]) -> np.ndarray:
-    """A packed yuv420p frame resized plane by plane to size (width, height), both even."""
-    resized = [cv2.resize(plane, (size[0] // factor, size[1] // factor), interpolation=cv2.INTER_AREA).reshape(-1)
-               for plane, factor in zip(yuv420_planes(planes, height, width), (1, 2, 2))]
-    return np.concatenate(resized).reshape(size[1] * 3 // 2, size[0])  # PyAV's packed yuv420p layout
-
-
 def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs: VideoOutputs,
                   config: VideoJobConfig | None = None, progress: bool = False) -> VideoRunSummary:
     """Detect and track `prompt` in a video file and write the annotated video and the track records.
 
-    Raises perception.video_io.VideoInputError for an unreadable input and ValueError for a prompt the
-    detector refuses, both before any output is created. Damage inside the input is not an error:
-    every decodable frame is processed and the summary's ``damage`` says what was lost. Ctrl-C or
-    SIGTERM (on the main thread) finish the frame being written, close the outputs and then raise
-    KeyboardInterrupt.
+    Raises perception.video.decode.VideoInputError for an unreadable input, VideoOutputError for outputs
+    that break the rules of perception.video.outputs (or cannot be created) and ValueError for a prompt the
+    detector refuses, all before any output is created. Damage inside the input is not an error: every
+    decodable frame is processed and the summary's ``damage`` says what was lost; nor is a frame the
+    detector refuses (``refusals``). Ctrl-C or SIGTERM (on the main thread), from the first line on, finish
+    the frame being written, close the outputs and then raise KeyboardInterrupt; before the first frame
+    no output is left.
     """
     config = config or VideoJobConfig()
-    reader = VideoReader(input_path, config.start_time, config.end_time, keep_yuv420=True)
-    tracker = ObjectTracker(config.tracker)
-    tracker.set_phrases(detector.set_prompt(prompt))
-    size = output_size(reader.info, config.output_size)
-    inference = _Inference(detector, tracker, config)
+    stop = threading.Event()
+    with StopSignals(stop) as stop_signals:
+        reader = VideoReader(input_path, config.start_time, config.end_time, keep_yuv420=True)
+        outputs.check(input_path)
+        tracker = ObjectTracker(config.tracker)
+        tracker.set_phrases(detector.set_prompt(prompt))
+        encoder = choose_encoder()
+        size = output_size(reader.info.width, reader.info.height, config.output_size, encoder, max_side(encoder))
+        if stop.is_set():
+            logger.warning("stopped by %s before any output was written", stop_signals.received)
+            raise KeyboardInterrupt
+        # A model on the CPU competes with the encoder for cores: one encoder thread then (see VideoWriter).
+        on_cpu = str(getattr(detector, "device", "cpu")).startswith("cpu")
+        writer = OutputWriter(outputs, size, reader.info, encoder, threads=1 if on_cpu else 0)
+        inference = _Inference(detector, tracker, config)
+        started = time.perf_counter()
+        _run_stages(reader, inference, writer, config, progress, stop, stop_signals)
+    if reader.report.damaged:
+        logger.warning("%s is damaged: %s", input_path, reader.report.describe())
+    return VideoRunSummary(writer.records.frames_written, inference.detected_frames, reader.report,
+                           writer.video.encoder, time.perf_counter() - started, inference.refusals)
+
+
+def _run_stages(reader: VideoReader, inference: _Inference, writer: OutputWriter, config: VideoJobConfig,
+                progress: bool, stop: threading.Event, stop_signals: StopSignals) -> None:
+    """Decode and inference on their threads, writing on this one, until the end, a stop or a failure;
+    the outputs are closed whatever happens, and a stop is logged with the frames they hold."""
     depth = config.batch_size * config.frame_stride * config.queue_batches
     frames, results = queue.Queue(maxsize=depth), queue.Queue(maxsize=depth)
-    stop = threading.Event()
     stages: list[Stage] = []
     stages.append(Stage("decode", lambda: _decode(reader, frames, stop), stop))
     stages.append(Stage("inference", lambda: inference.run(frames, results, stop, stages[:1]), stop))
-    # A model on the CPU competes with the encoder for cores: one encoder thread then (see VideoWriter).
-    on_cpu = str(getattr(detector, "device", "cpu")).startswith("cpu")
-    writer = VideoWriter(outputs.video, size[0], size[1], reader.info.frame_rate, reader.info.time_base,
-                         threads=1 if on_cpu else 0)
-    records = TrackRecordWriter(outputs.jsonl, outputs.mot)
     bar = tqdm(total=_expected_frames(reader.info, config), unit="frame", disable=not progress, dynamic_ncols=True)
-    started = time.perf_counter()
+    cause = ""
     try:
-        with StopSignals(stop) as stop_signals:
-            for stage in stages:
-                stage.start()
-            while (item := get(results, stop, stages)) is not END:
-                frame, tracks, detected = item
-                _write_annotated(writer, frame, tracks, size)
-                records.write(frame.index, frame.time, detected, tracks)
-                bar.update()
+        for stage in stages:
+            stage.start()
+        while (item := get(results, stop, stages)) is not END:
+            writer.write(*item)
+            bar.update()
     except BaseException as error:
-        _log_stop(type(error).__name__, records.frames_written, outputs)
+        cause = type(error).__name__
         raise
     finally:
         stop.set()
@@ -243,19 +260,11 @@ def process_video(detector: FrameDetector, prompt: str, input_path: str, outputs
             if stage.is_alive():
                 stage.join(timeout=1.0)  # an inference stage may be inside a long batch: not worth waiting for
         bar.close()
-        try:
-            writer.close()
-        finally:
-            records.close()
+        held = writer.close()
+        cause = stop_signals.received or cause
+        if cause or writer.close_error:
+            logger.warning("stopped by %s: %s", cause or "a failure to close the outputs", held)
+    if writer.close_error:
+        raise writer.close_error
     if stop_signals.received:
-        _log_stop(stop_signals.received, records.frames_written, outputs)
         raise KeyboardInterrupt
-    if reader.report.damaged:
-        logger.warning("%s is damaged: %s", input_path, reader.report.describe())
-    return VideoRunSummary(records.frames_written, inference.detected_frames, reader.report, writer.encoder,
-                           time.perf_counter() - started)
-
-
-def _log_stop(cause: str, frames: int, outputs: VideoOutputs) -> None:
-    logger.warning("stopped by %s after %d frames; %s and %s are complete up to that frame",
-                   cause, frames, outputs.video, outputs.jsonl)
