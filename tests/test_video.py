@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import time
 from fractions import Fraction
 
 import av
@@ -12,6 +14,7 @@ import pytest
 from video_samples import (container_duration, damaged_copy, decoded_times, read_jsonl, synthetic_clip, tiny_detector,
                            write_video)
 
+from perception.pipeline_stages import StopSignals
 from perception.tracking import ObjectTracker
 from perception.training.synthetic import generate_video
 from perception.tracking_config import TrackerConfig
@@ -166,6 +169,26 @@ def test_a_broken_detector_stops_the_run_and_the_log_says_what_the_outputs_hold(
     assert [record["frame"] for record in records] == [0, 1, 2, 3]
     held = f"{outputs.video} and {outputs.jsonl} hold frames 0 to 3 (records to 0.300 s)"
     assert f"stopped by RuntimeError: {held}" in caplog.text
+
+
+def test_an_interrupt_a_library_swallowed_still_stops_the_run_before_any_output(tmp_path, detector, caplog):
+    """gdino's main takes Ctrl-C with an outer StopSignals. A Ctrl-C inside a C extension's import comes out
+    as an ImportError, which norfair turns into a dummy module (cv2, pandas): the command went on as if
+    nothing had happened. process_video must see the signal the outer handler took, and write nothing."""
+    clip = tmp_path / "clip.mp4"
+    synthetic_clip(clip, 6)
+    outputs = outputs_in(tmp_path)
+    with StopSignals() as outer:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            pass  # swallowed, like `except ImportError` around an import
+        assert outer.received == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            process_video(detector, PROMPT, str(clip), outputs)
+    assert "stopped by SIGINT before any output was written" in caplog.text
+    assert not os.path.exists(outputs.video) and not os.path.exists(outputs.jsonl)
 
 
 def test_a_truncated_input_is_processed_up_to_its_last_decodable_frame(tmp_path, detector):

@@ -213,7 +213,11 @@ def test_a_signal_during_start_up_is_one_line_and_leaves_no_output(tmp_path, sig
         time.sleep(0.02)
     process.send_signal(sig)
     code, stderr = finish(process)
-    assert code == 130 and messages(stderr) == [f"gdino video: interrupted by {sig.name}"], stderr
+    # A library that swallowed the interrupt (norfair turns an ImportError from cv2 or pandas into a dummy,
+    # and a Ctrl-C inside a C extension's import is one) leaves the run to stop itself before writing.
+    swallowed = f"gdino: WARNING: stopped by {sig.name} before any output was written"
+    assert code == 130 and messages(stderr)[-1] == f"gdino video: interrupted by {sig.name}", stderr
+    assert set(messages(stderr)[:-1]) <= {swallowed}, stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"] and digest(clip) == before
 
 
