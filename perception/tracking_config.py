@@ -59,10 +59,14 @@ class TrackerConfig:
     # "iou": distance 1 - IoU of boxes, threshold in (0, 1]; "euclidean": distance in pixels between the
     # stacked corner coordinates (x0, y0, x1, y1), threshold > 0. IoU needs no tuning per resolution.
     distance: str = "iou"
-    # Largest distance that still matches. 0.7 for IoU accepts overlaps above 0.3, which holds for
-    # people at 10 fps; lower it for dense scenes, raise it for fast motion at low frame rates.
-    distance_threshold: float = 0.7
-    # Frames a track survives without a match once its counter is full (see the module docstring).
+    # Largest distance that still matches. 0.6 for IoU accepts overlaps above 0.4: in crowds of one phrase
+    # (gdino eval tracking --scenario crowd, noisy truth, seeds 0-7 and 100-107) 0.7 let a track take a
+    # neighbour's box (IDF1 0.90 against 0.92, 11-13 switches against 8); on the default videos both hold.
+    # Raise it for fast motion at low frame rates.
+    distance_threshold: float = 0.6
+    # Frames a track survives without a match once its counter is full (see the module docstring). Counted in
+    # updates, not seconds: it is norfair's counter (it also paces confirmation, initialization_delay); a
+    # track it ends is kept for re-identification, whose window is in seconds (reid_seconds).
     hit_counter_max: int = 15
     # Matches a new track needs before it is reported; 0 reports it on its first detection. Must be
     # below hit_counter_max. Small, because Grounding DINO rarely fires on nothing twice in a row.
@@ -90,27 +94,35 @@ class TrackerConfig:
     # ByteTrack's second association: a detection scored below the detector's box threshold but at least
     # this continues a reported track of its phrase that it overlaps (a partly hidden or blurred object
     # whose score dipped) and never starts a track. The pipelines then run the detector down to this
-    # score, so a continued track can carry a score below the box threshold. 0 turns it off.
-    continue_threshold: float = 0.0
-    # Re-identification of lost tracks (norfair's ReID): for this many frames after a track is lost, a new
-    # track of the same phrase (or synonym group) that appears near where the lost one could be now takes
-    # over its id instead of starting a new one. 0: off. 30 frames: on the validation videos of `gdino eval
-    # tracking` (seeds 100, 200, 300) identity switches fell from 6 to 1 over 68 tracks; continue_threshold
-    # 0.2 on top brought 4 (its low-scored boxes are the detector's least accurate), cross_phrase_iou 0.7
-    # changed nothing, so both stay off.
-    reid_frames: int = 30
-    # How near, in box sizes of the lost track (the square root of its largest recent box's area): the
-    # centre distance from where its motion model puts it now, or from where it was last seen less the
-    # distance it covers at its usual speed (the median of its recent steps) in the frames since. Boxes
-    # whose areas are more than 2x outside the range of its recent boxes never match.
-    reid_distance: float = 1.0
+    # score, so a continued track can carry a score below the box threshold. 0 turns it off. 0.2: a person
+    # half hidden by another scores low and keeps its track instead of coasting away from it (crowd
+    # scenario, noisy truth: IDF1 0.90 -> 0.92, merged ids 9 -> 5 on seeds 0-7; same on the default videos
+    # with the bundled model).
+    continue_threshold: float = 0.2
+    # Frames per second assumed when ``ObjectTracker.update`` gets no ``timestamp``: every update is then
+    # one frame later than the last. The windows below are in seconds, so a 10 fps video and a 30 fps
+    # camera behave alike when each passes its frames' timestamps (or its true rate here).
+    frame_rate: float = 10.0
+    # Re-identification (perception.tracking.reidentification): a new track of a lost track's phrase (or
+    # synonym group) first seen at most this many seconds after the lost one was, confirmed within reach of
+    # where it should be by then, takes its id back when no other explanation is as likely. 0: off.
+    reid_seconds: float = 3.0
+    # Reach around where the lost track should be (its last full-size box moved along its velocity), in box
+    # sizes of the lost track (the square root of its largest recent box's area): reid_distance when it is
+    # lost, plus reid_distance_per_second for each second since, never more than reid_max_distance; twice
+    # that for a lost track with no other track of its phrase known (no crowd to confuse it with).
+    # 0.75/0.5/1.5: on the default videos with the bundled model (seeds 0-23) 0.5 left 6 identity switches,
+    # 0.75 4; a cap of 2 or a growth of 1 per second changed nothing there and added merges in crowds.
+    reid_distance: float = 0.75
+    reid_distance_per_second: float = 0.5
+    reid_max_distance: float = 1.5
     # Also compare colours: a new track takes a lost one's id only if its colour histogram (hue, saturation
     # and value of the middle of the box) has at least this Bhattacharyya coefficient with one of the lost
-    # track's recent boxes, so a differently dressed person passing where another was lost keeps its own
-    # id. Needs the frame with each update's detections. 0: off. 0.5: on the generated videos (objects more
-    # than half visible, seeds 100-123) one object scores 0.97 with itself 40 frames later (median; 0.79 at
-    # the 5th percentile), two objects of different colours 0.13 (median; 0.68 at the 95th); every
-    # re-identification made on seeds 0-23 scored 0.68 or more, and the scores there did not change.
+    # track's recent full-size boxes, so a differently dressed person passing where another was lost keeps
+    # its own id. Colour never decides between candidates dressed alike. Needs the frame with each update's
+    # detections. 0: off. 0.5: on the generated videos (objects more than half visible, seeds 100-123) one
+    # object scores 0.97 with itself 40 frames later (median; 0.79 at the 5th percentile), two objects of
+    # different colours 0.13 (median; 0.68 at the 95th).
     reid_appearance: float = 0.5
     # "kalman": norfair's constant-velocity Kalman filter; "none": boxes stay where last seen.
     filter: str = "kalman"
@@ -141,9 +153,15 @@ class TrackerConfig:
                f"tracking duplicate_iou must be in (0, 1] (1 keeps every detection); got {self.duplicate_iou}")
         _check(0.0 <= self.continue_threshold < 1.0,
                f"tracking continue_threshold must be in [0, 1) (0 turns it off); got {self.continue_threshold}")
-        _check(0 <= self.reid_frames <= 10_000,
-               f"tracking reid_frames must be in [0, 10000] (0 turns it off); got {self.reid_frames}")
-        _check(self.reid_distance > 0.0, f"tracking reid_distance must be > 0 box sizes; got {self.reid_distance}")
+        _check(0.0 < self.frame_rate <= 1000.0,
+               f"tracking frame_rate must be in (0, 1000] frames per second; got {self.frame_rate}")
+        _check(0.0 <= self.reid_seconds <= 600.0,
+               f"tracking reid_seconds must be in [0, 600] (0 turns it off); got {self.reid_seconds}")
+        _check(0.0 < self.reid_distance <= self.reid_max_distance <= 10.0,
+               "tracking reid_distance and reid_max_distance must satisfy 0 < reid_distance <= reid_max_distance "
+               f"<= 10 box sizes; got {self.reid_distance} and {self.reid_max_distance}")
+        _check(0.0 <= self.reid_distance_per_second <= 10.0,
+               f"tracking reid_distance_per_second must be in [0, 10] box sizes; got {self.reid_distance_per_second}")
         _check(0.0 <= self.reid_appearance < 1.0,
                f"tracking reid_appearance must be in [0, 1) (0 turns it off); got {self.reid_appearance}")
         _check_choice("on_prompt_change", self.on_prompt_change, PROMPT_CHANGE_RULES)

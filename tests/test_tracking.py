@@ -72,7 +72,7 @@ def test_identities_survive_gaps_up_to_the_hit_counter(hit_counter_max):
 
 
 def test_a_gap_longer_than_the_hit_counter_ends_the_identity():
-    config = TrackerConfig(hit_counter_max=6, initialization_delay=1, reid_frames=0)
+    config = TrackerConfig(hit_counter_max=6, initialization_delay=1, reid_seconds=0)
     truth = ground_truth_boxes(frames=50, objects=2, seed=3)
     rng = np.random.default_rng(4)
     gap = range(20, 27)  # one frame more than the hit counter allows
@@ -227,7 +227,8 @@ def panning_scene(frames: int, pan: int) -> tuple[list[np.ndarray], list[Detecti
 
 
 def distinct_matched_ids(images: list[np.ndarray], detections: list[Detections], motion: bool) -> set[int]:
-    config = TrackerConfig(initialization_delay=0, hit_counter_max=2,
+    # Without re-identification: the ids count the times association lost the object.
+    config = TrackerConfig(initialization_delay=0, hit_counter_max=2, reid_seconds=0,
                            motion={"enabled": motion, "model": "translation"})
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
@@ -257,7 +258,7 @@ def with_scores(detections: Detections, score: float) -> Detections:
 @pytest.mark.parametrize("continue_threshold", [0.0, 0.2])
 def test_low_scores_continue_reported_tracks_only_with_a_continue_threshold(continue_threshold):
     config = TrackerConfig(hit_counter_max=5, initialization_delay=1, continue_threshold=continue_threshold,
-                           reid_frames=0)
+                           reid_seconds=0)
     truth = ground_truth_boxes(frames=40, objects=2, seed=5)
     rng = np.random.default_rng(6)
     dip = range(15, 25)  # scores fall below the box threshold (0.35) for longer than the hit counter
@@ -303,18 +304,18 @@ def reappearing(frames: int, gap: range, shift: float = 0.0, label_after: str = 
 
 
 @pytest.mark.parametrize(
-    "reid_frames, shift, label_after, same_id",
+    "reid_seconds, shift, label_after, same_id",
     [
         (0, 0.0, "person", False),  # without re-identification a gap past the hit counter ends the identity
-        (30, 0.0, "person", True),  # where its motion model says it is
-        (30, -60.0, "person", True),  # stopped while hidden: near where it was last seen
-        (30, 200.0, "person", False),  # far from both: another object
-        (30, 0.0, "cyclist", False),  # another phrase
-        (5, 0.0, "person", False),  # lost for longer than reid_frames
+        (3, 0.0, "person", True),  # where its motion model says it is
+        (3, -60.0, "person", True),  # stopped while hidden: near where it was last seen
+        (3, 200.0, "person", False),  # far from both: another object
+        (3, 0.0, "cyclist", False),  # another phrase
+        (1, 0.0, "person", False),  # lost for longer than reid_seconds
     ],
 )
-def test_a_lost_track_is_re_identified_near_where_it_was(reid_frames, shift, label_after, same_id):
-    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_frames=reid_frames)
+def test_a_lost_track_is_re_identified_near_where_it_was(reid_seconds, shift, label_after, same_id):
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_seconds=reid_seconds, frame_rate=10)
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person", "cyclist"])
     tracks = [tracker.update(detections, frame=SCENE) for detections in reappearing(60, range(20, 35), shift, label_after)]
@@ -353,7 +354,7 @@ def behind_an_occluder(frames: int, hidden: range, shrink: int, speed: float,
     ],
 )
 def test_re_identification_allows_for_how_far_the_lost_object_moves_at_its_speed(speed, reappear_at, same_id):
-    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_frames=30)
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_seconds=3, frame_rate=10)
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
     tracks = [tracker.update(detections, frame=SCENE) for detections in behind_an_occluder(70, range(30, 50), 4, speed,
@@ -387,7 +388,8 @@ def painted(detections: list[Detections | None], colours: list[tuple[int, int, i
 def test_re_identification_compares_colours(colour_after, reid_appearance, same_id):
     detections = reappearing(60, range(20, 35))
     frames = painted(detections, [(200, 40, 40)] * 35 + [colour_after] * 25)
-    tracker = ObjectTracker(TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_appearance=reid_appearance))
+    tracker = ObjectTracker(TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_appearance=reid_appearance,
+                                           frame_rate=10))
     tracker.set_phrases(["person"])
     tracks = [tracker.update(d, frame=image) for d, image in zip(detections, frames)]
     before, after = {t.track_id for t in tracks[19]}, {t.track_id for t in tracks[-1]}
@@ -411,6 +413,7 @@ def test_appearance_needs_the_frame_with_detections():
     tracker = ObjectTracker()
     tracker.set_phrases(["person"])
     tracker.update(None)  # nothing to look at: no frame needed
+    assert tracker.update(Detections()) == []  # nor with no detections
     with pytest.raises(ValueError, match="pass the frame with each frame's detections, or set reid_appearance to 0"):
         tracker.update(Detections(boxes=[[0, 0, 10, 10]], scores=[0.5], labels=["person"]))
     ObjectTracker(TrackerConfig(reid_appearance=0.0)).update(
@@ -419,8 +422,8 @@ def test_appearance_needs_the_frame_with_detections():
 
 def test_a_track_that_coasted_to_the_end_of_its_hit_counter_lives_on_when_matched_again():
     # Missed for exactly hit_counter_max frames (counter at 0, still alive), then seen for longer than
-    # reid_frames: one identity throughout, never deleted while it is being matched.
-    config = TrackerConfig(hit_counter_max=4, initialization_delay=1, reid_frames=10)
+    # reid_seconds: one identity throughout, never deleted while it is being matched.
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=1, reid_seconds=1, frame_rate=10)
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
     tracks = [tracker.update(detections, frame=SCENE) for detections in reappearing(60, range(20, 24))]
@@ -429,7 +432,7 @@ def test_a_track_that_coasted_to_the_end_of_its_hit_counter_lives_on_when_matche
 
 
 def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
-    assert detection_floor(0.35, TrackerConfig()) == 0.35
+    assert detection_floor(0.35, TrackerConfig(continue_threshold=0.0)) == 0.35
     assert detection_floor(0.35, TrackerConfig(continue_threshold=0.2)) == 0.2
     assert detection_floor(0.1, TrackerConfig(continue_threshold=0.2)) == 0.1
 
@@ -452,8 +455,12 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
         ({"motion": {"model": "affine"}}, r"motion model must be one of homography, translation"),
         ({"kalman_measurement_noise": 0}, r"kalman_measurement_noise must be > 0"),
         ({"continue_threshold": 1.0}, r"continue_threshold must be in \[0, 1\) \(0 turns it off\); got 1.0"),
-        ({"reid_frames": -1}, r"reid_frames must be in \[0, 10000\]"),
-        ({"reid_distance": 0}, r"reid_distance must be > 0 box sizes"),
+        ({"frame_rate": 0}, r"frame_rate must be in \(0, 1000\] frames per second; got 0"),
+        ({"reid_seconds": -1}, r"reid_seconds must be in \[0, 600\] \(0 turns it off\); got -1"),
+        ({"reid_distance": 0}, r"0 < reid_distance <= reid_max_distance <= 10 box sizes; got 0 and 1.5"),
+        ({"reid_distance": 2.0, "reid_max_distance": 1.0}, r"reid_distance <= reid_max_distance"),
+        ({"reid_distance_per_second": -0.5}, r"reid_distance_per_second must be in \[0, 10\] box sizes"),
+        ({"reid_frames": 30}, r"unknown tracking keys \['reid_frames'\]"),
         ({"reid_appearance": 1.0}, r"reid_appearance must be in \[0, 1\) \(0 turns it off\); got 1.0"),
         ({"duplicate_iou": 0}, r"duplicate_iou must be in \(0, 1\]"),
         ({"cross_phrase_iou": 1.5}, r"cross_phrase_iou must be in \(0, 1\] \(1 never joins phrases\)"),
@@ -493,3 +500,53 @@ def test_a_duplicate_box_does_not_start_a_second_track(duplicate_iou, tracks_exp
         detections = Detections(boxes=boxes, scores=np.array([0.6, 0.8, 0.5][:len(boxes)]), labels=labels)
         ids |= {t.track_id for t in tracker.update(detections, frame=SCENE) if t.label == "person"}
     assert len(ids) == tracks_expected
+
+
+def one_box(x0: float = 20.0) -> Detections:
+    return Detections(boxes=[[x0, 20, x0 + 40, 100]], scores=[0.9], labels=["person"])
+
+
+def test_a_grayscale_frame_is_tracked_as_its_grey_colour_frame():
+    grey = np.random.default_rng(3).integers(0, 256, (240, 320), dtype=np.uint8)
+    results = []
+    for frame in (grey, grey[:, :, None], np.repeat(grey[:, :, None], 3, axis=2)):
+        tracker = ObjectTracker(TrackerConfig(initialization_delay=0))
+        tracker.set_phrases(["person"])
+        results.append([[(t.track_id, tuple(t.box_xyxy)) for t in tracker.update(one_box(20 + 3 * i), frame=frame)]
+                        for i in range(5)])
+    assert results[0] == results[1] == results[2]
+    assert results[0][-1][0][0] == 1
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (np.zeros((240, 320, 3), np.float32), r"frame must be uint8 RGB \(0..255\); got float32: convert it first"),
+        (np.zeros((240, 320, 4), np.uint8), r"frame must be \(H, W, 3\) RGB or \(H, W\) grayscale; got shape \(240, 320, 4\)"),
+        (np.zeros((0, 320, 3), np.uint8), r"frame is empty"),
+        # Detections made on a larger image than the frame handed over with them.
+        (np.zeros((50, 30, 3), np.uint8), r"box is centred at \(40, 60\), outside the 30x50 frame passed with it"),
+    ],
+)
+def test_frames_the_tracker_cannot_use_are_refused_with_the_reason(frame, message):
+    tracker = ObjectTracker()
+    tracker.set_phrases(["person"])
+    with pytest.raises(ValueError, match=message):
+        tracker.update(one_box(), frame=frame)
+
+
+def test_timestamps_come_with_every_update_and_never_go_back():
+    tracker = ObjectTracker()
+    tracker.set_phrases(["person"])
+    tracker.update(one_box(), frame=SCENE, timestamp=100.0)
+    tracker.update(one_box(), frame=SCENE, timestamp=100.0)  # the same time twice is allowed
+    with pytest.raises(ValueError, match=r"timestamps must not go backwards: 99.9 s after 100.0 s"):
+        tracker.update(one_box(), frame=SCENE, timestamp=99.9)
+    with pytest.raises(ValueError, match="pass a timestamp with every update of a stream or with none"):
+        tracker.update(one_box(), frame=SCENE)
+    with pytest.raises(ValueError, match="timestamp must be a finite number of seconds; got nan"):
+        tracker.update(one_box(), frame=SCENE, timestamp=float("nan"))
+    without = ObjectTracker()
+    without.update(None)
+    with pytest.raises(ValueError, match="earlier updates had none"):
+        without.update(None, timestamp=1.0)

@@ -1,0 +1,177 @@
+"""Association of one frame's detections with the live tracks: our steps before norfair's, then norfair's.
+
+Before norfair: detections become norfair ``Detection`` objects keyed by phrase (or synonym group, or one
+key for the whole prompt with ``label_gating="prompt"``); boxes of one key overlapping a better one by more
+than ``duplicate_iou`` are dropped, so one object cannot start two tracks; a detection no track of its own
+key is near may take the key of a reported track of another phrase it overlaps by more than
+``cross_phrase_iou`` (the detector wavering between phrases); scores below the detector's box threshold
+only continue a reported track of their key they are near (``continue_threshold``, ByteTrack's second
+association) and never start one.
+
+Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) with a Kalman filter per track and
+starts, confirms and ends tracks by its hit counter (see :mod:`perception.tracking_config`). Its own
+re-identification is not used: :mod:`perception.tracking.reidentification` replaces it.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from norfair import Detection, Tracker
+from norfair.camera_motion import HomographyTransformationGetter, MotionEstimator, TranslationTransformationGetter
+from norfair.filter import NoFilterFactory, OptimizedKalmanFilterFactory
+
+from perception.boxes import box_iou
+from perception.postprocess import nms_keep
+from perception.tracking_config import TrackerConfig
+from perception.types import Detections
+
+logger = logging.getLogger(__name__)
+
+# Association key shared by every phrase when label_gating is "prompt"; phrase keys carry a prefix so
+# that no phrase (not even "") can collide with it.
+_ANY_PHRASE_KEY = "any"
+
+
+def xyxy(points: np.ndarray) -> np.ndarray:
+    """norfair's (2, 2) corner points as an (x0, y0, x1, y1) box, corners in either order."""
+    (ax, ay), (bx, by) = points
+    return np.array([min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)])
+
+
+def norfair_tracker(config: TrackerConfig) -> Tracker:
+    filter_factory = (
+        OptimizedKalmanFilterFactory(R=config.kalman_measurement_noise, Q=config.kalman_process_noise)
+        if config.filter == "kalman"
+        else NoFilterFactory()
+    )
+    return Tracker(
+        distance_function=config.distance,
+        distance_threshold=config.distance_threshold,
+        hit_counter_max=config.hit_counter_max,
+        initialization_delay=config.initialization_delay,
+        filter_factory=filter_factory,
+        past_detections_length=0,
+    )
+
+
+def motion_estimator(config: TrackerConfig) -> MotionEstimator | None:
+    motion = config.motion
+    if not motion.enabled:
+        return None
+    getter = HomographyTransformationGetter() if motion.model == "homography" else TranslationTransformationGetter()
+    return MotionEstimator(
+        max_points=motion.max_points,
+        min_distance=motion.min_distance,
+        block_size=motion.block_size,
+        transformations_getter=getter,
+        quality_level=motion.quality_level,
+    )
+
+
+def reported(objects: list) -> list:
+    """The norfair objects past their initialization delay whose hit counter has not run out."""
+    return [obj for obj in objects if not obj.is_initializing and obj.hit_counter_is_positive]
+
+
+class Association:
+    """Turns detections into norfair candidates of their association keys; see the module docstring."""
+
+    def __init__(self, config: TrackerConfig) -> None:
+        self.config = config
+        self._synonyms = {phrase: frozenset(group) for group in config.synonym_groups for phrase in group}
+
+    def synonyms_of(self, phrase: str) -> frozenset[str]:
+        return self._synonyms.get(phrase, frozenset((phrase,)))
+
+    def key(self, phrase: str) -> str:
+        if self.config.label_gating == "prompt":
+            return _ANY_PHRASE_KEY
+        return "phrase:" + min(self.synonyms_of(phrase))
+
+    def candidates(self, detections: Detections, tracks: list, start_threshold: float) -> tuple[list, list]:
+        """(candidates for norfair, the low-scored ones among them) from one frame's detections; tracks:
+        the norfair objects that are reported now."""
+        candidates = self._without_duplicates(self._to_norfair(detections))
+        self._join_wavering_phrases(candidates, tracks)
+        low = [candidate for candidate in candidates if candidate.data["score"] < start_threshold]
+        if low:
+            candidates = [candidate for candidate in candidates if candidate.data["score"] >= start_threshold]
+            low = self._continuing(low, tracks)
+        return candidates + low, low
+
+    def _to_norfair(self, detections: Detections) -> list[Detection]:
+        boxes = detections.boxes
+        has_area = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        if not has_area.all():
+            # A box without area has no IoU with anything; it cannot start or continue a track.
+            logger.debug("tracking: ignored %d detections without area", int((~has_area).sum()))
+        return [
+            Detection(
+                points=boxes[index].reshape(2, 2).astype(np.float64),  # [[x0, y0], [x1, y1]]
+                label=self.key(detections.labels[index]),
+                data={"phrase": detections.labels[index], "score": float(detections.scores[index])},
+            )
+            for index in np.flatnonzero(has_area)
+        ]
+
+    def _without_duplicates(self, candidates: list[Detection]) -> list[Detection]:
+        """Greedy per-key suppression: best score first, a detection overlapping a kept one of its key by
+        more than config.duplicate_iou is dropped."""
+        if self.config.duplicate_iou >= 1.0 or len(candidates) < 2:
+            return candidates
+        order = sorted(candidates, key=lambda c: -c.data["score"])
+        boxes = np.stack([xyxy(c.points) for c in order])
+        overlap = box_iou(torch.from_numpy(boxes), torch.from_numpy(boxes)).numpy()
+        same_key = np.array([[a.label == b.label for b in order] for a in order])
+        np.fill_diagonal(same_key, False)
+        if not (overlap[same_key] > self.config.duplicate_iou).any():
+            return candidates  # the usual frame: nothing to suppress, so no greedy pass
+        kept = nms_keep(boxes, [c.label for c in order], self.config.duplicate_iou)
+        if len(kept) < len(order):
+            logger.debug("tracking: dropped %d duplicate detections", len(order) - len(kept))
+        return [order[k] for k in kept]
+
+    @staticmethod
+    def _overlap(candidates: list[Detection], tracks: list) -> np.ndarray:
+        """(candidates, tracks) IoU of each detection with each track's last estimate."""
+        return box_iou(torch.from_numpy(np.stack([xyxy(c.points) for c in candidates])),
+                       torch.from_numpy(np.stack([xyxy(o.estimate) for o in tracks]))).numpy()
+
+    def _near(self, candidates: list[Detection], tracks: list, overlap: np.ndarray | None = None) -> np.ndarray:
+        """(candidates, tracks) bool: within the association distance of the track's last estimate (before
+        this frame's prediction), whatever their keys. overlap: their :meth:`_overlap`, if already known."""
+        if self.config.distance == "iou":
+            overlap = self._overlap(candidates, tracks) if overlap is None else overlap
+            return overlap > 1.0 - self.config.distance_threshold
+        gaps = np.stack([c.points.reshape(4) for c in candidates])[:, None, :] - np.stack(
+            [o.estimate.reshape(4) for o in tracks])[None, :, :]
+        return np.linalg.norm(gaps, axis=2) < self.config.distance_threshold
+
+    def _continuing(self, low: list[Detection], tracks: list) -> list[Detection]:
+        """The low-scored detections near a reported track of their key (see :meth:`_near`)."""
+        if self.config.continue_threshold <= 0:
+            return []
+        low = [candidate for candidate in low if candidate.data["score"] >= self.config.continue_threshold]
+        if not low or not tracks:
+            return []
+        same_key = np.array([[c.label == o.label for o in tracks] for c in low])
+        return [candidate for candidate, keep in zip(low, (self._near(low, tracks) & same_key).any(axis=1)) if keep]
+
+    def _join_wavering_phrases(self, candidates: list[Detection], tracks: list) -> None:
+        """Give a detection that no track of its own key is near the key of a reported track of another
+        phrase that it overlaps by more than config.cross_phrase_iou, if no detection of that track's own
+        key is near the track: the detector wavering between two phrases on one object."""
+        if self.config.cross_phrase_iou >= 1.0 or self.config.label_gating == "prompt" or not candidates or not tracks:
+            return
+        same_key = np.array([[c.label == o.label for o in tracks] for c in candidates])
+        overlap = self._overlap(candidates, tracks)
+        near_own = self._near(candidates, tracks, overlap) & same_key
+        overlap[:, near_own.any(axis=0)] = 0.0  # tracks their own phrase continues are taken
+        overlap[same_key] = 0.0
+        for index in np.flatnonzero(~near_own.any(axis=1)):
+            best = int(np.argmax(overlap[index]))
+            if overlap[index, best] > self.config.cross_phrase_iou:
+                candidates[index].label = tracks[best].label
+                overlap[:, best] = 0.0  # one detection per track

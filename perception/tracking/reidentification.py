@@ -1,0 +1,138 @@
+"""Re-identification: a new track takes a lost track's id only when nothing else explains it as well.
+
+Decided once per new track, when it is confirmed (reported for the first time after its initialization
+delay), against every track of its association key that is really lost: last seen before the new track's
+first detection (two objects seen at the same time are never one) and at most ``reid_seconds`` ago.
+A lost track is a candidate when all of these hold:
+
+- where: the new track's latest box centre lies within reach of the lost one's path, the segment from
+  its last full-size box to where its velocity carries it by then (it may have slowed or stopped). The
+  reach is ``reid_distance`` box sizes of the lost track, plus ``reid_distance_per_second`` for every
+  second it has been lost, capped at ``reid_max_distance``: a bounded region, never "anywhere it could
+  have walked to";
+- still hidden: when the lost track's predicted box is mostly covered by a track matched now, the lost
+  object may simply still be behind it, so only a new track within ``reid_distance`` (no growth) counts;
+- borders: a new track that entered touching an image border is someone entering unless the lost track
+  was last seen touching that border too; a track that left through a border (touching it, moving out)
+  (or whose predicted box is by then mostly beyond it) comes back only near where it left, and only
+  while no other reported track of its key is known (live or lost): among others of its kind, someone
+  entering there is as likely;
+- size: the new track's largest box is within 2x of the lost track's largest recent box;
+- colour (``reid_appearance`` > 0): their colour histograms are at least that similar.
+
+Among candidates, the nearest (distance over reach) wins only with a margin: at most half the runner-up's,
+or else a clearly higher colour similarity (by ``_APPEARANCE_MARGIN``); people dressed alike never decide
+by colour. The same margin applies against the other new tracks that appeared within the lost track's
+reach since it was lost (another claimant of the same id), except one overlapping the new track (a second
+box the detector put on the same object). Otherwise the new track keeps a new id.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from perception.tracking.appearance import best_similarity
+from perception.tracking.history import TrackHistory, area, centre, overlap, touched_borders
+from perception.tracking_config import TrackerConfig
+
+# The nearest candidate must be at most this fraction as far (in reaches) as the runner-up.
+_DISTANCE_MARGIN = 0.5
+# Or its colour similarity must exceed the runner-up's by this much (Bhattacharyya coefficient).
+_APPEARANCE_MARGIN = 0.15
+# Another new track whose box overlaps this one's by more than this IoU is a second box on the same object.
+_SAME_OBJECT_IOU = 0.3
+# A lost track alone of its key (no other reported track of it known, live or lost) is not one of a crowd:
+# someone new of its kind appearing is unlikely, so its reach is this much larger and, hidden or not, it
+# may reappear anywhere within it (default videos with the bundled model, seeds 0-23: 1 left 5 identity
+# switches, 1.5 4, 2 4 but took a box 3 sizes away for the lost object).
+_ALONE_REACH = 1.5
+# Box size ratio a re-identified track may differ from the lost one by, either way.
+_SIZE_RATIO = 2.0
+
+
+def reach(lost: TrackHistory, time: float, config: TrackerConfig, growing: bool = True) -> float:
+    """Radius in pixels around the lost track's path within which it can be re-identified at ``time``."""
+    lost_for = max(time - lost.last_time, 0.0)
+    box_sizes = config.reid_distance + (config.reid_distance_per_second * lost_for if growing else 0.0)
+    return min(box_sizes, config.reid_max_distance) * lost.size
+
+
+def _reaches(new: TrackHistory, lost: TrackHistory, config: TrackerConfig, hidden: bool, alone: bool) -> float:
+    """How far ``new``'s latest box is from where ``lost`` should be by then, in reaches (<= 1: within reach):
+    its predicted box, or for a track that left through a border the last box it was seen in."""
+    latest = new.sightings[-1]
+    expected = lost.sightings[-1].box if lost.left_through(latest.time) else lost.predicted(latest.time)
+    distance = float(np.linalg.norm(centre(latest.box) - centre(expected)))
+    if alone:
+        return distance / (_ALONE_REACH * reach(lost, latest.time, config))
+    if hidden and distance > reach(lost, latest.time, config, growing=False):
+        return math.inf
+    return distance / reach(lost, latest.time, config)
+
+
+def _borders_agree(new: TrackHistory, lost: TrackHistory, alone: bool) -> bool:
+    entered = touched_borders(new.sightings[0].image_box, new.frame_size)
+    last_seen = touched_borders(lost.sightings[-1].image_box, lost.frame_size)
+    return entered <= last_seen and (alone or not lost.left_through(new.sightings[-1].time))
+
+
+def _similar_size(new: TrackHistory, lost: TrackHistory) -> bool:
+    new_area = max(area(s.box) for s in new.sightings)
+    lost_area = lost.size ** 2
+    return lost_area / _SIZE_RATIO <= new_area <= _SIZE_RATIO * lost_area
+
+
+def _similarity(new: TrackHistory, lost: TrackHistory) -> float | None:
+    return best_similarity((s.look for s in new.sightings), (s.look for s in lost.full_sightings()))
+
+
+def _same_object(new: TrackHistory, other: TrackHistory) -> bool:
+    """Whether two tracks' latest boxes overlap like two boxes the detector put on one object."""
+    first, second = new.sightings[-1].box, other.sightings[-1].box
+    shared = overlap(first, second)
+    return shared > _SAME_OBJECT_IOU * (area(first) + area(second) - shared)
+
+
+def _clearly_better(best: tuple[float, float | None], other: tuple[float, float | None]) -> bool:
+    """(reaches, colour similarity) of the best candidate against another's."""
+    if best[0] <= _DISTANCE_MARGIN * other[0]:
+        return True
+    return best[1] is not None and other[1] is not None and best[1] - other[1] >= _APPEARANCE_MARGIN
+
+
+def reidentify(new: TrackHistory, lost_tracks: Sequence[TrackHistory], claimants: Sequence[TrackHistory],
+               hidden: Callable[[TrackHistory], bool], config: TrackerConfig) -> TrackHistory | None:
+    """The lost track whose id ``new`` (just confirmed) takes, or None for a new id (see the module docstring).
+
+    lost_tracks: reported tracks of new's association key not matched since before new's first detection.
+    claimants: the other unconfirmed or newly identified tracks of that key (possible other claimants).
+    hidden: whether a lost track's predicted box is covered by a track matched now.
+    """
+    known = [track for track in (*lost_tracks, *claimants) if track.track_id is not None]
+    candidates = []
+    for lost in lost_tracks:
+        alone = all(track is lost for track in known)
+        if not (lost.last_time < new.first_time <= lost.last_time + config.reid_seconds
+                and _similar_size(new, lost) and _borders_agree(new, lost, alone)):
+            continue
+        reaches = _reaches(new, lost, config, hidden(lost), alone)
+        similarity = _similarity(new, lost) if config.reid_appearance > 0 else None
+        if reaches > 1.0 or (config.reid_appearance > 0 and (similarity is None or similarity < config.reid_appearance)):
+            continue
+        candidates.append((reaches, similarity, lost))
+    if not candidates:
+        return None
+    candidates.sort(key=lambda candidate: candidate[0])
+    reaches, similarity, lost = candidates[0]
+    if any(not _clearly_better((reaches, similarity), (other[0], other[1])) for other in candidates[1:]):
+        return None
+    for other in claimants:
+        if other is new or other.first_time <= lost.last_time or _same_object(new, other):
+            continue
+        other_reaches = _reaches(other, lost, config, hidden(lost), alone=False)
+        other_similarity = _similarity(other, lost) if config.reid_appearance > 0 else None
+        if other_reaches <= 1.0 and not _clearly_better((reaches, similarity), (other_reaches, other_similarity)):
+            return None
+    return lost

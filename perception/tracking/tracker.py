@@ -1,0 +1,231 @@
+"""ObjectTracker: one per stream (a video, a camera topic); each ``update`` advances one frame.
+
+An update takes the :class:`~perception.types.Detections` of one frame (boxes xyxy in pixels of that
+frame) and returns the reported :class:`Track` objects. Its steps, each in its own module:
+
+1. frames: the frame and boxes are checked and the update's time is set (:mod:`.frames`);
+2. association: detections are matched to live tracks, norfair doing the matching (:mod:`.association`);
+3. memory: every matched track records where, when and how it was seen (:mod:`.history`);
+4. re-identification: a track confirmed in this frame takes a lost track's id when nothing else explains
+   it as well, else a new id (:mod:`.reidentification`);
+5. retirement: tracks norfair ended are kept as lost for ``reid_seconds``.
+
+Frame skipping: when the detector runs only every ``period`` frames, call ``update(detections,
+period=period)`` on the frames it ran and ``update(None)`` on the others; tracks then coast on their
+Kalman prediction in between (norfair's ``period``).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from perception.tracking.appearance import appearance
+from perception.tracking.association import Association, motion_estimator, norfair_tracker, reported, xyxy
+from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
+from perception.tracking.history import Sighting, TrackHistory, area, overlap
+from perception.tracking.reidentification import reidentify
+from perception.tracking_config import TrackerConfig
+from perception.types import Detections
+
+logger = logging.getLogger(__name__)
+
+# A lost object whose predicted box is covered this much by a track matched now may still be behind it.
+_HIDDEN_COVER = 0.5
+
+
+def detection_floor(box_threshold: float, config: TrackerConfig) -> float:
+    """Lowest score the detector should report when its detections feed a tracker with ``config``."""
+    return min(box_threshold, config.continue_threshold) if config.continue_threshold > 0 else box_threshold
+
+
+@dataclass(frozen=True)
+class Track:
+    """One live track in one frame.
+
+    box_xyxy: (4,) float32 in pixels of the current frame: the matched detection's box when
+        ``matched``, else the filter's prediction (which may reach outside the frame).
+    score: the score of the last detection matched to the track.
+    label: the phrase the track was matched with most often (ties go to the most recent).
+    age: frames since the identity's first detection (0 on that frame).
+    """
+
+    track_id: int
+    label: str
+    score: float
+    box_xyxy: np.ndarray
+    age: int
+    matched: bool
+
+
+class ObjectTracker:
+    """Tracks the detections of one stream; see the module docstring for the calling pattern."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._association = Association(self.config)
+        self._tracker = norfair_tracker(self.config)
+        self._motion = motion_estimator(self.config)
+        self._clock = Clock(self.config.frame_rate)
+        self._phrases: tuple[str, ...] | None = None
+        self._histories: dict[int, TrackHistory] = {}  # by norfair initializing_id, for live norfair objects
+        self._lost: list[TrackHistory] = []  # reported tracks norfair ended, for re-identification
+        self._next_id = 1
+        self._frame = 0  # updates so far
+
+    @property
+    def phrases(self) -> tuple[str, ...] | None:
+        """Phrases of the current prompt, None before the first :meth:`set_phrases`."""
+        return self._phrases
+
+    def set_phrases(self, phrases: Sequence[str]) -> None:
+        """Tell the tracker the current prompt's phrases; on a change, apply ``config.on_prompt_change``.
+
+        "reset" drops every track; "keep" keeps the tracks whose label, or a synonym of it, is a phrase
+        of the new prompt. Ids keep counting either way, so an id never names two objects in a stream.
+        """
+        phrases = tuple(phrases)
+        if self._phrases is not None and phrases != self._phrases:
+            new = set(phrases) if self.config.on_prompt_change == "keep" else set()
+            kept = [obj for obj in self._tracker.tracked_objects
+                    if self._association.synonyms_of(self._histories[obj.initializing_id].label) & new]
+            logger.debug("prompt changed: kept %d of %d tracks", len(kept), len(self._tracker.tracked_objects))
+            self._tracker.tracked_objects = kept
+            self._lost = [lost for lost in self._lost if self._association.synonyms_of(lost.label) & new]
+            self._forget_ended_objects(retire=False)
+        self._phrases = phrases
+
+    def update(self, detections: Detections | None, frame: np.ndarray | None = None, period: int = 1,
+               start_threshold: float = 0.0, timestamp: float | None = None) -> list[Track]:
+        """Advance one frame.
+
+        detections: this frame's detections, or None when the detector did not run on this frame.
+        frame: (H, W, 3) uint8 RGB, or (H, W) uint8 grayscale; required on every call when camera-motion
+            compensation is enabled, and with non-empty detections when re-identification compares
+            appearance (``reid_appearance``); it also tells which tracks left through an image border.
+        period: frames since the detector last ran (its stride), in [1, hit_counter_max].
+        start_threshold: the detector's box threshold; detections scored below it may only continue a
+            reported track (and only with ``config.continue_threshold`` set; otherwise they are ignored).
+        timestamp: the frame's time in seconds (any origin, never decreasing), on every call or on none;
+            without it, updates are one frame apart at ``config.frame_rate``.
+        Returns the reported tracks (past their initialization delay), ordered by id.
+        """
+        frame = self._checked(detections, frame, period)
+        now = self._clock.tick(timestamp)
+        self._frame += 1
+        transformation = None if self._motion is None else self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        candidates, low = ([], []) if detections is None else self._association.candidates(
+            detections, reported(self._tracker.tracked_objects), start_threshold)
+        if self.config.reid_appearance > 0 and candidates:
+            # Only for the detections norfair gets: duplicates and unused low scores never need it.
+            for candidate in candidates:
+                candidate.data["look"] = appearance(frame, xyxy(candidate.points))
+        existing = {id(obj) for obj in self._tracker.tracked_objects}
+        # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
+        self._tracker.update(candidates, period=period, coord_transformations=transformation)
+        if low:
+            # A low-scored detection that continued nothing started an object: it may not.
+            started = {id(c) for c in low}
+            self._tracker.tracked_objects = [obj for obj in self._tracker.tracked_objects
+                                             if id(obj) in existing or id(obj.last_detection) not in started]
+        fresh = {id(candidate) for candidate in candidates}
+        matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
+        frame_size = None if frame is None else frame.shape[:2]
+        for obj in matched:
+            history = self._histories.setdefault(
+                obj.initializing_id, TrackHistory(obj.label, self._frame, now))
+            detection = obj.last_detection
+            history.see(Sighting(now, xyxy(detection.absolute_points), xyxy(detection.points),
+                                 detection.data.get("look")), detection.data["phrase"], frame_size)
+        self._forget_ended_objects(retire=True)
+        self._confirm_new_tracks(matched, now)
+        # A lost track stays while a new track first seen within reid_seconds of its loss may still be confirmed.
+        oldest = min([h.first_time for h in self._histories.values() if h.track_id is None], default=now)
+        self._lost = [lost for lost in self._lost if lost.last_time + self.config.reid_seconds >= oldest]
+        tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in reported(self._tracker.tracked_objects)]
+        return sorted(tracks, key=lambda track: track.track_id)
+
+    def _checked(self, detections: Detections | None, frame: np.ndarray | None, period: int) -> np.ndarray | None:
+        """The frame as (H, W, 3) uint8 RGB (or None), once every argument of an update is accepted."""
+        if not 1 <= period <= self.config.hit_counter_max:
+            raise ValueError(
+                f"tracking period must be in [1, hit_counter_max] = [1, {self.config.hit_counter_max}] "
+                f"(longer gaps delete every track); got {period}"
+            )
+        if frame is not None:
+            frame = checked_frame(frame)
+        elif self._motion is not None:
+            raise ValueError("camera-motion compensation is enabled: pass the frame to every update")
+        if detections is None:
+            return frame
+        check_boxes_finite(detections.boxes)
+        if frame is not None:
+            check_boxes_in_frame(detections.boxes, frame.shape[:2])
+        elif len(detections) and self.config.reid_appearance > 0:
+            raise ValueError("re-identification compares appearance (reid_appearance > 0): pass the frame with "
+                             "each frame's detections, or set reid_appearance to 0")
+        return frame
+
+    def _confirm_new_tracks(self, matched: list, now: float) -> None:
+        """Give every track confirmed in this frame a lost track's id (re-identification) or a new one."""
+        confirmed = [obj for obj in matched if self._histories[obj.initializing_id].track_id is None
+                     and not obj.is_initializing]
+        for obj in confirmed:
+            history = self._histories[obj.initializing_id]
+            lost = None
+            if self.config.reid_seconds > 0:
+                lost = reidentify(history, self._lost_tracks(history), self._claimants(history),
+                                  lambda track: self._maybe_hidden(track, matched, now), self.config)
+            if lost is None:
+                history.track_id = self._next_id
+                self._next_id += 1
+                continue
+            logger.debug("tracking: track %d re-identified", lost.track_id)
+            history.take_over(lost)
+            if lost in self._lost:
+                self._lost.remove(lost)
+            else:  # still coasting in norfair: end it
+                self._tracker.tracked_objects = [o for o in self._tracker.tracked_objects
+                                                 if self._histories.get(o.initializing_id) is not lost]
+                self._forget_ended_objects(retire=False)
+
+    def _lost_tracks(self, new: TrackHistory) -> list[TrackHistory]:
+        """Reported tracks of new's key not seen since before new's first detection, live or ended."""
+        live = [self._histories[obj.initializing_id] for obj in self._tracker.tracked_objects
+                if obj.initializing_id in self._histories]
+        return [track for track in live + self._lost
+                if track.key == new.key and track.track_id is not None and track.last_time < new.first_time]
+
+    def _claimants(self, new: TrackHistory) -> list[TrackHistory]:
+        return [history for history in self._histories.values() if history.key == new.key and history is not new]
+
+    def _maybe_hidden(self, lost: TrackHistory, matched: list, now: float) -> bool:
+        """Whether a track matched now covers most of where the lost track should be."""
+        box = lost.predicted(now)
+        size = area(box)
+        return size > 0 and any(overlap(box, xyxy(obj.last_detection.absolute_points)) >= _HIDDEN_COVER * size
+                                for obj in matched)
+
+    def _forget_ended_objects(self, retire: bool) -> None:
+        """Drop the memory of norfair objects that no longer exist; with ``retire``, keep the reported ones as
+        lost tracks for re-identification."""
+        alive = {obj.initializing_id for obj in self._tracker.tracked_objects}
+        for key in [key for key in self._histories if key not in alive]:
+            history = self._histories.pop(key)
+            if retire and history.track_id is not None and self.config.reid_seconds > 0:
+                self._lost.append(history)
+
+    def _to_track(self, obj, matched: bool) -> Track:
+        history = self._histories[obj.initializing_id]
+        box = xyxy(obj.last_detection.points if matched else obj.estimate).astype(np.float32)
+        return Track(
+            track_id=history.track_id,
+            label=history.label,
+            score=float(obj.last_detection.data["score"]),
+            box_xyxy=box,
+            age=self._frame - history.first_frame,
+            matched=matched,
+        )
