@@ -7,8 +7,9 @@ on Grounding DINO's shapes (measured on an AMD EPYC with AVX-512: the encoder FF
 (differences ~1e-6 relative).
 
 Used only where it is the same function as F.linear: CPU tensors of float32 or bfloat16, no autograd
-graph being recorded (training and gradient checks keep F.linear), and a PyTorch build that has the
-op, verified once against F.linear on first use. Set GDINO_ONEDNN_LINEAR=0 to always use F.linear.
+graph being recorded (training and gradient checks keep F.linear), and a PyTorch build and CPU that have
+the op for that dtype, verified once per dtype against F.linear on first use (oneDNN has no bfloat16
+linear on CPUs without AVX-512, for one). Set GDINO_ONEDNN_LINEAR=0 to always use F.linear.
 """
 from __future__ import annotations
 
@@ -22,42 +23,48 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 _DTYPES = (torch.float32, torch.bfloat16)
-_available: bool | None = None  # None until probed
+_served: frozenset[torch.dtype] | None = None  # the dtypes oneDNN's linear computes here; None until probed
 
 
-def _probe() -> bool:
-    if os.environ.get("GDINO_ONEDNN_LINEAR", "1") == "0":
-        logger.info("linear layers: F.linear (GDINO_ONEDNN_LINEAR=0)")
-        return False
+def _agrees_with_f_linear(dtype: torch.dtype) -> bool:
+    generator = torch.Generator().manual_seed(0)
+    x, weight, bias = (torch.randn(shape, generator=generator).to(dtype) for shape in ((5, 3, 7), (4, 7), (4,)))
     try:
-        op = torch.ops.mkldnn._linear_pointwise
-        generator = torch.Generator().manual_seed(0)
-        x, weight, bias = (torch.randn(shape, generator=generator) for shape in ((5, 3, 7), (4, 7), (4,)))
         with torch.no_grad():
-            same = torch.allclose(op(x, weight, bias, "none", [], ""), F.linear(x, weight, bias), atol=1e-5)
+            actual = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "").float()
+            expected = F.linear(x, weight, bias).float()
     except (AttributeError, RuntimeError) as error:
-        logger.info("linear layers: F.linear (this PyTorch build has no oneDNN linear: %s)", error)
+        logger.info("linear layers: F.linear for %s (no oneDNN linear for it here: %s)", dtype, error)
         return False
-    if not same:
-        logger.warning("linear layers: F.linear (oneDNN linear disagrees with F.linear on a probe)")
+    # Sums of 7 products in another order: a few roundings of the dtype at the result's magnitude.
+    if (actual - expected).abs().max() > 8 * torch.finfo(dtype).eps * expected.abs().max():
+        logger.warning("linear layers: F.linear for %s (oneDNN linear disagrees with F.linear on a probe)", dtype)
         return False
-    logger.debug("linear layers: oneDNN matmul for CPU inference")
     return True
 
 
-def onednn_linear_available() -> bool:
-    global _available
-    if _available is None:
-        _available = _probe()
-    return _available
+def _probe() -> frozenset[torch.dtype]:
+    if os.environ.get("GDINO_ONEDNN_LINEAR", "1") == "0":
+        logger.info("linear layers: F.linear (GDINO_ONEDNN_LINEAR=0)")
+        return frozenset()
+    served = frozenset(dtype for dtype in _DTYPES if _agrees_with_f_linear(dtype))
+    logger.debug("linear layers: oneDNN matmul for CPU inference in %s", sorted(map(str, served)))
+    return served
+
+
+def onednn_linear_available(dtype: torch.dtype = torch.float32) -> bool:
+    global _served
+    if _served is None:
+        _served = _probe()
+    return dtype in _served
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """F.linear, through oneDNN when that computes the same function faster (see the module docstring)."""
-    if (x.device.type == "cpu" and x.dtype in _DTYPES and weight.dtype == x.dtype and x.dim() >= 2
+    if (x.device.type == "cpu" and weight.dtype == x.dtype and x.dim() >= 2
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                   or (bias is not None and bias.requires_grad)))
-            and onednn_linear_available()):
+            and onednn_linear_available(x.dtype)):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
