@@ -2,7 +2,10 @@
 every weight perturbed (the reference's own init zeroes several heads), loaded into ours."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
+from tolerances import assert_within_ulps
 from transformers import (BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection, MMGroundingDinoConfig,
                           MMGroundingDinoForObjectDetection, SwinConfig)
 
@@ -39,6 +42,30 @@ def full_size_reference(seed: int = 0):
     ours = GroundingDino(config_from_hf(reference.config.to_dict())).eval()
     load_hf_state_dict(ours, reference.state_dict())
     return reference, ours
+
+
+@contextmanager
+def reference_query_ranking(ours: GroundingDino, reference_proposal_logits: torch.Tensor, ulps: float):
+    """Inside the block, `ours` ranks its encoder proposals by the reference's logits for them, once its own
+    are checked to be within `ulps` of those (see tests/tolerances.py).
+
+    Query selection keeps the best num_queries proposals in order, and the order decides which learned content
+    query each one joins. Neighbours in that ranking can be closer than two implementations' last bits (at
+    Grounding-DINO-T sizes, 900 of ~2,800 proposals: two swapped with oneDNN limited to AVX2), and the decoders
+    would then be compared on different inputs.
+    reference_proposal_logits: (B, N, Nt) transformers' enc_outputs_class, cut to the prompt's Nt tokens.
+    """
+    def check_and_replace(module, inputs, output):
+        finite = torch.isfinite(reference_proposal_logits)
+        assert torch.equal(finite, torch.isfinite(output))
+        assert_within_ulps(output[finite], reference_proposal_logits[finite], ulps)
+        return reference_proposal_logits
+
+    handle = ours.query_selection.class_head.register_forward_hook(check_and_replace)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @torch.no_grad()

@@ -10,7 +10,9 @@ from perception.model.config import tiny_model_config
 from perception.model.tokenizer import PromptTokenizer
 from perception.postprocess import PostprocessConfig, postprocess
 from perception.preprocess import PreprocessConfig
+from tolerances import MODEL_ULPS, assert_within_ulps, ulps_of
 
+pytestmark = pytest.mark.numeric
 SMALL_IMAGES = PreprocessConfig(shortest_edge=96, longest_edge=160)
 
 
@@ -30,10 +32,18 @@ def frames(count: int, height: int = 90, width: int = 120, seed: int = 0) -> lis
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def assert_same(a, b, atol=0.0):
+def assert_same(a, b):
+    """Bit for bit: for results of the same kernels on the same inputs."""
     assert a.labels == b.labels
-    np.testing.assert_allclose(a.boxes, b.boxes, atol=atol)
-    np.testing.assert_allclose(a.scores, b.scores, atol=atol)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def assert_close(a, b):
+    """Within MODEL_ULPS of the largest pixel coordinate and score: for another batch size or path."""
+    assert a.labels == b.labels
+    assert_within_ulps(a.boxes, b.boxes, MODEL_ULPS)
+    assert_within_ulps(a.scores, b.scores, MODEL_ULPS)
 
 
 def test_text_is_encoded_once_per_distinct_prompt():
@@ -73,7 +83,7 @@ def test_batched_results_equal_one_by_one(detector):
     detector.set_prompt("a person . a red mug .")
     batched = detector.detect(images)
     for image, result in zip(images, batched):
-        assert_same(detector.detect([image])[0], result, atol=1e-5)
+        assert_close(detector.detect([image])[0], result)
 
 
 def test_detector_equals_a_direct_model_call(detector):
@@ -88,7 +98,7 @@ def test_detector_equals_a_direct_model_call(detector):
     with torch.no_grad():
         output = detector.model(pixel, torch.zeros(1, 96, 128, dtype=torch.bool), detector.model.encode_text(chunk.input_ids))
     expected = postprocess(output.logits[0], output.boxes[0], chunk, (90, 120), detector.config.postprocess, tokenizer)
-    assert_same(ours, expected, atol=1e-5)
+    assert_close(ours, expected)
 
 
 def test_long_prompts_are_chunked_at_phrase_boundaries():
@@ -181,7 +191,12 @@ def test_half_precision_runs_and_stays_close(dtype):
     image = frames(1)[0]
     (low,), (full,) = half.detect([image]), reference.detect([image])
     assert np.isfinite(low.scores).all() and len(low) == len(full)
-    assert abs(float(low.scores.max()) - float(full.scores.max())) < 0.05
+    # Both lists are sorted, so the k-th scores differ by no more than the largest change of any one score;
+    # the median, because at near-ties query selection may keep another query in half precision (one score
+    # 170 float16 ulps off seen). Medians seen: at most 1.4 ulps of the half type at the top score (1.0).
+    # Smaller errors than half precision's own (all weights 2% off, say) cannot be told apart here.
+    differences = np.abs(low.scores - full.scores)
+    assert np.median(differences) <= ulps_of(full.scores, 4, dtype=getattr(torch, dtype)), differences
 
 
 def test_thresholds_change_between_calls(detector):

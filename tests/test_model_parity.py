@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference_models import full_size_reference, small_reference
+from reference_models import full_size_reference, reference_query_ranking, small_reference
+from tolerances import FULL_SIZE_ULPS, MODEL_ULPS, assert_within_ulps
 from transformers import BertTokenizer, GroundingDinoImageProcessorPil, GroundingDinoProcessor
 
 from perception.model.tokenizer import PromptTokenizer, default_vocab_file
@@ -11,7 +12,7 @@ from perception.postprocess import PostprocessConfig, postprocess
 
 ONE_PHRASE = "a person ."
 FIVE_PHRASES = "a person . a red mug . traffic cone . dog . a very small bicycle ."
-TOLERANCE = 1e-4
+pytestmark = pytest.mark.numeric
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +25,21 @@ def models(request):
     return small_reference(request.param)
 
 
-def run_both(reference, ours, pixel_values, valid_mask, input_ids):
+def run_both(reference, ours, pixel_values, valid_mask, input_ids, ulps=MODEL_ULPS):
     with torch.no_grad():
         expected = reference(pixel_values=pixel_values, input_ids=input_ids.expand(len(pixel_values), -1),
                              pixel_mask=valid_mask.long())
-        actual = ours(pixel_values, ~valid_mask, ours.encode_text(input_ids))
+        with reference_query_ranking(ours, expected.enc_outputs_class[..., : input_ids.shape[1]], ulps):
+            actual = ours(pixel_values, ~valid_mask, ours.encode_text(input_ids))
     return expected, actual
 
 
-def assert_close(expected, actual, num_tokens):
+def assert_close(expected, actual, num_tokens, ulps=MODEL_ULPS):
     logits = expected.logits[..., :num_tokens]
     finite = torch.isfinite(logits)
     assert torch.equal(finite, torch.isfinite(actual.logits))
-    assert (logits[finite] - actual.logits[finite]).abs().max() <= TOLERANCE
-    assert (expected.pred_boxes - actual.boxes).abs().max() <= TOLERANCE
+    assert_within_ulps(actual.logits[finite], logits[finite], ulps)
+    assert_within_ulps(actual.boxes, expected.pred_boxes, ulps)  # normalized cxcywh
 
 
 @pytest.mark.parametrize("prompt", [ONE_PHRASE, FIVE_PHRASES])
@@ -92,8 +94,8 @@ def test_detections_equal_transformers_post_processing(models, tokenizer):
         ours_result = postprocess(actual.logits[index], actual.boxes[index], chunk, sizes[index], config, tokenizer)
         assert len(ours_result) == len(reference_result["scores"]) > 0
         order = reference_result["scores"].argsort(descending=True, stable=True)
-        assert torch.allclose(torch.from_numpy(ours_result.scores), reference_result["scores"][order], atol=TOLERANCE)
-        assert torch.allclose(torch.from_numpy(ours_result.boxes), reference_result["boxes"][order], atol=1e-2)
+        assert_within_ulps(ours_result.scores, reference_result["scores"][order], MODEL_ULPS)
+        assert_within_ulps(ours_result.boxes, reference_result["boxes"][order], MODEL_ULPS)  # pixels
         assert ours_result.labels == [reference_result["text_labels"][i] for i in order.tolist()]
         assert any(ours_result.labels)
 
@@ -104,5 +106,5 @@ def test_full_size_grounding_dino_t_matches_transformers(tokenizer):
     (chunk,) = tokenizer.chunk_prompt(FIVE_PHRASES)
     pixel_values = torch.randn(1, 3, 320, 427)
     expected, actual = run_both(reference, ours, pixel_values, torch.ones(1, 320, 427, dtype=torch.bool),
-                                chunk.input_ids)
-    assert_close(expected, actual, chunk.input_ids.shape[1])
+                                chunk.input_ids, FULL_SIZE_ULPS)
+    assert_close(expected, actual, chunk.input_ids.shape[1], FULL_SIZE_ULPS)

@@ -18,6 +18,7 @@ from perception.training.dataset import (
 from perception.training.prompts import PromptConfig, build_prompt, sample_prompt, vocabulary_of
 from perception.training.synthetic import SceneConfig, generate_scene
 from perception.training.targets import build_target, token_map_from_offsets, token_map_from_spans
+from tolerances import assert_within_ulps
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +158,8 @@ def test_targets_mark_the_tokens_of_each_box_phrase(tokenizer):
         assert " ".join(words) == label
     height, width = 200, 300
     x0, y0, x1, y1 = scene.objects[0].box
-    torch.testing.assert_close(
-        target.boxes[0], torch.tensor([(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height])
-    )
+    expected = torch.tensor([(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height])
+    assert_within_ulps(target.boxes[0], expected, 2)  # a division and a sum in float32: under one ulp each
     # Spans give the same map as offsets: [CLS] red circle . -> tokens 1..2 of the first phrase.
     spans = [tuple(np.flatnonzero(row)[[0, -1]] + [0, 1]) for row in token_map_from_offsets(prompt, offsets)]
     np.testing.assert_array_equal(token_map_from_spans(spans, len(ids)), token_map_from_offsets(prompt, offsets))
