@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+import torch
+from tolerances import MODEL_ULPS, assert_within_ulps
 
 from perception.detector import DetectorConfig, GroundingDinoDetector
 from perception.drawing import draw_objects, draw_objects_yuv420, rgb_to_yuv, yuv420_planes
@@ -12,6 +14,8 @@ from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
 from perception.streams import LabeledBox, MultiStreamDetector
 from perception.tracking_config import MotionConfig, TrackerConfig
+
+pytestmark = pytest.mark.numeric
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +34,15 @@ def as_tuples(objects):
     return [(o.label, round(o.score, 4), tuple(np.round(o.box_xyxy, 2)), o.object_id) for o in objects]
 
 
+def assert_same_objects(actual, expected):
+    """Labels and ids exactly; scores and boxes within MODEL_ULPS, since a frame computed in another batch
+    size may go through other CPU kernels."""
+    assert [(o.label, o.object_id) for o in actual] == [(o.label, o.object_id) for o in expected]
+    assert_within_ulps([o.score for o in actual], [o.score for o in expected], MODEL_ULPS, torch.float32)
+    assert_within_ulps(np.array([o.box_xyxy for o in actual]).reshape(-1, 4),
+                       np.array([o.box_xyxy for o in expected]).reshape(-1, 4), MODEL_ULPS, torch.float32)
+
+
 def test_streams_in_one_batch_get_what_each_gets_alone(detector):
     first, second = images()
     together = MultiStreamDetector(detector, TrackerConfig(initialization_delay=0))
@@ -40,8 +53,8 @@ def test_streams_in_one_batch_get_what_each_gets_alone(detector):
         batch = together.process([("left", first), ("right", second)])
         left = alone.process([("left", first)]).objects[0]
         right = alone.process([("right", second)]).objects[0]
-        assert as_tuples(batch.objects[0]) == as_tuples(left)
-        assert as_tuples(batch.objects[1]) == as_tuples(right)
+        assert_same_objects(batch.objects[0], left)
+        assert_same_objects(batch.objects[1], right)
         assert batch.model_seconds > 0
     # One tracker per stream: both streams number their tracks from the same start.
     assert sorted(o.object_id for o in batch.objects[0])[0] == sorted(o.object_id for o in batch.objects[1])[0]
@@ -92,8 +105,9 @@ def test_a_refused_frame_costs_only_itself(detector, tracking):
     assert result.objects[1] is None and isinstance(result.errors[1], TypeError)
     assert result.errors[0] is None and result.errors[2] is None
     expected = alone.process([("left", first), ("right", second)]).objects
-    assert as_tuples(result.objects[0]) == as_tuples(expected[0]) and len(expected[0]) > 0
-    assert as_tuples(result.objects[2]) == as_tuples(expected[1])
+    assert len(expected[0]) > 0
+    assert_same_objects(result.objects[0], expected[0])
+    assert_same_objects(result.objects[2], expected[1])
 
 
 def test_drawing_outlines_each_box_and_leaves_the_input_alone():
