@@ -1,30 +1,33 @@
 """Re-identification: a new track takes a lost track's id only when nothing else explains it as well.
 
 Decided once per new track, when it is confirmed (reported for the first time after its initialization
-delay), against every track of its association key that is really lost: last seen before the new track's
-first detection (two objects seen at the same time are never one) and at most ``reid_seconds`` ago.
-A lost track is a candidate when all of these hold:
+delay), against every reported track of its association key that is really lost: last seen before the new
+track's first detection (two objects seen at the same time are never one), at most ``reid_seconds``
+before it. norfair's own re-identification is not used: it offered a new track every track that merely
+missed the current frame. A lost track is a candidate when all of these hold:
 
-- where: the new track's latest box centre lies within reach of the lost one's path, the segment from
-  its last full-size box to where its velocity carries it by then (it may have slowed or stopped). The
+- where: the new track's latest box centre is within reach of where the lost one should be by then (its
+  last full-size box moved along its velocity; a partly hidden object's box shrinks and misleads). The
   reach is ``reid_distance`` box sizes of the lost track, plus ``reid_distance_per_second`` for every
-  second it has been lost, capped at ``reid_max_distance``: a bounded region, never "anywhere it could
-  have walked to";
-- still hidden: when the lost track's predicted box is mostly covered by a track matched now, the lost
-  object may simply still be behind it, so only a new track within ``reid_distance`` (no growth) counts;
+  second it has been lost, capped at ``reid_max_distance``: a bounded region, not "anywhere it could have
+  walked to";
+- still hidden: when that predicted box is mostly covered by a track matched now, the lost object may
+  simply still be behind it, so only a new track within ``reid_distance`` (no growth) counts;
 - borders: a new track that entered touching an image border is someone entering unless the lost track
-  was last seen touching that border too; a track that left through a border (touching it, moving out)
-  (or whose predicted box is by then mostly beyond it) comes back only near where it left, and only
-  while no other reported track of its key is known (live or lost): among others of its kind, someone
-  entering there is as likely;
+  was last seen touching that border too; a track that left through a border (touching it while moving
+  out, or predicted mostly beyond it by then) is measured from where it left, and is a candidate only
+  while no other reported track of its key is known: among others of its kind, someone entering is as
+  likely;
 - size: the new track's largest box is within 2x of the lost track's largest recent box;
 - colour (``reid_appearance`` > 0): their colour histograms are at least that similar.
 
-Among candidates, the nearest (distance over reach) wins only with a margin: at most half the runner-up's,
-or else a clearly higher colour similarity (by ``_APPEARANCE_MARGIN``); people dressed alike never decide
-by colour. The same margin applies against the other new tracks that appeared within the lost track's
-reach since it was lost (another claimant of the same id), except one overlapping the new track (a second
-box the detector put on the same object). Otherwise the new track keeps a new id.
+A lost track alone of its key (no other reported track of it known, live or lost) gets a larger reach and
+no "still hidden" rule: with nobody else of its kind around, a newcomer of that kind is the less likely
+explanation. Among candidates, the nearest (distance over reach) wins only with a margin: at most half
+the runner-up's, or else a clearly higher colour similarity (by ``_APPEARANCE_MARGIN``); people dressed
+alike never decide by colour. The same margin applies against the other new tracks that appeared within
+the lost track's reach since it was lost (another claimant of the same id), except one overlapping the new
+track (a second box the detector put on the same object). Otherwise the new track keeps a new id.
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ _SIZE_RATIO = 2.0
 
 
 def reach(lost: TrackHistory, time: float, config: TrackerConfig, growing: bool = True) -> float:
-    """Radius in pixels around the lost track's path within which it can be re-identified at ``time``."""
+    """Radius in pixels around where the lost track should be within which it can be re-identified at ``time``."""
     lost_for = max(time - lost.last_time, 0.0)
     box_sizes = config.reid_distance + (config.reid_distance_per_second * lost_for if growing else 0.0)
     return min(box_sizes, config.reid_max_distance) * lost.size
@@ -102,15 +105,9 @@ def _clearly_better(best: tuple[float, float | None], other: tuple[float, float 
     return best[1] is not None and other[1] is not None and best[1] - other[1] >= _APPEARANCE_MARGIN
 
 
-def reidentify(new: TrackHistory, lost_tracks: Sequence[TrackHistory], claimants: Sequence[TrackHistory],
-               hidden: Callable[[TrackHistory], bool], config: TrackerConfig) -> TrackHistory | None:
-    """The lost track whose id ``new`` (just confirmed) takes, or None for a new id (see the module docstring).
-
-    lost_tracks: reported tracks of new's association key not matched since before new's first detection.
-    claimants: the other unconfirmed or newly identified tracks of that key (possible other claimants).
-    hidden: whether a lost track's predicted box is covered by a track matched now.
-    """
-    known = [track for track in (*lost_tracks, *claimants) if track.track_id is not None]
+def _candidates(new: TrackHistory, lost_tracks: Sequence[TrackHistory], known: list[TrackHistory],
+                hidden: Callable[[TrackHistory], bool], config: TrackerConfig) -> list[tuple[float, float | None, TrackHistory]]:
+    """(reaches, colour similarity, lost track) of every lost track ``new`` may be, nearest first."""
     candidates = []
     for lost in lost_tracks:
         alone = all(track is lost for track in known)
@@ -119,20 +116,28 @@ def reidentify(new: TrackHistory, lost_tracks: Sequence[TrackHistory], claimants
             continue
         reaches = _reaches(new, lost, config, hidden(lost), alone)
         similarity = _similarity(new, lost) if config.reid_appearance > 0 else None
-        if reaches > 1.0 or (config.reid_appearance > 0 and (similarity is None or similarity < config.reid_appearance)):
-            continue
-        candidates.append((reaches, similarity, lost))
+        if reaches <= 1.0 and (config.reid_appearance == 0 or (similarity or 0.0) >= config.reid_appearance):
+            candidates.append((reaches, similarity, lost))
+    return sorted(candidates, key=lambda candidate: candidate[0])
+
+
+def reidentify(new: TrackHistory, lost_tracks: Sequence[TrackHistory], claimants: Sequence[TrackHistory],
+               hidden: Callable[[TrackHistory], bool], config: TrackerConfig) -> TrackHistory | None:
+    """The lost track whose id ``new`` (just confirmed) takes, or None for a new id (see the module docstring).
+
+    lost_tracks: reported tracks of new's association key not matched since before new's first detection.
+    claimants: the other live tracks of that key, confirmed or not (the newer ones may claim the same id).
+    hidden: whether a lost track's predicted box is covered by a track matched now.
+    """
+    known = [track for track in (*lost_tracks, *claimants) if track.track_id is not None]
+    candidates = _candidates(new, lost_tracks, known, hidden, config)
     if not candidates:
         return None
-    candidates.sort(key=lambda candidate: candidate[0])
     reaches, similarity, lost = candidates[0]
-    if any(not _clearly_better((reaches, similarity), (other[0], other[1])) for other in candidates[1:]):
-        return None
+    rivals = [(other_reaches, other_similarity) for other_reaches, other_similarity, _ in candidates[1:]]
     for other in claimants:
-        if other is new or other.first_time <= lost.last_time or _same_object(new, other):
-            continue
-        other_reaches = _reaches(other, lost, config, hidden(lost), alone=False)
-        other_similarity = _similarity(other, lost) if config.reid_appearance > 0 else None
-        if other_reaches <= 1.0 and not _clearly_better((reaches, similarity), (other_reaches, other_similarity)):
-            return None
-    return lost
+        if other is not new and other.first_time > lost.last_time and not _same_object(new, other):
+            rivals.append((_reaches(other, lost, config, hidden(lost), alone=False),
+                           _similarity(other, lost) if config.reid_appearance > 0 else None))
+    rivals = [rival for rival in rivals if rival[0] <= 1.0]
+    return lost if all(_clearly_better((reaches, similarity), rival) for rival in rivals) else None

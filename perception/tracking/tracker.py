@@ -116,10 +116,23 @@ class ObjectTracker:
         frame = self._checked(detections, frame, period)
         now = self._clock.tick(timestamp)
         self._frame += 1
+        fresh = self._associate(detections, frame, period, start_threshold)
+        matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
+        self._remember(matched, now, None if frame is None else frame.shape[:2])
+        self._forget_ended_objects(retire=True)
+        self._confirm_new_tracks(matched, now)
+        self._drop_expired_lost_tracks(now)
+        tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in reported(self._tracker.tracked_objects)]
+        return sorted(tracks, key=lambda track: track.track_id)
+
+    def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
+                   start_threshold: float) -> set[int]:
+        """Match this frame's detections to the live tracks (norfair); returns the ids (``id()``) of the
+        detections handed to norfair, so a track whose last detection is one of them was matched now."""
         transformation = None if self._motion is None else self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         candidates, low = ([], []) if detections is None else self._association.candidates(
             detections, reported(self._tracker.tracked_objects), start_threshold)
-        if self.config.reid_appearance > 0 and candidates:
+        if self.config.reid_appearance > 0:
             # Only for the detections norfair gets: duplicates and unused low scores never need it.
             for candidate in candidates:
                 candidate.data["look"] = appearance(frame, xyxy(candidate.points))
@@ -131,22 +144,20 @@ class ObjectTracker:
             started = {id(c) for c in low}
             self._tracker.tracked_objects = [obj for obj in self._tracker.tracked_objects
                                              if id(obj) in existing or id(obj.last_detection) not in started]
-        fresh = {id(candidate) for candidate in candidates}
-        matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
-        frame_size = None if frame is None else frame.shape[:2]
+        return {id(candidate) for candidate in candidates}
+
+    def _remember(self, matched: list, now: float, frame_size: tuple[int, int] | None) -> None:
+        """Record where, when and how each track matched now was seen (a new track's memory starts here)."""
         for obj in matched:
-            history = self._histories.setdefault(
-                obj.initializing_id, TrackHistory(obj.label, self._frame, now))
+            history = self._histories.setdefault(obj.initializing_id, TrackHistory(obj.label, self._frame, now))
             detection = obj.last_detection
             history.see(Sighting(now, xyxy(detection.absolute_points), xyxy(detection.points),
                                  detection.data.get("look")), detection.data["phrase"], frame_size)
-        self._forget_ended_objects(retire=True)
-        self._confirm_new_tracks(matched, now)
-        # A lost track stays while a new track first seen within reid_seconds of its loss may still be confirmed.
+
+    def _drop_expired_lost_tracks(self, now: float) -> None:
+        """Keep a lost track while a new track first seen within reid_seconds of its loss may still be confirmed."""
         oldest = min([h.first_time for h in self._histories.values() if h.track_id is None], default=now)
         self._lost = [lost for lost in self._lost if lost.last_time + self.config.reid_seconds >= oldest]
-        tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in reported(self._tracker.tracked_objects)]
-        return sorted(tracks, key=lambda track: track.track_id)
 
     def _checked(self, detections: Detections | None, frame: np.ndarray | None, period: int) -> np.ndarray | None:
         """The frame as (H, W, 3) uint8 RGB (or None), once every argument of an update is accepted."""
