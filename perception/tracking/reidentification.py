@@ -18,7 +18,7 @@ missed the current frame. A lost track is a candidate when all of these hold:
   out, or predicted mostly beyond it by then) is measured from where it left, and is a candidate only
   while no other reported track of its key is known: among others of its kind, someone entering is as
   likely;
-- size: the new track's largest box is within 2x of the lost track's largest recent box;
+- size: the new track's largest box is within 2x of the range of the lost track's recent boxes;
 - colour (``reid_appearance`` > 0): their colour histograms are at least that similar.
 
 A lost track alone of its key (no other reported track of it known, live or lost) gets a larger reach and
@@ -82,20 +82,31 @@ def _borders_agree(new: TrackHistory, lost: TrackHistory, alone: bool) -> bool:
 
 
 def _similar_size(new: TrackHistory, lost: TrackHistory) -> bool:
+    """Whether new's largest box is within _SIZE_RATIO of the range of the lost track's recent boxes."""
     new_area = max(area(s.box) for s in new.sightings)
-    lost_area = lost.size ** 2
-    return lost_area / _SIZE_RATIO <= new_area <= _SIZE_RATIO * lost_area
+    lost_areas = [area(s.box) for s in lost.sightings]
+    return min(lost_areas) / _SIZE_RATIO <= new_area <= _SIZE_RATIO * max(lost_areas)
 
 
 def _similarity(new: TrackHistory, lost: TrackHistory) -> float | None:
     return best_similarity((s.look for s in new.sightings), (s.look for s in lost.full_sightings()))
 
 
-def _same_object(new: TrackHistory, other: TrackHistory) -> bool:
-    """Whether two tracks' latest boxes overlap like two boxes the detector put on one object."""
-    first, second = new.sightings[-1].box, other.sightings[-1].box
+def _same_place(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether two boxes overlap like two boxes the detector put on one object."""
     shared = overlap(first, second)
     return shared > _SAME_OBJECT_IOU * (area(first) + area(second) - shared)
+
+
+def _same_object(new: TrackHistory, other: TrackHistory) -> bool:
+    return _same_place(new.sightings[-1].box, other.sightings[-1].box)
+
+
+def _one_object_twice(new: TrackHistory, lost: TrackHistory) -> bool:
+    """Whether, in every frame both were seen in, their boxes overlapped like two boxes on one object."""
+    lost_boxes = {sighting.time: sighting.box for sighting in lost.sightings}
+    together = [(sighting.box, lost_boxes[sighting.time]) for sighting in new.sightings if sighting.time in lost_boxes]
+    return bool(together) and all(_same_place(first, second) for first, second in together)
 
 
 def _clearly_better(best: tuple[float, float | None], other: tuple[float, float | None]) -> bool:
@@ -111,7 +122,8 @@ def _candidates(new: TrackHistory, lost_tracks: Sequence[TrackHistory], known: l
     candidates = []
     for lost in lost_tracks:
         alone = all(track is lost for track in known)
-        if not (lost.last_time < new.first_time <= lost.last_time + config.reid_seconds
+        lost_first = lost.last_time < new.first_time or (alone and _one_object_twice(new, lost))
+        if not (lost_first and new.first_time <= lost.last_time + config.reid_seconds
                 and _similar_size(new, lost) and _borders_agree(new, lost, alone)):
             continue
         reaches = _reaches(new, lost, config, hidden(lost), alone)
