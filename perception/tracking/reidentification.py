@@ -92,21 +92,11 @@ def _similarity(new: TrackHistory, lost: TrackHistory) -> float | None:
     return best_similarity((s.look for s in new.sightings), (s.look for s in lost.full_sightings()))
 
 
-def _same_place(first: np.ndarray, second: np.ndarray) -> bool:
-    """Whether two boxes overlap like two boxes the detector put on one object."""
+def _same_object(new: TrackHistory, other: TrackHistory) -> bool:
+    """Whether two tracks' latest boxes overlap like two boxes the detector put on one object."""
+    first, second = new.sightings[-1].box, other.sightings[-1].box
     shared = overlap(first, second)
     return shared > _SAME_OBJECT_IOU * (area(first) + area(second) - shared)
-
-
-def _same_object(new: TrackHistory, other: TrackHistory) -> bool:
-    return _same_place(new.sightings[-1].box, other.sightings[-1].box)
-
-
-def _one_object_twice(new: TrackHistory, lost: TrackHistory) -> bool:
-    """Whether, in every frame both were seen in, their boxes overlapped like two boxes on one object."""
-    lost_boxes = {sighting.time: sighting.box for sighting in lost.sightings}
-    together = [(sighting.box, lost_boxes[sighting.time]) for sighting in new.sightings if sighting.time in lost_boxes]
-    return bool(together) and all(_same_place(first, second) for first, second in together)
 
 
 def _clearly_better(best: tuple[float, float | None], other: tuple[float, float | None]) -> bool:
@@ -122,8 +112,7 @@ def _candidates(new: TrackHistory, lost_tracks: Sequence[TrackHistory], known: l
     candidates = []
     for lost in lost_tracks:
         alone = all(track is lost for track in known)
-        lost_first = lost.last_time < new.first_time or (alone and _one_object_twice(new, lost))
-        if not (lost_first and new.first_time <= lost.last_time + config.reid_seconds
+        if not (lost.last_time < new.first_time <= lost.last_time + config.reid_seconds
                 and _similar_size(new, lost) and _borders_agree(new, lost, alone)):
             continue
         reaches = _reaches(new, lost, config, hidden(lost), alone)

@@ -204,11 +204,11 @@ class ObjectTracker:
                 self._forget_ended_objects(retire=False)
 
     def _lost_tracks(self, new: TrackHistory) -> list[TrackHistory]:
-        """Reported tracks of new's key not matched now, live (coasting) or ended."""
+        """Reported tracks of new's key not seen since before new's first detection, live (coasting) or ended."""
         live = [self._histories[obj.initializing_id] for obj in self._tracker.tracked_objects
                 if obj.initializing_id in self._histories]
         return [track for track in live + self._lost
-                if track.key == new.key and track.track_id is not None and track.last_time < new.last_time]
+                if track.key == new.key and track.track_id is not None and track.last_time < new.first_time]
 
     def _claimants(self, new: TrackHistory) -> list[TrackHistory]:
         return [history for history in self._histories.values() if history.key == new.key and history is not new]
