@@ -96,8 +96,8 @@ class TrackerConfig:
     # whose score dipped) and never starts a track. The pipelines then run the detector down to this
     # score, so a continued track can carry a score below the box threshold. 0 turns it off. 0.2: a person
     # half hidden by another scores low and keeps its track instead of coasting away from it (crowd
-    # scenario, noisy truth: IDF1 0.90 -> 0.92, merged ids 9 -> 5 on seeds 0-7; same on the default videos
-    # with the bundled model).
+    # scenario, noisy truth, seeds 0-7: IDF1 0.90 -> 0.92, merged ids 9 -> 5; on the default videos with the
+    # bundled model, seeds 0-23, two identity switches fewer).
     continue_threshold: float = 0.2
     # Frames per second assumed when ``ObjectTracker.update`` gets no ``timestamp``: every update is then
     # one frame later than the last. The windows below are in seconds, so a 10 fps video and a 30 fps
@@ -109,10 +109,10 @@ class TrackerConfig:
     reid_seconds: float = 3.0
     # Reach around where the lost track should be (its last full-size box moved along its velocity), in box
     # sizes of the lost track (the square root of its largest recent box's area): reid_distance when it is
-    # lost, plus reid_distance_per_second for each second since, never more than reid_max_distance; twice
-    # that for a lost track with no other track of its phrase known (no crowd to confuse it with).
-    # 0.75/0.5/1.5: on the default videos with the bundled model (seeds 0-23) 0.5 left 6 identity switches,
-    # 0.75 4; a cap of 2 or a growth of 1 per second changed nothing there and added merges in crowds.
+    # lost, plus reid_distance_per_second for each second since, never more than reid_max_distance; half as
+    # much again for a lost track with no other track of its phrase known (no crowd to confuse it with).
+    # 0.75/0.5/1.5: on the default videos with the bundled model (seeds 0-23) 0.5 left two more identity
+    # switches; a cap of 2 or a growth of 1 per second changed nothing there and added a merge in crowds.
     reid_distance: float = 0.75
     reid_distance_per_second: float = 0.5
     reid_max_distance: float = 1.5
