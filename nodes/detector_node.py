@@ -38,6 +38,7 @@ from perception.camera_messages import (
     fill_image_msg,
     image_to_rgb,
     is_compressed,
+    stamp_seconds,
 )
 from perception.detector import GroundingDinoDetector
 from perception.drawing import draw_objects
@@ -206,7 +207,8 @@ class DetectorNode(Node):
                     )
         if not decoded:
             return
-        result = self._pipeline.process([(frame.camera, rgb) for frame, rgb in decoded])
+        result = self._pipeline.process([(frame.camera, rgb) for frame, rgb in decoded],
+                                        [stamp_seconds(frame.msg.header) for frame, _ in decoded])
         latencies = []
         for (frame, rgb), objects, error in zip(decoded, result.objects, result.errors):
             if objects is None:  # refused: publishing an empty array would claim nothing is there

@@ -216,6 +216,14 @@ def fill_image_msg(msg, rgb: np.ndarray) -> None:
 COMPRESSED_SUFFIX = "/compressed"
 
 
+def stamp_seconds(header) -> float | None:
+    """A ``std_msgs/Header``'s stamp in seconds; None for a zero stamp (the publisher set none)."""
+    stamp = header.stamp
+    if not (stamp.sec or stamp.nanosec):
+        return None
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
 def is_compressed(camera_topic: str) -> bool:
     """A camera topic ending in /compressed carries ``sensor_msgs/CompressedImage``."""
     return camera_topic.endswith(COMPRESSED_SUFFIX)

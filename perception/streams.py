@@ -65,6 +65,7 @@ class MultiStreamDetector:
         self.detector = detector
         self.tracker_config = tracker_config
         self._trackers: dict[str, ObjectTracker] = {}
+        self._stream_times: dict[str, float] = {}  # per stream, the time its tracker saw last, seconds
         self._phrases: list[str] | None = None
 
     @property
@@ -80,11 +81,14 @@ class MultiStreamDetector:
         self._phrases = phrases
         return phrases
 
-    def process(self, frames: Sequence[tuple[str, np.ndarray]]) -> BatchResult:
+    def process(self, frames: Sequence[tuple[str, np.ndarray]],
+                timestamps: Sequence[float | None] | None = None) -> BatchResult:
         """Detect on all ``(stream, rgb)`` frames as one batch, then track each in input order.
 
         A stream may appear several times (consecutive frames of one video); its tracker then sees
-        them in the given order.
+        them in the given order. timestamps: per frame, its capture time in seconds (a camera's stamp),
+        or None where it has none; the trackers measure their windows in these seconds (see
+        :meth:`_stream_time` for missing and backward stamps).
         """
         if self._phrases is None:
             raise RuntimeError("MultiStreamDetector.process called before set_prompt")
@@ -98,12 +102,14 @@ class MultiStreamDetector:
             objects = [None if d is None else _untracked(d) for d in detections]
             return BatchResult(objects, errors, model_seconds)
         objects = []
-        for (stream, rgb), frame_detections in zip(frames, detections):
+        stamps = [None] * len(frames) if timestamps is None else list(timestamps)
+        for (stream, rgb), frame_detections, stamp in zip(frames, detections, stamps):
             if frame_detections is None:
                 objects.append(None)
                 continue
             # The tracker reads the frame for camera-motion compensation and the appearance of boxes.
-            tracks = self._tracker(stream).update(frame_detections, frame=rgb, start_threshold=box_threshold)
+            tracks = self._tracker(stream).update(frame_detections, frame=rgb, start_threshold=box_threshold,
+                                                  timestamp=self._stream_time(stream, stamp))
             objects.append(
                 [LabeledBox(t.label, t.score, t.box_xyxy, str(t.track_id)) for t in tracks if t.matched]
             )
@@ -128,6 +134,18 @@ class MultiStreamDetector:
                 detections.append(None)
                 errors.append(error)
         return detections, errors
+
+    def _stream_time(self, stream: str, stamp: float | None) -> float:
+        """The time a stream's tracker gets for a frame: its stamp, never earlier than the stream's last
+        (a camera clock that steps back, a replayed recording: time stands still until the stamps catch up);
+        without a stamp, one frame at the tracker's frame_rate after the last."""
+        last = self._stream_times.get(stream)
+        if stamp is None or not np.isfinite(stamp):
+            now = 0.0 if last is None else last + 1.0 / self.tracker_config.frame_rate
+        else:
+            now = float(stamp) if last is None else max(float(stamp), last)
+        self._stream_times[stream] = now
+        return now
 
     def _tracker(self, stream: str) -> ObjectTracker:
         tracker = self._trackers.get(stream)

@@ -135,7 +135,7 @@ def _track_noisy_truth(frames: list[np.ndarray], objects_per_frame: list[list[Tr
     with open(mot_path, "w", encoding="utf-8") as mot:
         for index, (image, frame_detections) in enumerate(zip(frames, detections)):
             tracks = tracker.update(frame_detections, frame=image, period=stride,
-                                    start_threshold=NOISY_TRUTH_BOX_THRESHOLD)
+                                    start_threshold=NOISY_TRUTH_BOX_THRESHOLD, timestamp=index / config.frame_rate)
             mot.write(mot_lines(index, tracks))
     return detections
 

@@ -172,3 +172,14 @@ def test_drawing_on_yuv420_planes_looks_like_drawing_on_rgb(size):
     assert np.median(difference[annotated]) < 12, np.median(difference[annotated])  # 2 here; swapped U and V: 103
     with pytest.raises(ValueError, match="even sizes"):
         draw_objects_yuv420(planes, height + 1, width, objects)
+
+
+def test_camera_stamps_time_the_trackers_and_a_clock_stepping_back_stops_no_stream(detector):
+    first, second = images()
+    pipeline = MultiStreamDetector(detector, TrackerConfig(initialization_delay=0))
+    pipeline.set_prompt("a person . a car .")
+    # Stamps in seconds, one stream without any, one whose clock steps back (a replayed recording).
+    results = [pipeline.process([("left", first), ("right", second)], [stamp, None])
+               for stamp in (100.0, 100.1, 99.0, 100.2)]
+    assert all(objects for result in results for objects in result.objects)
+    assert pipeline._stream_times == {"left": 100.2, "right": pytest.approx(3 / TrackerConfig().frame_rate)}

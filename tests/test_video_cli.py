@@ -81,13 +81,13 @@ def test_tracker_options_reach_the_tracker_config_over_the_yaml_file(tmp_path):
     from perception.cli.video import tracker_config_from_args
 
     settings = tmp_path / "tracking.yaml"
-    settings.write_text("hit_counter_max: 9\nreid_frames: 5\nmotion: {model: translation}\n")
+    settings.write_text("hit_counter_max: 9\nreid_seconds: 5\nmotion: {model: translation}\n")
     args = build_parser().parse_args([
-        "video", "in.mp4", "--prompt", "a person .", "--tracker-config", str(settings), "--reid-frames", "12",
+        "video", "in.mp4", "--prompt", "a person .", "--tracker-config", str(settings), "--reid-seconds", "1.5",
         "--reid-appearance", "0.6", "--label-gating", "prompt", "--continue-threshold", "0.2",
         "--cross-phrase-iou", "0.9", "--camera-motion"])
     config = tracker_config_from_args(args)
-    assert (config.hit_counter_max, config.reid_frames, config.reid_appearance) == (9, 12, 0.6)
+    assert (config.hit_counter_max, config.reid_seconds, config.reid_appearance) == (9, 1.5, 0.6)
     assert (config.label_gating, config.continue_threshold, config.cross_phrase_iou) == ("prompt", 0.2, 0.9)
     assert config.motion.enabled and config.motion.model == "translation"
     args = build_parser().parse_args(["video", "in.mp4", "--prompt", "a .", "--reid-appearance", "1.5"])

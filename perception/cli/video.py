@@ -64,8 +64,8 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cross-phrase-iou", type=float, default=None,
                        help="with phrase gating, a detection may continue a track of another phrase that it overlaps "
                             "by more than this IoU (the detector wavering between phrases; 1: never)")
-    group.add_argument("--reid-frames", type=int, default=None,
-                       help="frames a lost track can be re-identified by a new track of its phrase nearby (0: off)")
+    group.add_argument("--reid-seconds", type=float, default=None,
+                       help="seconds a lost track can be re-identified by a new track of its phrase nearby (0: off)")
     group.add_argument("--reid-appearance", type=float, default=None,
                        help="colour similarity (Bhattacharyya coefficient) a re-identified track needs with the lost "
                             "one (default 0.5; 0: position and size only)")
@@ -87,7 +87,7 @@ def tracker_config_from_args(args: argparse.Namespace):
                            f"{getattr(error, 'problem', None) or error}{where}") from error
         if not isinstance(values, dict):
             raise CliError(f"tracker config {args.tracker_config} must be a mapping of settings")
-    for name in ("label_gating", "continue_threshold", "reid_frames", "reid_appearance", "cross_phrase_iou"):
+    for name in ("label_gating", "continue_threshold", "reid_seconds", "reid_appearance", "cross_phrase_iou"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.camera_motion:

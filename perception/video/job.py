@@ -176,7 +176,7 @@ class _Inference:
             frame_detections = None if refusal else outcome
             self.detected_frames += frame_detections is not None
             tracks = self.tracker.update(frame_detections, frame=frame.image, period=self.config.frame_stride,
-                                         start_threshold=box_threshold)
+                                         start_threshold=box_threshold, timestamp=frame.time)
             if not put(results, (frame, tracks, frame_detections is not None, refusal), stop):
                 return False
         return True
