@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from perception.tracking import ObjectTracker, detection_floor
+from perception.tracking.frames import stream_time
 from perception.tracking_config import TrackerConfig
 from perception.types import Detections
 
@@ -136,14 +137,8 @@ class MultiStreamDetector:
         return detections, errors
 
     def _stream_time(self, stream: str, stamp: float | None) -> float:
-        """The time a stream's tracker gets for a frame: its stamp, never earlier than the stream's last
-        (a camera clock that steps back, a replayed recording: time stands still until the stamps catch up);
-        without a stamp, one frame at the tracker's frame_rate after the last."""
-        last = self._stream_times.get(stream)
-        if stamp is None or not np.isfinite(stamp):
-            now = 0.0 if last is None else last + 1.0 / self.tracker_config.frame_rate
-        else:
-            now = float(stamp) if last is None else max(float(stamp), last)
+        """The time a stream's tracker gets for a frame (perception.tracking.frames.stream_time)."""
+        now = stream_time(self._stream_times.get(stream), stamp, self.tracker_config.frame_rate)
         self._stream_times[stream] = now
         return now
 

@@ -15,7 +15,7 @@ from video_samples import (container_duration, damaged_copy, decoded_times, read
                            write_video)
 
 from perception.pipeline_stages import StopSignals
-from perception.tracking import ObjectTracker
+from perception.tracking import ObjectTracker, detection_floor
 from perception.training.synthetic import generate_video
 from perception.tracking_config import TrackerConfig
 from perception.video.decode import VideoInputError, VideoReader
@@ -73,7 +73,9 @@ def test_pipeline_matches_a_frame_by_frame_loop(tmp_path, detector):
     process_video(detector, PROMPT, str(clip), outputs, VideoJobConfig(batch_size=4, tracker=tracker_config))
     tracker = ObjectTracker(tracker_config)
     tracker.set_phrases(detector.set_prompt(PROMPT))
-    expected = [tracker.update(detector.detect([frame.image])[0], frame=frame.image)
+    floor = detection_floor(detector.box_threshold, tracker_config)
+    expected = [tracker.update(detector.detect([frame.image], box_threshold=floor)[0], frame=frame.image,
+                               start_threshold=detector.box_threshold, timestamp=frame.time)
                 for frame in VideoReader(str(clip))]
     records = read_jsonl(outputs.jsonl)
     assert sum(len(tracks) for tracks in expected) > 0

@@ -48,6 +48,16 @@ def check_boxes_in_frame(boxes: np.ndarray, frame_size: tuple[int, int]) -> None
                          "frame passed with it: pass the frame the detections were made on")
 
 
+def stream_time(last: float | None, stamp: float | None, frame_rate: float) -> float:
+    """The time to hand a stream's tracker for its next frame, so that it never goes backwards: the frame's
+    stamp in seconds, but not earlier than ``last`` (a camera clock that steps back, a replayed recording, a
+    damaged video's timestamps: time stands still until the stamps catch up); without a stamp (None, or
+    not finite), one frame at ``frame_rate`` after ``last``. ``last``: the previous frame's, None at first."""
+    if stamp is None or not math.isfinite(stamp):
+        return 0.0 if last is None else last + 1.0 / frame_rate
+    return float(stamp) if last is None else max(float(stamp), last)
+
+
 class Clock:
     """The time of each update in seconds: its timestamp, or one frame at ``frame_rate`` after the last."""
 

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from perception.pipeline_stages import END, Stage, StopSignals, get, put
 from perception.tracking import ObjectTracker, detection_floor
+from perception.tracking.frames import stream_time
 from perception.tracking_config import TrackerConfig
 from perception.types import Detections
 from perception.video.decode import DamageReport, DecodedFrame, VideoInfo, VideoReader
@@ -124,6 +125,7 @@ class _Inference:
         self.detector, self.tracker, self.config = detector, tracker, config
         self.detected_frames = 0
         self.refusals: Counter = Counter()
+        self._last_time: float | None = None  # the tracker's time of the previous frame
 
     def is_detected(self, frame: DecodedFrame) -> bool:
         return frame.index % self.config.frame_stride == 0
@@ -175,8 +177,10 @@ class _Inference:
             refusal = outcome if isinstance(outcome, str) else None
             frame_detections = None if refusal else outcome
             self.detected_frames += frame_detections is not None
+            # A damaged file's timestamps may step back: the tracker's time stands still instead.
+            self._last_time = stream_time(self._last_time, frame.time, self.config.tracker.frame_rate)
             tracks = self.tracker.update(frame_detections, frame=frame.image, period=self.config.frame_stride,
-                                         start_threshold=box_threshold, timestamp=frame.time)
+                                         start_threshold=box_threshold, timestamp=self._last_time)
             if not put(results, (frame, tracks, frame_detections is not None, refusal), stop):
                 return False
         return True
