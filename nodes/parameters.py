@@ -17,7 +17,7 @@ from perception.camera_messages import DEFAULT_MAX_PIXELS, detections_topic
 from perception.detector import DTYPES, DetectorConfig
 from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
-from perception.tracking_config import (
+from perception.tracking.config import (
     DISTANCES,
     FILTERS,
     LABEL_GATINGS,

@@ -18,7 +18,7 @@ import numpy as np
 
 from perception.tracking import ObjectTracker, detection_floor
 from perception.tracking.frames import stream_time
-from perception.tracking_config import TrackerConfig
+from perception.tracking.config import TrackerConfig
 from perception.types import Detections
 
 logger = logging.getLogger(__name__)

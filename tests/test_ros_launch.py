@@ -12,7 +12,7 @@ pytest.importorskip("rcl_interfaces.msg", reason="ROS 2 is installed by scripts/
 from nodes.launch_arguments import CAMERA_TOPIC, camera_node, detector_parameters  # noqa: E402
 from nodes.parameters import SPECS_BY_NAME, check_value, detector_config, synonym_groups, tracker_config  # noqa: E402
 from perception.camera_messages import detections_topic  # noqa: E402
-from perception.tracking_config import MotionConfig, TrackerConfig  # noqa: E402
+from perception.tracking.config import MotionConfig, TrackerConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from perception.drawing import draw_objects, draw_objects_yuv420, rgb_to_yuv, yu
 from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
 from perception.streams import LabeledBox, MultiStreamDetector
-from perception.tracking_config import MotionConfig, TrackerConfig
+from perception.tracking.config import MotionConfig, TrackerConfig
 
 pytestmark = pytest.mark.numeric
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from perception.tracking import ObjectTracker, Track, appearance, appearance_similarity, detection_floor
-from perception.tracking_config import TrackerConfig
+from perception.tracking.config import TrackerConfig
 from perception.types import Detections
 
 # A featureless frame: every box in it looks alike, so appearance (reid_appearance) never decides in the tests

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from norfair import Detection, Tracker
 
-from perception.tracking_baselines import NORFAIR_SETTINGS, ByteTrack, ByteTrackConfig, NorfairBaseline, _assignment
-from perception.tracking_noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
+from perception.tracking.baselines import NORFAIR_SETTINGS, ByteTrack, ByteTrackConfig, NorfairBaseline, _assignment
+from perception.tracking.noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
 from perception.training.crowds import generate_crowd_video
 from perception.types import Detections
 

@@ -11,7 +11,7 @@ import torch
 
 from perception.boxes import box_iou
 from perception.tracking import ObjectTracker
-from perception.tracking_config import TrackerConfig
+from perception.tracking.config import TrackerConfig
 from perception.types import Detections
 
 WIDTH, HEIGHT = 640, 480

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from perception.cli.main import main
-from perception.tracking_eval import RecordingDetector
+from perception.tracking.evaluation import RecordingDetector
 from perception.training.crowds import generate_crowd_video
 from perception.weights import BUNDLED_MODEL_DIR
 

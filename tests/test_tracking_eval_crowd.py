@@ -1,5 +1,5 @@
 """Crowd videos (perception.training.crowds) with exact ground truth, the default scenario unchanged, and the
-noisy-truth detector (perception.tracking_noise) behaving as configured."""
+noisy-truth detector (perception.tracking.noise) behaving as configured."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from perception.tracking_noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
+from perception.tracking.noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
 from perception.training.crowds import CROWD, MIXED_CROWD, CrowdConfig, generate_crowd_video
 from perception.training.sprites import COLOUR_HUES, KINDS
 from perception.training.synthetic import SceneConfig, TrackedObject, generate_scene, generate_video

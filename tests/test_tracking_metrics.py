@@ -1,12 +1,12 @@
-"""TrackEval metrics through perception.mot_metrics (merged ids and fragmentations too), and the tracker scored on
+"""TrackEval metrics through perception.tracking.metrics (merged ids and fragmentations too), and the tracker scored on
 noisy ground truth."""
 from __future__ import annotations
 
 import pytest
 
-from perception.mot_metrics import evaluate_mot
-from perception.tracking_eval import TrackingEvalConfig, evaluate_on_synthetic_videos, switches_per_20_tracks
-from perception.tracking_noise import NoiseConfig
+from perception.tracking.metrics import evaluate_mot
+from perception.tracking.evaluation import TrackingEvalConfig, evaluate_on_synthetic_videos, switches_per_20_tracks
+from perception.tracking.noise import NoiseConfig
 from perception.training.synthetic import generate_video, write_mot_ground_truth, write_mot_sequence
 
 SIZE = (120, 160)

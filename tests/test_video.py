@@ -17,7 +17,7 @@ from video_samples import (container_duration, damaged_copy, decoded_times, read
 from perception.pipeline_stages import StopSignals
 from perception.tracking import ObjectTracker, detection_floor
 from perception.training.synthetic import generate_video
-from perception.tracking_config import TrackerConfig
+from perception.tracking.config import TrackerConfig
 from perception.video.decode import VideoInputError, VideoReader
 from perception.video.encode import VideoWriter, choose_encoder, max_side, output_size
 from perception.video.job import VideoJobConfig, process_video

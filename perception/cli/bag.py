@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from perception.bags.output import BagOutput, OutputPathError, check_output_path
     from perception.bags.sources import SourceChoiceError, choose_cameras
     from perception.streams import MultiStreamDetector
-    from perception.tracking_config import TrackerConfig
+    from perception.tracking.config import TrackerConfig
 
     if args.max_pixels < 1:
         raise CliError(f"--max-pixels must be at least 1, got {args.max_pixels}")

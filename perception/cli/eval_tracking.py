@@ -56,7 +56,7 @@ def register_eval(eval_subparsers) -> None:
 
 
 def _noise(args: argparse.Namespace):
-    from perception.tracking_noise import NoiseConfig
+    from perception.tracking.noise import NoiseConfig
 
     given = {name: getattr(args, name) for name in NOISE_FLAGS if getattr(args, name) is not None}
     if args.detections == "model":
@@ -84,13 +84,13 @@ def _meets(targets: dict, result: dict) -> bool:
 
 
 def _summary(scores) -> dict:
-    from perception.tracking_eval import switches_per_20_tracks
+    from perception.tracking.evaluation import switches_per_20_tracks
 
     return {**scores.as_dict(), "id_switches_per_20_gt_tracks": round(switches_per_20_tracks(scores), 3)}
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception.tracking_eval import TrackingEvalConfig, baseline_settings, evaluate_on_synthetic_videos
+    from perception.tracking.evaluation import TrackingEvalConfig, baseline_settings, evaluate_on_synthetic_videos
     from perception.video.job import VideoJobConfig
 
     videos, frames = SCENARIO_SIZES[args.scenario]

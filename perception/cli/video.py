@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
 def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tracking")
-    group.add_argument("--tracker-config", help="YAML file of tracking settings (see perception/tracking_config.py)")
+    group.add_argument("--tracker-config", help="YAML file of tracking settings (see perception/tracking/config.py)")
     group.add_argument("--label-gating", choices=("phrase", "prompt"), default=None,
                        help="'prompt' lets a track keep its id when the detector wavers between the prompt's phrases")
     group.add_argument("--camera-motion", action="store_true", help="compensate camera motion (moving cameras)")
@@ -72,7 +72,7 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def tracker_config_from_args(args: argparse.Namespace):
-    from perception.tracking_config import TrackerConfig
+    from perception.tracking.config import TrackerConfig
 
     values = {}
     if args.tracker_config:

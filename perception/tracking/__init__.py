@@ -3,7 +3,7 @@
 Modules, in the order an update runs them: :mod:`.frames` (what an update accepts, and its time),
 :mod:`.association` (detections to live tracks), :mod:`.history` (what is remembered of each track),
 :mod:`.reidentification` (a new track taking a lost track's id), :mod:`.appearance` (colour histograms),
-and :mod:`.tracker` (the ``update`` that runs them). Settings: :mod:`perception.tracking_config`.
+and :mod:`.tracker` (the ``update`` that runs them). Settings: :mod:`perception.tracking.config`.
 """
 from perception.tracking.appearance import appearance, appearance_similarity
 from perception.tracking.tracker import ObjectTracker, Track, detection_floor

@@ -9,7 +9,7 @@ only continue a reported track of their key they are near (``continue_threshold`
 association) and never start one.
 
 Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) with a Kalman filter per track and
-starts, confirms and ends tracks by its hit counter (see :mod:`perception.tracking_config`). Its own
+starts, confirms and ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own
 re-identification is not used: :mod:`perception.tracking.reidentification` replaces it.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from norfair.filter import NoFilterFactory, OptimizedKalmanFilterFactory
 
 from perception.boxes import box_iou
 from perception.postprocess import nms_keep
-from perception.tracking_config import TrackerConfig
+from perception.tracking.config import TrackerConfig
 from perception.types import Detections
 
 logger = logging.getLogger(__name__)

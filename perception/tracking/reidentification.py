@@ -38,7 +38,7 @@ import numpy as np
 
 from perception.tracking.appearance import best_similarity
 from perception.tracking.history import TrackHistory, area, centre, overlap, touched_borders
-from perception.tracking_config import TrackerConfig
+from perception.tracking.config import TrackerConfig
 
 # The nearest candidate must be at most this fraction as far (in reaches) as the runner-up.
 _DISTANCE_MARGIN = 0.5

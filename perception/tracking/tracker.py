@@ -28,7 +28,7 @@ from perception.tracking.association import Association, motion_estimator, norfa
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
 from perception.tracking.history import Sighting, TrackHistory, area, overlap
 from perception.tracking.reidentification import reidentify
-from perception.tracking_config import TrackerConfig
+from perception.tracking.config import TrackerConfig
 from perception.types import Detections
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from perception.pipeline_stages import END, Stage, StopSignals, get, put
 from perception.tracking import ObjectTracker, detection_floor
 from perception.tracking.frames import stream_time
-from perception.tracking_config import TrackerConfig
+from perception.tracking.config import TrackerConfig
 from perception.types import Detections
 from perception.video.decode import DamageReport, DecodedFrame, VideoInfo, VideoReader
 from perception.video.encode import choose_encoder, max_side, output_size

@@ -20,7 +20,7 @@ class VideoOutputError(ValueError):
 @dataclass(frozen=True)
 class VideoOutputs:
     video: str  # annotated MP4
-    jsonl: str  # one JSON line per frame, see perception.track_records
+    jsonl: str  # one JSON line per frame, see perception.tracking.records
     mot: str | None = None  # MOTChallenge text, optional
     overwrite: bool = False  # replace outputs that exist (never the input)
 

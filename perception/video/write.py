@@ -16,7 +16,7 @@ import numpy as np
 
 from perception.drawing import draw_objects, draw_objects_yuv420, yuv420_planes
 from perception.streams import LabeledBox
-from perception.track_records import TrackRecordWriter
+from perception.tracking.records import TrackRecordWriter
 from perception.tracking import Track
 from perception.video.decode import DecodedFrame, VideoInfo
 from perception.video.encode import VideoWriter

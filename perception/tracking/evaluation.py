@@ -7,10 +7,10 @@ Two sources of detections:
 - the detector: each video is written to an MP4 file and run through the whole offline pipeline (decode,
   batched detection, our tracker, encode), prompted with the phrases of that video's objects; every frame's
   detector output is recorded once (down to ByteTrack's low threshold) and replayed to the baselines;
-- noisy ground truth (perception.tracking_noise): drawn once per frame and fed to every tracker.
+- noisy ground truth (perception.tracking.noise): drawn once per frame and fed to every tracker.
 Every tracker gets the identical detections per frame and the same box threshold: detections below it
 only serve the trackers that use low scores (ByteTrack's second association, our continue_threshold).
-Scores come from TrackEval (perception.mot_metrics), for ours and each baseline in one run.
+Scores come from TrackEval (perception.tracking.metrics), for ours and each baseline in one run.
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.mot_metrics import TrackingScores, evaluate_trackers
-from perception.track_records import mot_lines
+from perception.tracking.metrics import TrackingScores, evaluate_trackers
+from perception.tracking.records import mot_lines
 from perception.tracking import ObjectTracker
-from perception.tracking_baselines import ByteTrack, ByteTrackConfig, NorfairBaseline
-from perception.tracking_noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
+from perception.tracking.baselines import ByteTrack, ByteTrackConfig, NorfairBaseline
+from perception.tracking.noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
 from perception.training.crowds import CROWD, MIXED_CROWD, generate_crowd_video
 from perception.training.prompts import build_prompt
 from perception.training.synthetic import TrackedObject, generate_video, write_mot_sequence

@@ -3,7 +3,7 @@ fragmentations, and merged ids (ours, on TrackEval's CLEAR matching).
 
 Inputs are MOTChallenge text files: ground truth as ``<gt_root>/<sequence>/gt/gt.txt`` with its
 ``seqinfo.ini`` (perception.training.synthetic.write_mot_sequence writes both), tracker results as
-``<tracker_dir>/<sequence>.txt`` (perception.track_records writes them). Both use the same box
+``<tracker_dir>/<sequence>.txt`` (perception.tracking.records writes them). Both use the same box
 convention, so no offset is applied. Scores are over all sequences together (TrackEval's COMBINED_SEQ).
 """
 from __future__ import annotations
