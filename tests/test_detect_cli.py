@@ -73,7 +73,7 @@ def test_bad_files_are_refused_one_by_one_and_cost_the_good_ones_nothing(files):
         "truncated.jpg": "OpenCV cannot decode the 300-byte file",
         "text.png": "the 28-byte file is not in a format whose size can be checked before decoding",
         "bomb.png": "file is 12000x12000 = 144000000 pixels, more than the limit of 50000000 (see --max-pixels)",
-        "fifo.png": "is not a regular file",
+        "fifo.png": "is a named pipe (FIFO), not an image file",
         "folder": "is a directory, not an image file",
         "missing": "no such file",
     }

@@ -226,7 +226,7 @@ def test_unreadable_inputs_fail_with_one_clear_line_before_any_output(tmp_path, 
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("not a video")
     cases = {
-        str(tmp_path / "missing.mp4"): "input video not found: ",
+        str(tmp_path / "missing.mp4"): "missing.mp4: no such file",
         str(unknown_codec): "unknown video codec, this FFmpeg build has no decoder for it",
         str(not_a_video): "as a video: Invalid data found when processing input",
     }

@@ -50,7 +50,7 @@ def test_unusable_inputs_each_give_one_error_line(tmp_path, capsys):
     unknown_codec = tmp_path / "unknown.avi"
     unknown_codec.write_bytes(clip.read_bytes().replace(b"FMP4", b"QQQQ"))
     cases = [
-        ([str(tmp_path / "missing.mp4"), "--prompt", "a person ."], "input video not found"),
+        ([str(tmp_path / "missing.mp4"), "--prompt", "a person ."], "missing.mp4: no such file"),
         ([str(unknown_codec), "--prompt", "a person ."], "unknown video codec"),
         ([str(clip), "--prompt", " . "], "names nothing"),
         ([str(clip), "--prompt", "a person .", "--start", "100"], "lies between 100.0 s and the end"),

@@ -74,11 +74,11 @@ def test_a_path_that_is_no_video_gets_one_line_and_exit_2(tmp_path):
     bad_yaml = tmp_path / "tracking.yaml"
     bad_yaml.write_text("reid_appearance: [0.5\n")
     cases = [
-        ([str(empty)], f"{empty} is empty (0 bytes)"),
+        ([str(empty)], f"{empty}: is empty (0 bytes)"),
         ([str(text)], f"cannot read {text} as a video: Invalid data found when processing input"),
         ([str(image)], f"{image} is a still image (piped png sequence), not a video"),
-        ([str(folder)], f"{folder} is a directory, not a video file"),
-        ([str(fifo)], f"{fifo} is a named pipe (FIFO)"),
+        ([str(folder)], f"{folder}: is a directory, not a video file"),
+        ([str(fifo)], f"{fifo}: is a named pipe (FIFO), not a video file"),
         ([str(clip), "--tracker-config", str(bad_yaml)], f"tracker config {bad_yaml} is not valid YAML: expected"),
     ]
     output = tmp_path / "out.mp4"

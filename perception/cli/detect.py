@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import stat
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from perception.camera_messages import DEFAULT_MAX_PIXELS, ImageTooLargeError, MalformedImageError, decode_rgb
 from perception.cli.errors import EXIT_DAMAGED_INPUT, EXIT_OK, CliError
 from perception.cli.model_args import add_detector_arguments, build_detector
+from perception.input_files import file_problem
 from perception.streams import MultiStreamDetector
 
 
@@ -33,21 +33,6 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def file_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be an image file, or None. A FIFO or device is refused: reading it could block."""
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return "no such file"
-    except OSError as error:
-        return f"cannot read it: {error.strerror}"
-    if stat.S_ISDIR(status.st_mode):
-        return "is a directory, not an image file"
-    if not stat.S_ISREG(status.st_mode):
-        return "is not a regular file (a pipe, a device or a socket)"
-    return "is empty (0 bytes)" if status.st_size == 0 else None
-
-
 def read_rgb(path: Path, max_pixels: int):
     """An image file -> (H, W, 3) uint8 RGB. The file is mapped, not read, so its header is checked
     (camera_messages.decode_rgb: size limit, known format) before any large read or decode. Raises
@@ -58,7 +43,7 @@ def read_rgb(path: Path, max_pixels: int):
 def run(args: argparse.Namespace) -> int:
     if args.max_pixels < 1:
         raise CliError(f"--max-pixels must be >= 1, got {args.max_pixels}")
-    problems = {index: file_problem(path) for index, path in enumerate(args.images)}
+    problems = {index: file_problem(path, "an image file") for index, path in enumerate(args.images)}
     if all(problems.values()):
         raise CliError("no input is an image file: " + "; ".join(f"{p}: {problems[i]}" for i, p in enumerate(args.images)))
     detector = build_detector(args)

@@ -7,8 +7,6 @@ planes). Timestamps are kept as the input's ``pts`` in its stream time base, so 
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,7 +14,10 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from perception.input_files import file_problem
+
 logger = logging.getLogger(__name__)
+
 
 class VideoInputError(ValueError):
     """The input cannot be read as a video: missing file, not a video, no decoder for its codec."""
@@ -82,28 +83,10 @@ class DamageReport:
         return "; ".join(parts) if parts else "intact"
 
 
-def _check_input_file(path: str) -> None:
-    """One clear line for a path that cannot hold a video: missing, a folder, a pipe or device, empty."""
-    try:
-        status = os.stat(path)
-    except FileNotFoundError:
-        raise VideoInputError(f"input video not found: {path}") from None
-    except OSError as error:
-        raise VideoInputError(f"cannot read {path}: {error.strerror}") from None
-    mode = status.st_mode
-    if stat.S_ISDIR(mode):
-        raise VideoInputError(f"{path} is a directory, not a video file")
-    if stat.S_ISFIFO(mode):
-        raise VideoInputError(f"{path} is a named pipe (FIFO); a video is read twice (header, then frames) "
-                              "and must be a regular file")
-    if not stat.S_ISREG(mode):
-        raise VideoInputError(f"{path} is not a regular file (a device or a socket), not a video file")
-    if status.st_size == 0:
-        raise VideoInputError(f"{path} is empty (0 bytes)")
-
-
 def _open_input(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    _check_input_file(path)
+    problem = file_problem(path, "a video file")
+    if problem:
+        raise VideoInputError(f"{path}: {problem}")
     try:
         container = av.open(path)
     except av.error.FFmpegError as error:
