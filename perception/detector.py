@@ -217,8 +217,10 @@ class GroundingDinoDetector:
         pixel_values, padding = pad_batch(images, self._minimum_input_size(*images[0].shape[1:]))
         pixel_values = pixel_values.to(self.dtype)
         per_chunk = []
+        # The image side does not depend on the text: one backbone pass serves every chunk of the prompt.
+        image_features = self.model.encode_image(pixel_values, padding)
         for chunk, text in self._prompt.chunks:
-            output = self.model(pixel_values, padding, text)
+            output = self.model(pixel_values, padding, text, image_features=image_features)
             per_chunk.append((chunk, output))
         model_done = time.perf_counter()
         times.model += model_done - start

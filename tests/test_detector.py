@@ -118,6 +118,26 @@ def test_long_prompts_are_chunked_at_phrase_boundaries():
     assert np.all(np.diff(result.scores) <= 0)
 
 
+def test_the_backbone_runs_once_per_frame_batch_whatever_the_number_of_chunks():
+    detector = make_detector()
+    detector.set_prompt(" . ".join(f"object number {i}" for i in range(120)))  # two chunks
+    calls = []
+    hook = detector.model.image_backbone.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        detector.detect(frames(3))  # one size: one batch
+    finally:
+        hook.remove()
+    assert len(detector._prompt.chunks) == 2 and len(calls) == 1
+    # The image features are only read: reusing them gives exactly what computing them per chunk gives.
+    pixel_values, padding = torch.randn(2, 3, 96, 128), torch.zeros(2, 96, 128, dtype=torch.bool)
+    with torch.no_grad():
+        features = detector.model.encode_image(pixel_values, padding)
+        for _, text in detector._prompt.chunks:
+            reused = detector.model(pixel_values, padding, text, image_features=features)
+            fresh = detector.model(pixel_values, padding, text)
+            assert torch.equal(reused.logits, fresh.logits) and torch.equal(reused.boxes, fresh.boxes)
+
+
 def test_a_prompt_that_fits_gives_the_same_result_through_the_chunking_path():
     detector = make_detector()
     prompt = " . ".join(f"thing {i}" for i in range(60))  # about 180 tokens: one chunk

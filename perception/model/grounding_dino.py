@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from perception.model.backbone import ImageBackbone
+from perception.model.backbone import ImageBackbone, MultiScaleFeatures
 from perception.model.config import GroundingDinoConfig
 from perception.model.decoder import LOGIT_EPS, CrossModalityDecoder
 from perception.model.feature_enhancer import FeatureEnhancer
@@ -70,13 +70,25 @@ class GroundingDino(nn.Module):
         """input_ids: (batch_text, length) tokens of ``[CLS] phrase . phrase . [SEP]``; see EncodedText."""
         return self.text_encoder(input_ids, token_mask)
 
+    def encode_image(self, pixel_values: torch.Tensor, image_padding_mask: torch.Tensor) -> MultiScaleFeatures:
+        """The text-independent part: Swin and the per-level input projections, once per frame batch.
+
+        pixel_values: (B, 3, H, W) ImageNet-normalized, images at the top-left of a padded batch.
+        image_padding_mask: (B, H, W) bool, True = padding. The result is only read by :meth:`forward`, so
+        one encoding serves every chunk of a long prompt.
+        """
+        return self.image_backbone(pixel_values, image_padding_mask)
+
     def forward(self, pixel_values: torch.Tensor, image_padding_mask: torch.Tensor, text: EncodedText,
-                return_auxiliary: bool = False) -> GroundingDinoOutput:
-        """pixel_values: (B, 3, H, W) ImageNet-normalized, images at the top-left of a padded batch.
-        image_padding_mask: (B, H, W) bool, True = padding. text: one prompt for all images or one per image.
+                return_auxiliary: bool = False,
+                image_features: MultiScaleFeatures | None = None) -> GroundingDinoOutput:
+        """pixel_values, image_padding_mask: see :meth:`encode_image`. text: one prompt for all images or one
+        per image. image_features: :meth:`encode_image` of these pixels, computed once for several prompts'
+        chunks; None computes it here.
         """
         text = text.expand(pixel_values.shape[0])
-        image_features = self.image_backbone(pixel_values, image_padding_mask)
+        if image_features is None:
+            image_features = self.encode_image(pixel_values, image_padding_mask)
         image_tokens, text_tokens = self.feature_enhancer(image_features, text)
         selected = self.query_selection(image_features, image_tokens, text_tokens, text.token_mask)
         decoded = self.decoder(selected.content, selected.reference_boxes, image_tokens, image_features,
