@@ -54,6 +54,25 @@ def _untracked(detections: Detections) -> list[LabeledBox]:
     ]
 
 
+def detect_each(detector, images: Sequence, box_threshold: float | None
+                ) -> tuple[list[Detections | None], list[Exception | None]]:
+    """Detections per image as one batch; if the batch fails, each image on its own, so an image the
+    detector refuses costs only itself (its error takes its place). A detector that answers a batch with
+    the wrong number of results is broken, not refusing a frame: RuntimeError, never retried."""
+    try:
+        detections = detector.detect(images, box_threshold=box_threshold)
+    except FRAME_ERRORS as error:
+        if len(images) == 1:
+            return [None], [error]
+        logger.debug("a batch of %d frames failed (%s); detecting them one by one", len(images), error)
+    else:
+        if len(detections) != len(images):
+            raise RuntimeError(f"the detector returned {len(detections)} results for {len(images)} images")
+        return list(detections), [None] * len(images)
+    results = [detect_each(detector, [image], box_threshold) for image in images]
+    return [found[0] for found, _ in results], [errors[0] for _, errors in results]
+
+
 class MultiStreamDetector:
     """One detector for many streams; one tracker per stream when ``tracker_config`` is given.
 
@@ -97,7 +116,7 @@ class MultiStreamDetector:
         box_threshold = self.detector.box_threshold
         # With a tracker the detector reports down to the tracker's floor (None: its own threshold).
         floor = None if self.tracker_config is None else detection_floor(box_threshold, self.tracker_config)
-        detections, errors = self._detect_each([rgb for _, rgb in frames], floor)
+        detections, errors = detect_each(self.detector, [rgb for _, rgb in frames], floor)
         model_seconds = time.perf_counter() - start
         if self.tracker_config is None:
             objects = [None if d is None else _untracked(d) for d in detections]
@@ -115,26 +134,6 @@ class MultiStreamDetector:
                 [LabeledBox(t.label, t.score, t.box_xyxy, str(t.track_id)) for t in tracks if t.matched]
             )
         return BatchResult(objects, errors, model_seconds)
-
-    def _detect_each(self, images: list[np.ndarray], floor: float | None
-                     ) -> tuple[list[Detections | None], list[Exception | None]]:
-        """Detections per image as one batch; if the batch fails, each image on its own, so an image the
-        detector refuses costs only itself (its error takes its place)."""
-        try:
-            return self.detector.detect(images, box_threshold=floor), [None] * len(images)
-        except FRAME_ERRORS as error:
-            if len(images) == 1:
-                return [None], [error]
-            logger.debug("a batch of %d frames failed (%s); detecting them one by one", len(images), error)
-        detections, errors = [], []
-        for image in images:
-            try:
-                detections.append(self.detector.detect([image], box_threshold=floor)[0])
-                errors.append(None)
-            except FRAME_ERRORS as error:
-                detections.append(None)
-                errors.append(error)
-        return detections, errors
 
     def _stream_time(self, stream: str, stamp: float | None) -> float:
         """The time a stream's tracker gets for a frame (perception.tracking.frames.stream_time)."""

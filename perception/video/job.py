@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from perception.pipeline_stages import END, Stage, StopSignals, get, put
+from perception.streams import detect_each
 from perception.tracking import ObjectTracker, detection_floor
 from perception.tracking.frames import stream_time
 from perception.tracking.config import TrackerConfig
@@ -147,23 +148,20 @@ class _Inference:
             put(results, END, stop)
 
     def _detect(self, frames: list[DecodedFrame], box_threshold: float) -> list[Detections | str]:
-        """Each frame's detections, or why the detector refused it: when a batch fails, its frames are
-        tried one by one, so one frame the detector cannot take costs no other frame."""
-        try:
-            detections = self.detector.detect([frame.image for frame in frames], box_threshold=box_threshold)
-        except Exception as error:  # a refused frame, or a batch too large for the device: see below
-            if len(frames) == 1:
-                reason = _refusal(error)
-                if reason not in self.refusals:
-                    logger.warning("the detector refused frame %d (%.3f s): %s", frames[0].index, frames[0].time,
-                                   reason)
-                self.refusals[reason] += 1
-                return [reason]
-            logger.debug("a batch of %d frames failed (%s); trying them one by one", len(frames), _refusal(error))
-            return [result for frame in frames for result in self._detect([frame], box_threshold)]
-        if len(detections) != len(frames):  # a broken detector, not a refused frame: stop the run
-            raise RuntimeError(f"the detector returned {len(detections)} results for {len(frames)} images")
-        return list(detections)
+        """Each frame's detections, or why the detector refused it (streams.detect_each: one frame the
+        detector cannot take costs no other frame)."""
+        detections, errors = detect_each(self.detector, [frame.image for frame in frames], box_threshold)
+        outcomes: list[Detections | str] = []
+        for frame, frame_detections, error in zip(frames, detections, errors):
+            if error is None:
+                outcomes.append(frame_detections)
+                continue
+            reason = _refusal(error)
+            if reason not in self.refusals:
+                logger.warning("the detector refused frame %d (%.3f s): %s", frame.index, frame.time, reason)
+            self.refusals[reason] += 1
+            outcomes.append(reason)
+        return outcomes
 
     def _track_batch(self, pending: list[DecodedFrame], results: queue.Queue, stop: threading.Event) -> bool:
         if stop.is_set():
