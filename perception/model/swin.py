@@ -107,10 +107,16 @@ def _cached_per_shape(build):
     """Memoize a builder of constant tensors by its (hashable) arguments. The tensors are built outside
     inference mode even when first asked for inside it, so training can reuse them."""
     @lru_cache(maxsize=64)
-    @wraps(build)
-    def cached(*args):
+    def cached_build(*args):
         with torch.inference_mode(False):
             return build(*args)
+
+    @wraps(build)
+    def cached(*args):
+        # Fake tensors (FakeTensorMode, torch.compile's tracing) belong to one tracing session: never kept.
+        if torch._guards.detect_fake_mode() is not None:
+            return build(*args)
+        return cached_build(*args)
     return cached
 
 
@@ -154,10 +160,12 @@ def window_layout(height: int, width: int, window_size: int, shift: int, device)
     source = torch.where(inside, rows[:, None] * width + cols[None, :], 0)
     gather = window_partition(source[None, :, :, None], window_size).flatten()
     is_padding = window_partition(~inside[None, :, :, None], window_size).flatten()
-    positions = torch.arange(gather.numel(), device=device)
-    scatter = torch.empty(height * width, dtype=torch.long, device=device)
-    scatter[gather[~is_padding]] = positions[~is_padding]
-    padding = positions[is_padding] if bool(is_padding.any()) else None
+    # Every pixel is gathered exactly once, so sorting the window-token positions by the pixel they hold
+    # (padding tokens last, in position order) gives the inverse permutation followed by the padding
+    # positions, with no boolean-mask indexing: the tensors' sizes never depend on their values.
+    order = torch.where(is_padding, height * width, gather).argsort(stable=True)
+    scatter = order[: height * width]
+    padding = order[height * width :] if gather.numel() > height * width else None
     num_windows = (padded_height // window_size) * (padded_width // window_size)
     return WindowLayout(num_windows, (padded_height, padded_width), gather, padding, scatter)
 
