@@ -61,7 +61,8 @@ def onednn_linear_available(dtype: torch.dtype = torch.float32) -> bool:
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """F.linear, through oneDNN when that computes the same function faster (see the module docstring)."""
-    if (x.device.type == "cpu" and weight.dtype == x.dtype and x.dim() >= 2
+    # Not under torch.compile: inductor lowers oneDNN's linear only for constant (frozen) weights.
+    if (x.device.type == "cpu" and weight.dtype == x.dtype and x.dim() >= 2 and not torch.compiler.is_compiling()
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                   or (bias is not None and bias.requires_grad)))
             and onednn_linear_available(x.dtype)):
