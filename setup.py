@@ -100,7 +100,7 @@ def native_op_build() -> tuple[list, dict]:
     openmp = ["-fopenmp"] if torch.backends.openmp.is_available() else []
     cxx_flags = ["-O3", "-g0", "-ffp-contract=off", *openmp]
     sources = sorted(glob(f"{OPS_SOURCE_DIR}/*.cpp"))
-    headers = sorted(glob(f"{OPS_SOURCE_DIR}/*.h"))
+    headers = sorted(glob(f"{OPS_SOURCE_DIR}/*.h") + glob(f"{OPS_SOURCE_DIR}/*.cuh"))
     if cuda_missing:
         report(f"building the CPU kernels only ({'; '.join(cuda_missing)})")
         extension = CppExtension(
