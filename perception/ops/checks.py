@@ -1,8 +1,9 @@
 """Input checks for multi-scale deformable attention, run before any implementation.
 
 They turn mismatched shapes into a ValueError naming the tensor, where a kernel would read out of
-bounds or grid_sample would fail with an opaque message. Reading spatial_shapes and level_start_index
-costs one device-to-host copy of a few integers on CUDA.
+bounds or grid_sample would fail with an opaque message. check_inputs reads only shapes, dtypes and
+devices, so it also runs on fake tensors and under torch.compile; check_level_values reads
+spatial_shapes and level_start_index, one device-to-host copy of a few integers on CUDA.
 """
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ def check_inputs(
     sampling_locations: torch.Tensor,
     attention_weights: torch.Tensor,
 ) -> None:
-    """Shapes as in :func:`perception.ops.reference.ms_deform_attn_pytorch`; raises ValueError."""
+    """Shapes as in :func:`perception.ops.reference.ms_deform_attn_pytorch`; raises ValueError. Reads no data."""
     if value.dim() != 4:
         raise ValueError(f"value must be (batch, num_values, num_heads, head_dim), got shape {tuple(value.shape)}")
-    batch, num_values, num_heads, _ = value.shape
+    batch, _, num_heads, _ = value.shape
     if sampling_locations.dim() != 6 or sampling_locations.shape[-1] != 2:
         raise ValueError(
             "sampling_locations must be (batch, num_queries, num_heads, num_levels, num_points, 2), "
@@ -53,6 +54,10 @@ def check_inputs(
     devices = {tensor.device for tensor in (value, spatial_shapes, level_start_index, sampling_locations, attention_weights)}
     if len(devices) != 1:
         raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+
+
+def check_level_values(spatial_shapes: torch.Tensor, level_start_index: torch.Tensor, num_values: int) -> None:
+    """check_levels on the tensors' values (run after check_inputs)."""
     check_levels(spatial_shapes.tolist(), level_start_index.tolist(), num_values)
 
 

@@ -1,9 +1,12 @@
 """The one entry point the model calls for multi-scale deformable attention, and its dispatch.
 
-Implementations: ``cuda`` and ``cpu`` (native kernels from perception.ops._C, see native.py) and
-``pytorch`` (reference.py, always available). ``auto`` picks the native kernel for the tensors'
-device when it is built and the reference otherwise; the choice and its reason are logged once.
-Forcing an implementation that is not available raises with the command that builds it.
+Implementations: ``cuda`` and ``cpu`` (native kernels from perception.ops._C, see native.py, run
+through the registered operator ``torch.ops.gdino.ms_deform_attn`` of library.py) and ``pytorch``
+(reference.py, always available). ``auto`` picks the native kernel for the tensors' device when it
+is built and the reference otherwise; the choice and its reason are logged once. Forcing an
+implementation that is not available raises with the command that builds it. The choice depends only
+on the device type, never on data, so fake tensors (a "cuda" device without a GPU), torch.compile
+(fullgraph) and torch.export take the same route as real tensors, through the operator.
 """
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from perception.ops.checks import check_inputs
-from perception.ops.function import MultiScaleDeformableAttentionFunction
+from perception.ops.checks import check_inputs, check_level_values
+from perception.ops.library import ms_deform_attn
 from perception.ops.native import BUILD_HINT, NativeOps, load_native_ops
 from perception.ops.reference import ms_deform_attn_pytorch
 
@@ -61,6 +64,24 @@ def describe_implementation(device: str | torch.device = "cpu") -> str:
     return f"{choice.implementation} ({choice.reason})"
 
 
+@torch.compiler.assume_constant_result
+def chosen_implementation(implementation: str, device_type: str) -> str:
+    """select_implementation's choice, logged the first time it is made for these arguments.
+
+    torch.compile runs this at trace time instead of tracing it (the extension's import and the log
+    cannot be traced), and holds the answer as a constant in the compiled graph.
+    """
+    choice = select_implementation(implementation, torch.device(device_type))
+    log_key = (implementation, device_type, choice)
+    if log_key not in _logged_choices:
+        _logged_choices.add(log_key)
+        logger.info(
+            "multi-scale deformable attention (implementation=%s) on %s tensors: %s, %s",
+            implementation, device_type, choice.implementation, choice.reason,
+        )
+    return choice.implementation
+
+
 def multi_scale_deformable_attention(
     value: torch.Tensor,
     spatial_shapes: torch.Tensor,
@@ -75,23 +96,10 @@ def multi_scale_deformable_attention(
     and attention_weights whichever implementation runs.
     """
     check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-    choice = select_implementation(implementation, value.device)
-    log_key = (implementation, value.device.type, choice)
-    if log_key not in _logged_choices:
-        _logged_choices.add(log_key)
-        logger.info(
-            "multi-scale deformable attention (implementation=%s) on %s tensors: %s, %s",
-            implementation, value.device.type, choice.implementation, choice.reason,
-        )
-    if choice.implementation == "pytorch":
+    chosen = chosen_implementation(implementation, value.device.type)
+    if chosen == "pytorch":
+        check_level_values(spatial_shapes, level_start_index, value.shape[1])
         return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-    module = load_native_ops().module
-    return MultiScaleDeformableAttentionFunction.apply(
-        value,
-        spatial_shapes,
-        level_start_index,
-        sampling_locations,
-        attention_weights,
-        getattr(module, f"forward_{choice.implementation}"),
-        getattr(module, f"backward_{choice.implementation}"),
-    )
+    # The registered operator (library.py) runs the kernel for the tensors' device; while tracing
+    # (fake tensors, torch.compile, torch.export) its fake implementation gives the output's shape.
+    return ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)

@@ -41,6 +41,12 @@ class NativeOps:
             return f"there are no native kernels for {device_type} tensors"
         return None
 
+    def require(self, device_type: str) -> None:
+        """Raises RuntimeError with the reason and the build command unless `device_type` kernels are loaded."""
+        unavailable = self.unavailable_reason(device_type)
+        if unavailable is not None:
+            raise RuntimeError(f"the native {device_type} kernels are not available: {unavailable}; {BUILD_HINT}")
+
 
 def release(version: str) -> str:
     """'2.14.1+cu130' -> '2.14.1': the part of torch's version the extension ABI depends on."""
