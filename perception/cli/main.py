@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "demo-clip": "perception.cli.demo_clip",
     "video": "perception.cli.video",
     "bag": "perception.cli.bag",
+    "label": "perception.cli.label",
 }
 
 
