@@ -103,11 +103,16 @@ def run(args: argparse.Namespace) -> int:
         parse_prompt(args.prompt)
     except ValueError as error:
         raise CliError(str(error)) from error
+    import ray
+
     args.output.mkdir(exist_ok=True)
     cpus = os.cpu_count() or 1
     started = connect(args.ray_address, max(cpus, (args.workers or 1) * args.cpus_per_worker))
     model = argparse.Namespace(**{name: getattr(args, name) for name in MODEL_OPTIONS})
     try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if args.gpus_per_worker > gpus:
+            raise CliError(f"--gpus-per-worker {args.gpus_per_worker}: the Ray cluster has {gpus:g} GPUs")
         workers = args.workers or default_workers(args.cpus_per_worker, args.gpus_per_worker)
         pool = WorkerPool(functools.partial(build_detector, model), workers, args.cpus_per_worker, args.gpus_per_worker)
         try:
@@ -118,8 +123,6 @@ def run(args: argparse.Namespace) -> int:
             pool.close()
     finally:
         if started:
-            import ray
-
             ray.shutdown()
     for record in records:
         line = f"{record.outcome}: {record.input}: {record.frames} frames, {record.detections} detections"
