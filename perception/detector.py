@@ -42,6 +42,10 @@ class DetectorConfig:
     batch_size: int = 4  # images per forward pass; more uses more memory
     prompt_cache_size: int = 8  # recently used prompts whose text features are kept
     attention_implementation: str = "auto"  # deformable attention: auto | cuda | cpu | pytorch
+    # Run the model under torch.compile (see GroundingDinoDetector.compiled): worth it for a camera's fixed
+    # frame size. Each new input size (frame size, batch size or prompt length) compiles again, which takes
+    # seconds to minutes; past torch._dynamo.config.cache_size_limit sizes (8) torch falls back to eager.
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -79,6 +83,13 @@ class StageTimes:
     postprocess: float = 0.0
 
 
+def compiled(function):
+    """``function`` under torch.compile for fixed input sizes (dynamic=False: one graph per size, each as fast
+    as that size allows). Data-dependent steps (Swin's window layout) split the graph; the parts around them
+    are compiled."""
+    return torch.compile(function, dynamic=False)
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -108,6 +119,9 @@ class GroundingDinoDetector:
         self.last_stage_times = StageTimes()
         self._prompt_cache: OrderedDict[str, EncodedPrompt] = OrderedDict()
         self._prompt: EncodedPrompt | None = None
+        self._encode_image, self._forward = self.model.encode_image, self.model
+        if self.config.compile:
+            self._encode_image, self._forward = compiled(self.model.encode_image), compiled(self.model)
 
     @classmethod
     def from_model_config(cls, model_config: GroundingDinoConfig, **kwargs) -> "GroundingDinoDetector":
@@ -175,9 +189,9 @@ class GroundingDinoDetector:
             raise TypeError("detect() takes a list of images, not one array")
         times = StageTimes()
         start = time.perf_counter()
-        rgb = [as_rgb_tensor(image) for image in images]
+        rgb = [as_rgb_tensor(image, self.device) for image in images]  # uint8 copied, made float on the device
         original_sizes = [tuple(image.shape[1:]) for image in rgb]
-        prepared = [preprocess(image.to(self.device), self.config.preprocess) for image in rgb]
+        prepared = [preprocess(image, self.config.preprocess) for image in rgb]
         times.preprocess = time.perf_counter() - start
         results: list[Detections | None] = [None] * len(prepared)
         # Images of one size run together: padding would change a Swin window's content and the result.
@@ -218,9 +232,9 @@ class GroundingDinoDetector:
         pixel_values = pixel_values.to(self.dtype)
         per_chunk = []
         # The image side does not depend on the text: one backbone pass serves every chunk of the prompt.
-        image_features = self.model.encode_image(pixel_values, padding)
+        image_features = self._encode_image(pixel_values, padding)
         for chunk, text in self._prompt.chunks:
-            output = self.model(pixel_values, padding, text, image_features=image_features)
+            output = self._forward(pixel_values, padding, text, image_features=image_features)
             per_chunk.append((chunk, output))
         model_done = time.perf_counter()
         times.model += model_done - start

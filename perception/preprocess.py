@@ -1,5 +1,10 @@
 """Image preprocessing as the reference does it: resize so the shortest side is 800 and the longest at
-most 1333 (configurable), scale to [0, 1], ImageNet normalization, zero padding at the bottom/right."""
+most 1333 (configurable), scale to [0, 1], ImageNet normalization, zero padding at the bottom/right.
+
+Everything after :func:`as_rgb_tensor`'s checks runs on the model's device in torch: a uint8 frame travels
+as uint8 (a quarter of float32's bytes; from pinned host memory without blocking when the device is CUDA),
+and resizing, normalization and padding are device ops, so nothing waits for the GPU on the way in.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,12 +57,14 @@ def resized_size(height: int, width: int, shortest_edge: int, longest_edge: int)
     return int(target), int(scale * width / height)
 
 
-def as_rgb_tensor(image) -> torch.Tensor:
-    """Validate one image and return it as a (3, H, W) float32 tensor in [0, 255].
+def as_rgb_tensor(image, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Validate one image and return it on ``device`` as a (3, H, W) float32 tensor in [0, 255].
 
     Accepted: numpy/torch uint8 (H, W, 3) RGB, (H, W) or (H, W, 1) grayscale (repeated to RGB), or a
     float torch tensor (3, H, W) in [0, 1]. Anything else raises ValueError/TypeError saying what was given.
+    A uint8 image is checked on the host and copied as uint8 (see :func:`to_device`), then made float there.
     """
+    device = torch.device(device)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise TypeError(f"image arrays must be uint8 RGB, got dtype {image.dtype}")
@@ -71,28 +78,49 @@ def as_rgb_tensor(image) -> torch.Tensor:
             tensor = tensor[..., None]
         if tensor.ndim != 3 or tensor.shape[-1] not in (1, 3):
             raise ValueError(f"uint8 images must be (H, W, 3) RGB or (H, W) gray, got shape {tuple(tensor.shape)}")
-        tensor = tensor.permute(2, 0, 1).float().expand(3, -1, -1)
+        _check_size(tensor.shape[:2])
+        tensor = to_device(tensor, device).permute(2, 0, 1).float().expand(3, -1, -1)
     elif tensor.is_floating_point():
         if tensor.ndim != 3 or tensor.shape[0] != 3:
             raise ValueError(f"float images must be (3, H, W) in [0, 1], got shape {tuple(tensor.shape)}")
+        _check_size(tensor.shape[1:])
         if not torch.isfinite(tensor).all():
             raise ValueError("image contains NaN or infinite values")
-        tensor = tensor.float() * 255.0
+        tensor = tensor.to(device).float() * 255.0
     else:
         raise TypeError(f"images must be uint8 or floating point, got {tensor.dtype}")
-    if tensor.shape[1] == 0 or tensor.shape[2] == 0:
-        raise ValueError(f"image has zero size: {tuple(tensor.shape[1:])}")
     return tensor
 
 
+def _check_size(size) -> None:
+    if size[0] == 0 or size[1] == 0:
+        raise ValueError(f"image has zero size: {tuple(size)}")
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``. A CPU tensor bound for CUDA is staged in pinned (page-locked) memory and
+    copied without blocking: the copy is queued on the current stream, ahead of the kernels that read it,
+    and torch's pinned-memory cache keeps the staging buffer until the copy has run."""
+    if tensor.device == device:
+        return tensor
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def _per_channel(values: tuple, device: torch.device) -> torch.Tensor:
+    """(3, 1, 1) float32 ``values`` made on ``device`` by fills, not copied from the host: a copy from
+    pageable host memory waits for the GPU to finish its queue."""
+    return torch.stack([torch.full((1, 1), value, device=device) for value in values])
+
+
 def preprocess(image: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
-    """(3, H, W) float in [0, 255] -> (3, H', W') resized and normalized."""
+    """(3, H, W) float in [0, 255] -> (3, H', W') resized and normalized, on the image's device."""
     height, width = image.shape[1:]
     size = resized_size(height, width, config.shortest_edge, config.longest_edge)
     if size != (height, width):
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-    mean = torch.tensor(config.mean, device=image.device)[:, None, None]
-    std = torch.tensor(config.std, device=image.device)[:, None, None]
+    mean, std = _per_channel(config.mean, image.device), _per_channel(config.std, image.device)
     return (image / 255.0 - mean) / std
 
 
@@ -107,5 +135,5 @@ def pad_batch(images: list[torch.Tensor], minimum_size: tuple[int, int] = (1, 1)
     padding = torch.ones((len(images), height, width), dtype=torch.bool, device=images[0].device)
     for index, image in enumerate(images):
         pixel_values[index, :, : image.shape[1], : image.shape[2]] = image
-        padding[index, : image.shape[1], : image.shape[2]] = False
+        padding[index, : image.shape[1], : image.shape[2]].fill_(False)  # a device fill, no host scalar
     return pixel_values, padding
