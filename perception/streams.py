@@ -13,13 +13,15 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from perception.tracking import ObjectTracker, detection_floor
-from perception.tracking.frames import stream_time
-from perception.tracking.config import TrackerConfig
 from perception.types import Detections
+
+if TYPE_CHECKING:  # tracking (and norfair) is imported only when a tracker is asked for: detection needs neither
+    from perception.tracking import ObjectTracker
+    from perception.tracking.config import TrackerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +117,11 @@ class MultiStreamDetector:
         start = time.perf_counter()
         box_threshold = self.detector.box_threshold
         # With a tracker the detector reports down to the tracker's floor (None: its own threshold).
-        floor = None if self.tracker_config is None else detection_floor(box_threshold, self.tracker_config)
+        floor = None
+        if self.tracker_config is not None:
+            from perception.tracking import detection_floor
+
+            floor = detection_floor(box_threshold, self.tracker_config)
         detections, errors = detect_each(self.detector, [rgb for _, rgb in frames], floor)
         model_seconds = time.perf_counter() - start
         if self.tracker_config is None:
@@ -137,6 +143,8 @@ class MultiStreamDetector:
 
     def _stream_time(self, stream: str, stamp: float | None) -> float:
         """The time a stream's tracker gets for a frame (perception.tracking.frames.stream_time)."""
+        from perception.tracking.frames import stream_time
+
         now = stream_time(self._stream_times.get(stream), stamp, self.tracker_config.frame_rate)
         self._stream_times[stream] = now
         return now
@@ -144,6 +152,8 @@ class MultiStreamDetector:
     def _tracker(self, stream: str) -> ObjectTracker:
         tracker = self._trackers.get(stream)
         if tracker is None:
+            from perception.tracking import ObjectTracker
+
             tracker = self._trackers[stream] = ObjectTracker(self.tracker_config)
             tracker.set_phrases(self._phrases)
         return tracker

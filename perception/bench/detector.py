@@ -1,20 +1,34 @@
 """Our detector against transformers' GroundingDinoForObjectDetection in one process, on identical
-random weights and identical inputs, with a per-stage split of where the time goes."""
+random weights and identical inputs, on any device and dtype, with a per-stage split of where the time
+goes (CPU only: the stage hooks read wall time, which on a GPU is the launch time).
+
+What is timed: ours end to end (uint8 frames on the host -> detections on the host: copy, preprocessing,
+text features from the prompt cache, model, post-processing); transformers' model forward on the same
+preprocessed pixels already on the device, text encoder included (it has no way to reuse text features),
+without its post-processing (that needs Pillow, absent on bare GPU machines). The comparison is
+therefore conservative for ours.
+"""
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from perception.bench.measure import PeakResident, StageTimer, median_ms
-from perception.detector import DetectorConfig, GroundingDinoDetector
+from perception.bench.measure import PeakMemory, StageTimer, latencies_ms, latency_summary, median_ms
+from perception.detector import DTYPES, DetectorConfig, GroundingDinoDetector
 from perception.model.checkpoint import load_hf_state_dict
 from perception.model.grounding_dino import GroundingDino
 from perception.model.hf_config import config_from_hf
-from perception.model.tokenizer import PromptTokenizer, default_vocab_file
+from perception.model.tokenizer import PromptTokenizer
 from perception.postprocess import PostprocessConfig
-from perception.preprocess import PreprocessConfig, as_rgb_tensor, preprocess
+from perception.preprocess import PreprocessConfig, as_rgb_tensor, pad_batch, preprocess
+from perception.weights import BUNDLED_MODEL_DIR
 
 PROMPT = "a person . a red mug . a traffic cone . a dog . a bicycle ."
+# bert-base-uncased's vocabulary, as the bundled model ships it: the benchmark then needs no other package.
+VOCAB_FILE: Path = BUNDLED_MODEL_DIR / "vocab.txt"
 
 
 def reference_model(size: str):
@@ -35,72 +49,125 @@ def reference_model(size: str):
     return GroundingDinoForObjectDetection(config).eval()
 
 
-def test_image(height: int, width: int) -> np.ndarray:
-    """A deterministic image with structure (gradients and blocks), not noise."""
-    ys, xs = np.mgrid[0:height, 0:width]
-    image = np.stack([(xs * 255 // max(width - 1, 1)), (ys * 255 // max(height - 1, 1)),
-                      ((xs // 64 + ys // 64) % 2) * 200], -1)
-    return image.astype(np.uint8)
-
-
-def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int = 3,
-        implementation: str = "auto") -> dict:
-    from transformers import BertTokenizer, GroundingDinoImageProcessorPil, GroundingDinoProcessor
-
+def paired_models(size: str) -> tuple[torch.nn.Module, GroundingDino]:
+    """(transformers' model, ours) on the CPU in float32 with identical random weights."""
     reference = reference_model(size)
     model = GroundingDino(config_from_hf(reference.config.to_dict()))
     load_hf_state_dict(model, reference.state_dict())
-    tokenizer = PromptTokenizer.from_vocab_file(None, model.config.max_text_len)
-    processor = GroundingDinoProcessor(GroundingDinoImageProcessorPil(), BertTokenizer(vocab=str(default_vocab_file())))
-    input_ids = tokenizer.chunk_prompt(PROMPT)[0].input_ids
+    return reference, model.eval()
+
+
+def test_image(height: int, width: int, shift: int = 0) -> np.ndarray:
+    """A deterministic image with structure (gradients and blocks), not noise; ``shift`` moves the blocks."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    image = np.stack([(xs * 255 // max(width - 1, 1)), (ys * 255 // max(height - 1, 1)),
+                      (((xs + shift) // 64 + ys // 64) % 2) * 200], -1)
+    return image.astype(np.uint8)
+
+
+def _megabytes(module: torch.nn.Module) -> float:
+    return round(sum(p.numel() * p.element_size() for p in module.parameters()) / 2**20, 1)
+
+
+def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int = 3, implementation: str = "auto",
+        device: str = "cpu", dtype: str = "float32", compile: bool = False, batch_sizes=(1,), warmup: int = 1,
+        prompt: str = PROMPT) -> dict:
+    """Time ours (eager, and compiled when ``compile``) and transformers on every frame size and batch size.
+
+    returns: the settings, and per "HxW" size and batch size p50/p95 latency of one call, frames per second
+    and peak memory growth for each side, with ratio = ours p50 / transformers p50. The first size's batch of
+    ``batch_sizes[0]`` is repeated at the top (ours_ms, reference_ms, ratio) as the headline figure.
+    """
+    device = torch.device(device)
+    reference, model = paired_models(size)
+    reference.to(device, DTYPES[dtype])
+    tokenizer = PromptTokenizer.from_vocab_file(VOCAB_FILE, model.config.max_text_len)
+    input_ids = tokenizer.chunk_prompt(prompt)[0].input_ids.to(device)
     result = {"model": "Grounding-DINO-T shapes (Swin-T + BERT-base)" if size == "swint" else "tiny",
-              "weights": "random", "dtype": "float32", "device": "cpu", "threads": torch.get_num_threads(),
-              "prompt": PROMPT, "repeats": repeats, "sizes": {}}
+              "weights": "random", "dtype": dtype, "device": str(device), "implementation": implementation,
+              "threads": torch.get_num_threads(), "prompt": prompt, "repeats": repeats, "warmup": warmup,
+              "weights_mib": {"ours": None, "reference": _megabytes(reference)}, "sizes": {}}
     for height, width in frame_sizes:
-        image = test_image(height, width)
         # Frames enter the model at their own size, so both sides see exactly height x width pixels.
         config = DetectorConfig(preprocess=PreprocessConfig(shortest_edge=min(height, width),
                                                             longest_edge=max(height, width)),
-                                postprocess=PostprocessConfig(), attention_implementation=implementation)
-        detector = GroundingDinoDetector(model, tokenizer, config=config, description="random")
-        text_ms = median_ms(lambda: detector._encode_prompt(PROMPT), repeats=1, warmup=0)
-        detector.set_prompt(PROMPT)
-        pixel_values = preprocess(as_rgb_tensor(image), config.preprocess)[None]
-        pixel_mask = torch.ones(1, height, width, dtype=torch.long)
-
-        def reference_call():
-            with torch.inference_mode():
-                outputs = reference(pixel_values=pixel_values, input_ids=input_ids, pixel_mask=pixel_mask)
-                outputs.input_ids = input_ids
-                processor.post_process_grounded_object_detection(outputs, threshold=0.35, text_threshold=0.25,
-                                                                 target_sizes=[(height, width)])
-
-        stages = {"backbone": model.image_backbone, "encoder": model.feature_enhancer,
-                  "query_selection": model.query_selection, "decoder": model.decoder}
-        ours_timer = StageTimer(stages)
-        with PeakResident() as ours_memory:
-            ours_ms = median_ms(lambda: detector.detect([image]), repeats)
-        ours_timer.remove()
-        reference_stages = {"backbone": reference.model.backbone, "text": reference.model.text_backbone,
-                            "encoder": reference.model.encoder, "decoder": reference.model.decoder}
-        reference_timer = StageTimer(reference_stages)
-        with PeakResident() as reference_memory:
-            reference_ms = median_ms(reference_call, repeats)
-        reference_timer.remove()
-        calls = repeats + 1  # warm-up included in the stage sums
-        ours_split = {name: round(seconds * 1000 / calls, 1) for name, seconds in ours_timer.seconds.items()}
-        ours_split["text"] = 0.0
-        ours_split["text_once_per_prompt"] = round(text_ms, 1)
-        ours_split["preprocess_and_postprocess"] = round(
-            (detector.last_stage_times.preprocess + detector.last_stage_times.postprocess) * 1000, 1)
-        reference_split = {name: round(seconds * 1000 / calls, 1) for name, seconds in reference_timer.seconds.items()}
-        result["sizes"][f"{height}x{width}"] = {
-            "ours_ms": round(ours_ms, 1), "reference_ms": round(reference_ms, 1),
-            "ratio": round(ours_ms / reference_ms, 3),
-            "peak_memory_mb": {"ours": round((ours_memory.peak - ours_memory.start) / 2**20, 1),
-                               "reference": round((reference_memory.peak - reference_memory.start) / 2**20, 1)},
-            "stages_ms": {"ours": ours_split, "reference": reference_split},
-        }
-    first = result["sizes"][f"{frame_sizes[0][0]}x{frame_sizes[0][1]}"]
-    result.update(ours_ms=first["ours_ms"], reference_ms=first["reference_ms"], ratio=first["ratio"])
+                                postprocess=PostprocessConfig(), attention_implementation=implementation,
+                                batch_size=max(batch_sizes))
+        detector = GroundingDinoDetector(model, tokenizer, config=config, device=device, dtype=dtype,
+                                         description="random")
+        result["weights_mib"]["ours"] = _megabytes(detector.model)
+        compiled = (GroundingDinoDetector(model, tokenizer, config=dataclasses.replace(config, compile=True),
+                                          device=device, dtype=dtype, description="random") if compile else None)
+        text_ms = median_ms(lambda: detector._encode_prompt(prompt), repeats=1, warmup=0)
+        for detector_ in (detector, compiled):
+            if detector_ is not None:
+                detector_.set_prompt(prompt)
+        per_batch = {}
+        for batch in batch_sizes:
+            frames = [test_image(height, width, shift=17 * index) for index in range(batch)]
+            entry = _time_batch(detector, compiled, reference, frames, input_ids, device, repeats, warmup)
+            if device.type == "cpu" and batch == batch_sizes[0]:
+                entry["stages_ms"] = _stage_split(detector, reference, frames, input_ids, text_ms)
+            per_batch[str(batch)] = entry
+        result["sizes"][f"{height}x{width}"] = per_batch
+    first = result["sizes"][f"{frame_sizes[0][0]}x{frame_sizes[0][1]}"][str(batch_sizes[0])]
+    result.update(ours_ms=first["ours"]["p50_ms"], reference_ms=(first["reference"] or {}).get("p50_ms"),
+                  ratio=first["ratio"])
     return result
+
+
+def _reference_call(reference, frames: list[np.ndarray], detector: GroundingDinoDetector, input_ids):
+    """A closure running transformers' forward on the frames preprocessed as ours preprocesses them."""
+    images = [preprocess(as_rgb_tensor(frame, detector.device), detector.config.preprocess) for frame in frames]
+    pixel_values, padding = pad_batch(images)
+    pixel_values = pixel_values.to(detector.dtype)
+    pixel_mask = (~padding).long()
+    batch_ids = input_ids.expand(len(frames), -1)
+
+    def call():
+        with torch.inference_mode():
+            return reference(pixel_values=pixel_values, input_ids=batch_ids, pixel_mask=pixel_mask)
+    return call
+
+
+def _time_batch(detector, compiled, reference, frames, input_ids, device, repeats: int, warmup: int) -> dict:
+    entry = {}
+    with PeakMemory(device) as memory:
+        times = latencies_ms(lambda: detector.detect(frames), repeats, warmup, device)
+    entry["ours"] = {**latency_summary(times, len(frames)), "peak_memory_mib": memory.mib}
+    if compiled is not None:
+        compile_ms = latencies_ms(lambda: compiled.detect(frames), 1, 0, device)[0]
+        with PeakMemory(device) as memory:
+            times = latencies_ms(lambda: compiled.detect(frames), repeats, warmup, device)
+        entry["compiled"] = {**latency_summary(times, len(frames)), "peak_memory_mib": memory.mib,
+                             "first_call_s": round(compile_ms / 1000, 1)}
+    try:
+        call = _reference_call(reference, frames, detector, input_ids)
+        with PeakMemory(device) as memory:
+            times = latencies_ms(call, repeats, warmup, device)
+        entry["reference"] = {**latency_summary(times, len(frames)), "peak_memory_mib": memory.mib}
+        entry["ratio"] = round(entry["ours"]["p50_ms"] / entry["reference"]["p50_ms"], 3)
+    except (RuntimeError, ValueError, TypeError) as error:  # transformers' own limits (e.g. a dtype it lacks)
+        entry["reference"], entry["ratio"] = None, None
+        entry["reference_error"] = f"{type(error).__name__}: {error}"
+    return entry
+
+
+def _stage_split(detector, reference, frames, input_ids, text_ms: float) -> dict:
+    """Mean milliseconds per call in each stage, both sides, over one warm-up and one timed call."""
+    stages = {"backbone": detector.model.image_backbone, "encoder": detector.model.feature_enhancer,
+              "query_selection": detector.model.query_selection, "decoder": detector.model.decoder}
+    timer = StageTimer(stages)
+    median_ms(lambda: detector.detect(frames), 1)
+    timer.remove()
+    ours = {name: round(seconds * 1000 / 2, 1) for name, seconds in timer.seconds.items()}
+    ours["text"] = 0.0
+    ours["text_once_per_prompt"] = round(text_ms, 1)
+    ours["preprocess_and_postprocess"] = round(
+        (detector.last_stage_times.preprocess + detector.last_stage_times.postprocess) * 1000, 1)
+    reference_stages = {"backbone": reference.model.backbone, "text": reference.model.text_backbone,
+                        "encoder": reference.model.encoder, "decoder": reference.model.decoder}
+    timer = StageTimer(reference_stages)
+    median_ms(_reference_call(reference, frames, detector, input_ids), 1)
+    timer.remove()
+    return {"ours": ours, "reference": {name: round(seconds * 1000 / 2, 1) for name, seconds in timer.seconds.items()}}

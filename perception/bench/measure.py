@@ -8,6 +8,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+import numpy as np
+import torch
 from torch import nn
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -42,15 +44,56 @@ class PeakResident:
         self.peak = max(self.peak, resident_bytes())
 
 
-def median_ms(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+def latencies_ms(run: Callable[[], object], repeats: int, warmup: int = 1,
+                 device: torch.device | None = None) -> list[float]:
+    """Wall time of each of ``repeats`` calls after ``warmup`` untimed ones. On a CUDA ``device`` each call
+    is timed to the end of the GPU work it queued (synchronized before and after)."""
+    synchronize = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         run()
     times = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         run()
+        synchronize()
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return times
+
+
+def median_ms(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    return statistics.median(latencies_ms(run, repeats, warmup))
+
+
+def latency_summary(times_ms: list[float], frames_per_call: int) -> dict:
+    """p50/p95 latency of one call and the frames per second of the median call."""
+    p50, p95 = np.percentile(times_ms, [50, 95])
+    return {"p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2),
+            "fps": round(frames_per_call * 1000.0 / float(p50), 2), "calls": len(times_ms)}
+
+
+class PeakMemory:
+    """Peak memory during the block, in MiB: on CUDA the allocator's peak (weights and inputs included), on
+    the CPU the growth of this process's resident memory (:class:`PeakResident`)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.mib = device, 0.0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._resident = PeakResident().__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mib = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+        else:
+            self._resident.__exit__(*exc)
+            self.mib = round((self._resident.peak - self._resident.start) / 2**20, 1)
 
 
 class StageTimer:

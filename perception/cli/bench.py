@@ -5,6 +5,8 @@ import argparse
 import importlib
 import json
 
+from perception.cli.model_args import DTYPE_CHOICES
+
 # Modules exposing register_bench(bench_subparsers).
 BENCH_MODULES = (
     "perception.cli.bench_attention",
@@ -24,6 +26,11 @@ def register(subparsers) -> None:
     detector.add_argument("--repeats", type=int, default=3, help="timed runs per size (median reported)")
     detector.add_argument("--implementation", default="auto", choices=("auto", "cuda", "cpu", "pytorch"),
                           help="deformable attention implementation of our model")
+    detector.add_argument("--device", default="cpu", help="torch device for both models, e.g. cpu or cuda:0 (default cpu)")
+    detector.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES, help="both models' precision (default float32)")
+    detector.add_argument("--batch-sizes", default="1", help="frames per call, comma separated (default 1)")
+    detector.add_argument("--compile", action="store_true",
+                          help="also time our model under torch.compile (its first call, which compiles, is reported apart)")
     detector.set_defaults(run=run_detector)
     for module_name in BENCH_MODULES:
         try:
@@ -35,20 +42,40 @@ def register(subparsers) -> None:
         module.register_bench(bench)
 
 
+def _parse_list(text: str, option: str, example: str, parse_item) -> list:
+    from perception.cli.errors import CliError
+
+    try:
+        return [parse_item(item) for item in text.split(",")]
+    except ValueError as error:
+        raise CliError(f"{option} must look like {example}, got {text!r}") from error
+
+
 def run_detector(args: argparse.Namespace) -> int:
     from perception.bench.detector import run
     from perception.cli.errors import CliError
 
+    sizes = _parse_list(args.sizes, "--sizes", "800x1333,480x640", lambda item: tuple(map(int, item.lower().split("x"))))
+    batch_sizes = _parse_list(args.batch_sizes, "--batch-sizes", "1,4", int)
+    if args.repeats < 1 or min(batch_sizes) < 1:
+        raise CliError("--repeats and --batch-sizes must be >= 1")
     try:
-        sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.sizes.split(",")]
-    except ValueError as error:
-        raise CliError(f"--sizes must look like 800x1333,480x640, got {args.sizes!r}") from error
-    result = run(args.model, sizes, args.repeats, args.implementation)
+        result = run(args.model, sizes, args.repeats, args.implementation, device=args.device, dtype=args.dtype,
+                     compile=args.compile, batch_sizes=batch_sizes)
+    except (ValueError, RuntimeError) as error:  # a device torch does not have, an implementation not built
+        raise CliError(str(error)) from error
     if args.json:
         print(json.dumps(result))
-    else:
-        for size, figures in result["sizes"].items():
-            print(f"{size}: ours {figures['ours_ms']} ms, transformers {figures['reference_ms']} ms, "
-                  f"ratio {figures['ratio']}, peak memory {figures['peak_memory_mb']} MB")
-            print(f"  stages (ms): {figures['stages_ms']}")
+        return 0
+    print(f"{result['model']}, {result['device']}, {result['dtype']}")
+    for size, batches in result["sizes"].items():
+        for batch, figures in batches.items():
+            sides = [("ours", figures["ours"]), ("compiled", figures.get("compiled")),
+                     ("transformers", figures["reference"])]
+            text = ", ".join(f"{name} {side['p50_ms']} ms (p95 {side['p95_ms']}, {side['fps']} fps, "
+                             f"peak +{side['peak_memory_mib']} MiB)" for name, side in sides if side)
+            print(f"{size} batch {batch}: {text}; ratio {figures['ratio']}"
+                  + (f"; transformers failed: {figures['reference_error']}" if "reference_error" in figures else ""))
+            if "stages_ms" in figures:
+                print(f"  stages (ms): {figures['stages_ms']}")
     return 0

@@ -12,6 +12,7 @@ kill can leave the video one frame ahead).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 from pathlib import Path
 
@@ -98,7 +99,22 @@ def tracker_config_from_args(args: argparse.Namespace):
         raise CliError(str(error)) from error
 
 
+# Optional packages `gdino video` needs and `gdino detect` does not: checked first, so a machine without them
+# (a GPU image with its own PyTorch, say) gets the install command instead of an ImportError.
+VIDEO_REQUIREMENTS = (("av", "reading and writing video needs PyAV: pip install av"),
+                      ("norfair", "tracking needs norfair: pip install norfair==2.3.0"))
+
+
+def require_modules(requirements) -> None:
+    for module, message in requirements:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise CliError(message) from error
+
+
 def run(args: argparse.Namespace) -> int:
+    require_modules(VIDEO_REQUIREMENTS)
     from perception.video.decode import VideoInputError, probe
     from perception.video.outputs import VideoOutputError, VideoOutputs
 
