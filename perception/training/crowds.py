@@ -23,8 +23,8 @@ import numpy as np
 
 from perception.training.backgrounds import draw_background
 from perception.training.sprites import COLOUR_HUES, KINDS, Sprite, draw_sprite
-from perception.training.synthetic import (SceneConfig, TrackedObject, camera_effects, check_request, compose,
-                                           sprite_window)
+from perception.training.synthetic import (Scene, SceneConfig, SceneObject, TrackedObject, camera_effects,
+                                           check_request, compose, sprite_window)
 
 # Slowest sideways speed relative to the camera (pixels per frame): a newcomer must get into view.
 MIN_RELATIVE_SPEED = 0.3
@@ -250,3 +250,21 @@ def generate_crowd_video(
         tracks.append(objects)
         crowd.step(cameras[min(t + 1, num_frames - 1)])
     return frames, tracks
+
+
+# A walker counts as an object of a crowd still image when at least this share of its pixels is drawn; the
+# rest (mostly hidden or mostly out of view) is left out of the image's ground truth.
+SCENE_MIN_VISIBILITY = 0.3
+
+
+def generate_crowd_scene(seed: int, size: tuple[int, int] = (240, 320), config: CrowdConfig = CROWD,
+                         min_visibility: float = SCENE_MIN_VISIBILITY) -> Scene:
+    """One still image of a crowd: frame k (0 <= k < 20, drawn from the seed) of the crowd video of `seed`,
+    so people are also caught entering, leaving and crossing; the objects are the walkers whose visibility is
+    at least `min_visibility`, each with its visible-part box (as in the video's ground truth)."""
+    _check(0 <= min_visibility <= 1, f"min_visibility must be in [0, 1]; got {min_visibility}")
+    frames = 1 + int(np.random.default_rng([seed, 1]).integers(0, 20))
+    images, tracks = generate_crowd_video(seed, frames, size, config)
+    objects = [SceneObject(item.phrase, item.box, item.visibility) for item in tracks[-1]
+               if item.visibility >= min_visibility]
+    return Scene(image=images[-1], objects=objects)

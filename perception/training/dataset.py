@@ -203,3 +203,55 @@ class SyntheticGroundingDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.length} scenes")
         scene = generate_scene(self.first_seed + index, self.size, self.config)
         return GroundingSample(scene.image, scene.boxes, scene.labels)
+
+
+class CrowdGroundingDataset(Dataset):
+    """Still images of crowds (perception.training.crowds.generate_crowd_scene), one per seed first_seed + index:
+    6-15 walkers of one phrase drawn per seed from the scene vocabulary, at one of `sizes` ((height, width)),
+    and in `mixed_share` of the images a few walkers of up to three other phrases."""
+
+    def __init__(self, first_seed: int, length: int, sizes: Sequence[tuple[int, int]] = ((240, 320), (320, 320)),
+                 mixed_share: float = 0.3, scene: SceneConfig = SceneConfig()) -> None:
+        if first_seed < 0 or length < 1 or not sizes or not 0 <= mixed_share <= 1:
+            raise ValueError(f"need first_seed >= 0, length >= 1, sizes and mixed_share in [0, 1]; got {first_seed}, "
+                             f"{length}, {sizes} and {mixed_share}")
+        self.first_seed, self.length, self.sizes = first_seed, length, tuple(sizes)
+        self.mixed_share, self.scene = mixed_share, scene
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> GroundingSample:
+        from perception.training.crowds import CrowdConfig, generate_crowd_scene
+
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} scenes")
+        seed = self.first_seed + index
+        rng = np.random.default_rng([seed, 2])
+        phrases = self.scene.phrases
+        mixed = rng.uniform() < self.mixed_share
+        config = CrowdConfig(phrase=phrases[int(rng.integers(len(phrases)))], scene=self.scene,
+                             other_phrases=int(rng.integers(1, 4)) if mixed else 0, other_share=0.3 if mixed else 0.0)
+        scene = generate_crowd_scene(seed, self.sizes[int(rng.integers(len(self.sizes)))], config)
+        return GroundingSample(scene.image, scene.boxes, scene.labels)
+
+
+class MixtureDataset(Dataset):
+    """Item i of one of `parts`, chosen by a draw seeded with i (so equal indices give equal items): part k with
+    probability weights[k] / sum(weights). Its length is the shortest part's."""
+
+    def __init__(self, parts: Sequence[Dataset], weights: Sequence[float]) -> None:
+        if not parts or len(parts) != len(weights) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"need one non-negative weight per part with a positive sum; got {list(weights)}")
+        self.parts = list(parts)
+        self.cumulative = np.cumsum(np.asarray(weights, np.float64) / float(sum(weights)))
+
+    def __len__(self) -> int:
+        return min(len(part) for part in self.parts)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        draw = np.random.default_rng([index, 3]).uniform()
+        part = min(int(np.searchsorted(self.cumulative, draw, side="right")), len(self.parts) - 1)
+        return self.parts[part][index]
