@@ -133,3 +133,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(records)} inputs on {workers} workers: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
           + f" -> {args.output}")
     return EXIT_DAMAGED_INPUT if any(record.damaged for record in records) else EXIT_OK
+
+
+def register_bench(bench_subparsers) -> None:
+    """`gdino bench label` (perception/labeling/bench.py): batch throughput with 1 and 2 workers against
+    `gdino video` on each input in turn."""
+    from perception.labeling import bench
+
+    parser = bench_subparsers.add_parser("label", help="gdino label's throughput with 1 and 2 workers vs gdino video",
+                                         description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--videos", type=int, default=8, help="generated videos (default 8)")
+    parser.add_argument("--frames", type=int, default=30, help="frames per video (default 30)")
+    parser.add_argument("--prompt", default="red heart . blue star . purple circle . green square .",
+                        help="prompt (default: phrases of the generated videos)")
+    add_detector_arguments(parser)
+    parser.set_defaults(run=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from perception.labeling.bench import run_bench as measure
+
+    if args.videos < 1 or args.frames < 1:
+        raise CliError("--videos and --frames must be >= 1")
+    model = argparse.Namespace(**{name: getattr(args, name) for name in MODEL_OPTIONS})
+    figures = measure(functools.partial(build_detector, model), args.prompt, args.videos, args.frames)
+    print(json.dumps(figures) if args.json else "\n".join(f"{key}: {value}" for key, value in figures.items()))
+    return EXIT_OK
