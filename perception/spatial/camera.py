@@ -29,8 +29,7 @@ class CameraIntrinsics:
         for name in ("fx", "fy"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite positive number of pixels, got {value} "
-                                 "(an all-zero K means the camera is not calibrated)")
+                raise ValueError(f"{name} must be a finite positive number of pixels, got {value}")
         for name in ("cx", "cy"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
@@ -45,6 +44,8 @@ class CameraIntrinsics:
         values = [float(value) for value in k]
         if len(values) != 9:
             raise ValueError(f"K must have 9 values (row-major 3x3), got {len(values)}")
+        if not any(values):
+            raise ValueError("K is all zeros: the camera is not calibrated (CameraInfo's default)")
         fx, skew, cx, _, fy, cy = values[:6]
         if values[3] != 0 or values[6:] != [0.0, 0.0, 1.0]:
             raise ValueError(f"K must be [fx 0 cx; 0 fy cy; 0 0 1], got {values}")

@@ -14,12 +14,15 @@ object's depths in four steps:
    at most `max_gap_bins` empty bins form one cluster. A surface is one cluster; a gap of about 2% of
    the distance or more separates two surfaces.
 3. Choose the cluster that explains the object: among clusters of at least `min_pixels` samples, the
-   one with the largest weighted support; but a nearer cluster with at least `near_preference` of that
-   support wins. Background lies behind the object and reaches the centre only through gaps, and an
-   occluder that covers part of the box lies off the centre (an occluder covering 40% of a box from a
-   side holds about a third of the weight), so the largest centre-weighted cluster is the object; the
-   near preference keeps the object when the background outweighs it (a thin or hollow object), while
-   a small near sliver (weight below `near_preference` of the object's) never pulls the depth.
+   one with the largest score = centre-weighted support x (1 - its share of a band around the box).
+   The band is `band_width` of the box's sides wide on every side (at least 2 pixels), and a cluster's
+   share is the fraction of the band's valid depths within the cluster's depth range. The box ends where
+   the object ends, while the background continues outside it (share near 1) and an occluder usually
+   crosses the box's border (it is another object, not bounded by this box), so the share tells them
+   from the object even where they outweigh it inside the box: background seen through a thin or
+   hollow object, or an occluder over part of the box. An occluder covering 40% of a box from a side
+   holds about a third of the centre weight and loses; a small near sliver never pulls the depth (it
+   has too little support), which a "nearest cluster" rule gets wrong once the sliver has min_pixels.
 4. The object's depth z is the cluster's median; the centre is the box's centre back-projected at z;
    width and height are the box's back-projected at z; the depth extent is the spread of the cluster
    between its 10th and 90th percentiles. The camera sees the object's front surface, so for a deep
@@ -41,7 +44,8 @@ MIN_PIXELS = 10
 BIN_WIDTH = 0.01
 MIN_BIN_SHARE = 0.005
 MAX_GAP_BINS = 1
-NEAR_PREFERENCE = 0.5
+BAND_WIDTH = 0.1
+MIN_BAND_PIXELS = 2
 EXTENT_PERCENTILES = (10.0, 90.0)
 
 
@@ -117,16 +121,30 @@ def _clusters(depths: np.ndarray, bin_width: float, min_bin_share: float, max_ga
     return cluster_of_bin[bins]
 
 
-def _choose(labels: np.ndarray, weights: np.ndarray, min_pixels: int, near_preference: float) -> int | None:
+def _band_depths(depth_m: np.ndarray, box: np.ndarray, band_width: float) -> np.ndarray:
+    """Valid depths of the pixels in a band `band_width` of the box's sides wide around it."""
+    margin_x = max((box[2] - box[0]) * band_width, MIN_BAND_PIXELS)
+    margin_y = max((box[3] - box[1]) * band_width, MIN_BAND_PIXELS)
+    outer = box + np.array([-margin_x, -margin_y, margin_x, margin_y])
+    depths, cols, rows = box_pixels(depth_m, outer)
+    inside = (cols >= box[0]) & (cols < box[2]) & (rows >= box[1]) & (rows < box[3])
+    depths = depths[~inside]
+    return depths[valid_depths(depths)]
+
+
+def _choose(labels: np.ndarray, depths: np.ndarray, weights: np.ndarray, band: np.ndarray, min_pixels: int) -> int | None:
     """The cluster that explains the object (see the module's docstring), or None."""
-    count = np.bincount(labels[labels >= 0])
-    support = np.bincount(labels[labels >= 0], weights=weights[labels >= 0], minlength=count.size)
-    candidates = np.flatnonzero(count >= min_pixels)
-    if candidates.size == 0:
-        return None
-    best = candidates[np.argmax(support[candidates])]
-    strong = candidates[support[candidates] >= near_preference * support[best]]
-    return int(strong.min())  # clusters are numbered nearest first
+    best, best_score = None, 0.0
+    for cluster in range(int(labels.max()) + 1):
+        members = labels == cluster
+        if members.sum() < min_pixels:
+            continue
+        cluster_depths = depths[members]
+        in_band = (band >= cluster_depths.min()) & (band <= cluster_depths.max())
+        score = weights[members].sum() * (1.0 - (in_band.mean() if band.size else 0.0))
+        if best is None or score > best_score:
+            best, best_score = cluster, score
+    return best
 
 
 def estimate_object_3d(
@@ -138,7 +156,7 @@ def estimate_object_3d(
     bin_width: float = BIN_WIDTH,
     min_bin_share: float = MIN_BIN_SHARE,
     max_gap_bins: int = MAX_GAP_BINS,
-    near_preference: float = NEAR_PREFERENCE,
+    band_width: float = BAND_WIDTH,
 ) -> Object3D | None:
     """The 3D box of the object detected in `box_xyxy` (pixel edges of the colour image), from
     `depth_m`: (H, W) float metres registered to the colour image (NaN, inf, 0 and negative invalid;
@@ -148,8 +166,8 @@ def estimate_object_3d(
     box = check_box(box_xyxy)
     if min_pixels < 1 or not 0 < bin_width < 1 or not 0 <= min_bin_share < 1 or max_gap_bins < 0:
         raise ValueError("need min_pixels >= 1, 0 < bin_width < 1, 0 <= min_bin_share < 1 and max_gap_bins >= 0")
-    if not 0 < near_preference <= 1:
-        raise ValueError(f"near_preference must be in (0, 1], got {near_preference}")
+    if not band_width > 0:
+        raise ValueError(f"band_width must be positive (a fraction of the box's sides), got {band_width}")
     depths, cols, rows = box_pixels(depth_m, box)
     weights = _centre_weights(box, cols, rows)
     usable = valid_depths(depths) & (weights > 0)
@@ -157,7 +175,7 @@ def estimate_object_3d(
         return None
     depths, weights = depths[usable].astype(np.float64), weights[usable]
     labels = _clusters(depths, bin_width, min_bin_share, max_gap_bins)
-    chosen = _choose(labels, weights, min_pixels, near_preference)
+    chosen = _choose(labels, depths, weights, _band_depths(depth_m, box, band_width), min_pixels)
     if chosen is None:
         return None
     members = depths[labels == chosen]
