@@ -180,8 +180,9 @@ def test_a_box_without_valid_depth_gives_none(invalid):
 def test_too_few_valid_pixels_give_none_and_enough_give_an_estimate():
     depth = np.full((CAMERA.height, CAMERA.width), np.nan, np.float32)
     depth[118:121, 158:161] = 2.0  # 9 valid pixels at the box's centre
-    assert estimate_object_3d(depth, BOX, CAMERA, min_pixels=10) is None
-    assert_depth_is(estimate_object_3d(depth, BOX, CAMERA, min_pixels=9), 2.0)
+    every_pixel = {"max_samples": 80 * 80}
+    assert estimate_object_3d(depth, BOX, CAMERA, min_pixels=10, **every_pixel) is None
+    assert_depth_is(estimate_object_3d(depth, BOX, CAMERA, min_pixels=9, **every_pixel), 2.0)
 
 
 def test_the_centre_and_size_are_the_box_back_projected_at_the_object_depth():
@@ -190,7 +191,20 @@ def test_the_centre_and_size_are_the_box_back_projected_at_the_object_depth():
     # Box columns 120..199 have pixel centres u = 120..199 (centre 159.5 = cx); rows 80..159 (centre 119.5 = cy).
     assert estimate.center.tolist() == pytest.approx([0.0, 0.0, OBJECT_M], abs=1e-9)
     assert estimate.size.tolist() == pytest.approx([80 * OBJECT_M / 300, 80 * OBJECT_M / 300, 0.0], abs=1e-9)
-    assert estimate.depth_pixels > 0.9 * np.pi / 4 * 80 * 80 * 0.84  # the object's pixels in the ellipse
+    # The object's pixels in the box's ellipse (the square fills 84% of its box).
+    assert estimate_object_3d(depth, box, CAMERA, max_samples=6400).depth_pixels > 0.9 * np.pi / 4 * 80 * 80 * 0.84
+
+
+def test_a_large_box_is_sampled_on_a_grid_with_the_same_result():
+    from perception.training.rgbd import generate_rgbd_scene
+
+    scene = generate_rgbd_scene(1, (480, 640))
+    depth_m = depth_in_metres(scene.depth, "32FC1")
+    for box in [item.box for item in scene.objects] + [(0.0, 0.0, 640.0, 480.0)]:
+        sampled = estimate_object_3d(depth_m, box, scene.intrinsics, max_samples=2000)
+        every = estimate_object_3d(depth_m, box, scene.intrinsics, max_samples=640 * 480)
+        assert sampled.depth_pixels <= 2000 < every.depth_pixels
+        assert sampled.center[2] == pytest.approx(every.center[2], rel=0.005)
 
 
 def test_bad_boxes_are_refused():

@@ -29,7 +29,8 @@ object's depths in four steps:
    object the true centre lies up to half its depth extent behind z.
 
 The result is None when fewer than `min_pixels` valid depths lie in the ellipse or no cluster has
-`min_pixels` samples.
+`min_pixels` samples. A box larger than `max_samples` pixels is sampled on a regular grid of about that
+many (every k-th row and column), so the time per box stays bounded; counts are of samples then.
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ MIN_BIN_SHARE = 0.005
 MAX_GAP_BINS = 1
 BAND_WIDTH = 0.1
 MIN_BAND_PIXELS = 2
+# About 70 x 70 pixels: enough for percentiles at 1% of depth, and a few ms at most per box.
+MAX_SAMPLES = 5000
 EXTENT_PERCENTILES = (10.0, 90.0)
 
 
@@ -81,15 +84,15 @@ def check_box(box_xyxy: Sequence[float]) -> np.ndarray:
     return box
 
 
-def box_pixels(depth_m: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def box_pixels(depth_m: np.ndarray, box: np.ndarray, step: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Depths, column centres and row centres (edge coordinates) of the pixels whose centres lie inside
-    `box`, each (h, w); empty when the box lies outside the image."""
+    `box`, every `step`-th row and column, each (h, w); empty when the box lies outside the image."""
     height, width = depth_m.shape
     # Pixel c's centre is at edge coordinate c + 0.5; it is inside when x0 <= c + 0.5 < x1.
     col0, col1 = max(int(np.ceil(box[0] - 0.5)), 0), max(min(int(np.ceil(box[2] - 0.5)), width), 0)
     row0, row1 = max(int(np.ceil(box[1] - 0.5)), 0), max(min(int(np.ceil(box[3] - 0.5)), height), 0)
-    rows, cols = np.mgrid[row0:row1, col0:col1]
-    return depth_m[row0:row1, col0:col1], cols + 0.5, rows + 0.5
+    rows, cols = np.mgrid[row0:row1:step, col0:col1:step]
+    return depth_m[row0:row1:step, col0:col1:step], cols + 0.5, rows + 0.5
 
 
 def valid_depths(depths: np.ndarray) -> np.ndarray:
@@ -121,12 +124,12 @@ def _clusters(depths: np.ndarray, bin_width: float, min_bin_share: float, max_ga
     return cluster_of_bin[bins]
 
 
-def _band_depths(depth_m: np.ndarray, box: np.ndarray, band_width: float) -> np.ndarray:
-    """Valid depths of the pixels in a band `band_width` of the box's sides wide around it."""
-    margin_x = max((box[2] - box[0]) * band_width, MIN_BAND_PIXELS)
-    margin_y = max((box[3] - box[1]) * band_width, MIN_BAND_PIXELS)
+def _band_depths(depth_m: np.ndarray, box: np.ndarray, band_width: float, step: int) -> np.ndarray:
+    """Valid depths of every `step`-th pixel in a band `band_width` of the box's sides wide around it."""
+    margin_x = max((box[2] - box[0]) * band_width, MIN_BAND_PIXELS * step)
+    margin_y = max((box[3] - box[1]) * band_width, MIN_BAND_PIXELS * step)
     outer = box + np.array([-margin_x, -margin_y, margin_x, margin_y])
-    depths, cols, rows = box_pixels(depth_m, outer)
+    depths, cols, rows = box_pixels(depth_m, outer, step)
     inside = (cols >= box[0]) & (cols < box[2]) & (rows >= box[1]) & (rows < box[3])
     depths = depths[~inside]
     return depths[valid_depths(depths)]
@@ -157,6 +160,7 @@ def estimate_object_3d(
     min_bin_share: float = MIN_BIN_SHARE,
     max_gap_bins: int = MAX_GAP_BINS,
     band_width: float = BAND_WIDTH,
+    max_samples: int = MAX_SAMPLES,
 ) -> Object3D | None:
     """The 3D box of the object detected in `box_xyxy` (pixel edges of the colour image), from
     `depth_m`: (H, W) float metres registered to the colour image (NaN, inf, 0 and negative invalid;
@@ -164,18 +168,20 @@ def estimate_object_3d(
     """
     intrinsics.check_depth(depth_m)
     box = check_box(box_xyxy)
-    if min_pixels < 1 or not 0 < bin_width < 1 or not 0 <= min_bin_share < 1 or max_gap_bins < 0:
-        raise ValueError("need min_pixels >= 1, 0 < bin_width < 1, 0 <= min_bin_share < 1 and max_gap_bins >= 0")
+    if max_samples < 1 or min_pixels < 1 or not 0 < bin_width < 1 or not 0 <= min_bin_share < 1 or max_gap_bins < 0:
+        raise ValueError("need max_samples >= 1, min_pixels >= 1, 0 < bin_width < 1, 0 <= min_bin_share < 1 and max_gap_bins >= 0")
     if not band_width > 0:
         raise ValueError(f"band_width must be positive (a fraction of the box's sides), got {band_width}")
-    depths, cols, rows = box_pixels(depth_m, box)
+    # Large boxes are sampled on a grid of about max_samples pixels: the clusters keep their shares.
+    step = max(1, int(np.ceil(np.sqrt((box[2] - box[0]) * (box[3] - box[1]) / max_samples))))
+    depths, cols, rows = box_pixels(depth_m, box, step)
     weights = _centre_weights(box, cols, rows)
     usable = valid_depths(depths) & (weights > 0)
     if usable.sum() < min_pixels:
         return None
     depths, weights = depths[usable].astype(np.float64), weights[usable]
     labels = _clusters(depths, bin_width, min_bin_share, max_gap_bins)
-    chosen = _choose(labels, depths, weights, _band_depths(depth_m, box, band_width), min_pixels)
+    chosen = _choose(labels, depths, weights, _band_depths(depth_m, box, band_width, step), min_pixels)
     if chosen is None:
         return None
     members = depths[labels == chosen]

@@ -60,12 +60,19 @@ def evaluate_on_generated_scenes(
     config: RgbdSceneConfig = RgbdSceneConfig(),
     min_visibility: float = 0.5,
     encoding: str = "16UC1",
+    box_jitter: float = 0.0,
 ) -> dict:
     """Centre errors of estimate_object_3d and of the naive baseline on the true boxes of every object at
     least `min_visibility` visible in scenes first_seed .. first_seed + num_scenes - 1, with the depth
-    sent through `encoding` ("16UC1" millimetres or "32FC1" metres) as a driver would publish it."""
+    sent through `encoding` ("16UC1" millimetres or "32FC1" metres) as a driver would publish it.
+
+    box_jitter: each box edge moves by a uniform fraction in [-box_jitter, box_jitter] of the box's width
+    (x edges) or height (y edges), as a detector's boxes miss the true ones; both see the same boxes.
+    """
     if num_scenes < 1:
         raise ValueError(f"num_scenes must be at least 1, got {num_scenes}")
+    if not 0 <= box_jitter < 0.5:
+        raise ValueError(f"box_jitter must be in [0, 0.5), got {box_jitter}")
     estimators: dict[str, Estimator] = {"estimate": estimate_object_3d, "naive_box_median": naive_box_median_3d}
     results: dict[str, list] = {name: [] for name in estimators}
     truths = []
@@ -73,10 +80,13 @@ def evaluate_on_generated_scenes(
         scene = generate_rgbd_scene(seed, size, config)
         published = scene.depth_16uc1() if encoding == "16UC1" else scene.depth
         depth_m = depth_in_metres(published, encoding)
+        rng = np.random.default_rng(seed)
         for item in scene.objects:
             if item.visibility >= min_visibility:
+                x0, y0, x1, y1 = item.box
+                box = np.array(item.box) + rng.uniform(-box_jitter, box_jitter, 4) * ([x1 - x0, y1 - y0] * 2)
                 truths.append(item.center)
                 for name, estimator in estimators.items():
-                    results[name].append(estimator(depth_m, item.box, scene.intrinsics))
-    return {"scenes": num_scenes, "encoding": encoding,
+                    results[name].append(estimator(depth_m, box, scene.intrinsics))
+    return {"scenes": num_scenes, "encoding": encoding, "box_jitter": box_jitter,
             **{name: centre_errors(estimates, truths) for name, estimates in results.items()}}
