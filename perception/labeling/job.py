@@ -122,6 +122,9 @@ class LabelRun:
                         work.record.outcome = "interrupted"
                 self._write_dataset()
             if stop.is_set():
+                left = sum(r.outcome == "interrupted" for r in self.records.values())
+                logger.warning("stopped: %d of %d inputs interrupted, the others finished (%s)", left,
+                               len(self.records), self.output / "summary.json")
                 raise KeyboardInterrupt
             return list(self.records.values())
         finally:
@@ -157,11 +160,15 @@ class LabelRun:
         pids: dict[int, int] = {}
         running: dict = {}
         bar = tqdm(total=len(queue), unit="task", disable=not self.progress, dynamic_ncols=True)
-        started = time.perf_counter()
+        started, told = time.perf_counter(), False
         try:
             while running or (queue and not stop.is_set()):
                 while idle and queue and not stop.is_set():
                     self._submit(idle.pop(), *queue.popleft(), running, pids)
+                if stop.is_set() and not told:
+                    told = True
+                    logger.warning("stopping: finishing the %d tasks in progress, starting no other "
+                                   "(a second Ctrl-C stops at once)", len(running))
                 done, _ = ray.wait(list(loading) + list(running), num_returns=1, timeout=0.5)
                 for ref in done:
                     if ref in loading:
