@@ -216,7 +216,7 @@ def test_a_chunked_video_has_the_same_detections_and_joined_track_ids(pool, inpu
 
 
 def test_a_killed_workers_input_is_tried_again_then_failed(pool, inputs, tmp_path):
-    """long.mp4's worker is killed (SIGKILL) once mid-input: the input is done on the retry, whole and once in
+    """v1.mp4's worker is killed (SIGKILL) once mid-input: the input is done on the retry, whole and once in
     the dataset. v2.mp4's worker is killed on every attempt: failed after 1 + retries attempts. bogus.mp4 is no
     video: failed at once, never retried. The others carry on."""
     output = tmp_path / "out"
@@ -232,23 +232,23 @@ def test_a_killed_workers_input_is_tried_again_then_failed(pool, inputs, tmp_pat
             time.sleep(0.02)
 
     def on_event(name, item, attempt, pid):
-        if name == "start" and (item.path.endswith("long.mp4") and attempt == 1 or item.path.endswith("v2.mp4")):
+        if name == "start" and (item.path.endswith("v1.mp4") and attempt == 1 or item.path.endswith("v2.mp4")):
             folder = output / "partial" / f"{item.key}.{attempt}"
             threading.Thread(target=kill_when_working, args=(folder, pid), daemon=True).start()
 
-    records = run_library(pool, ["long", "v2", "bogus"], inputs, output, retries=1, on_event=on_event, chunk_seconds=0)
+    records = run_library(pool, ["v1", "v2", "bogus"], inputs, output, retries=1, on_event=on_event, chunk_seconds=0)
     assert len(killed) == 3
-    assert (records["long.mp4"]["outcome"], records["long.mp4"]["attempts"]) == ("done", 2)
+    assert (records["v1.mp4"]["outcome"], records["v1.mp4"]["attempts"]) == ("done", 2)
     assert (records["v2.mp4"]["outcome"], records["v2.mp4"]["attempts"]) == ("failed", 2)
     assert "its worker died on each of 2 attempts" in records["v2.mp4"]["reason"]
     assert (records["bogus.mp4"]["outcome"], records["bogus.mp4"]["attempts"]) == ("failed", 1)
     assert "bogus.mp4" in records["bogus.mp4"]["reason"]
-    lines = read_jsonl(tmp_path / "out" / records["long.mp4"]["outputs"] / "tracks.jsonl")
-    assert [line["frame"] for line in lines] == list(range(30))
+    lines = read_jsonl(tmp_path / "out" / records["v1.mp4"]["outputs"] / "tracks.jsonl")
+    assert [line["frame"] for line in lines] == list(range(16))
     coco = json.loads((output / "coco.json").read_text())
-    assert sorted(image["frame"] for image in coco["images"]) == list(range(30))  # long.mp4 once, nothing of v2
+    assert sorted(image["frame"] for image in coco["images"]) == list(range(16))  # v1.mp4 once, nothing of v2
     assert not (output / "partial").exists() and sorted(p.name for p in (output / "inputs").iterdir()) == [
-        expand_inputs([str(inputs["long"])])[0].key]
+        expand_inputs([str(inputs["v1"])])[0].key]
 
 
 def test_ctrl_c_stops_at_an_input_boundary_with_a_valid_summary(pool, inputs, tmp_path):
