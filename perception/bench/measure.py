@@ -73,8 +73,9 @@ def latency_summary(times_ms: list[float], frames_per_call: int) -> dict:
 
 
 class PeakMemory:
-    """Peak memory during the block, in MiB: on CUDA the allocator's peak (weights and inputs included), on
-    the CPU the growth of this process's resident memory (:class:`PeakResident`)."""
+    """How far memory rose above its level at the start of the block, in MiB (activations and workspace; the
+    weights, already there, are not counted): on CUDA the allocator's peak, on the CPU this process's
+    resident memory (:class:`PeakResident`)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.mib = device, 0.0
@@ -83,6 +84,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
         else:
             self._resident = PeakResident().__enter__()
         return self
@@ -90,7 +92,7 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            self.mib = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            self.mib = round((torch.cuda.max_memory_allocated(self.device) - self._start) / 2**20, 1)
         else:
             self._resident.__exit__(*exc)
             self.mib = round((self._resident.peak - self._resident.start) / 2**20, 1)
