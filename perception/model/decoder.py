@@ -16,14 +16,22 @@ from perception.model.feature_enhancer import FeedForward
 from perception.model.heads import MLP, box_head
 from perception.model.position_encoding import coordinate_position_embedding
 
-# Boxes are refined in logit space; probabilities are clipped to [eps, 1 - eps] before the logit.
+# Boxes are refined in logit space; probabilities are clipped to [eps, 1 - eps] before the logit. Always in
+# float32, whatever the model's dtype: 1 - 1e-5 is 1.0 in float16 and bfloat16 (logit +inf), and a box
+# held in bfloat16 moves in steps of 2**-8 of the image (5 px at 1333).
 LOGIT_EPS = 1e-5
+
+
+def refine_boxes(update: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """update: (..., 4) predicted change in logit space (any float dtype); boxes: (..., 4) float32 cxcywh in
+    [0, 1]. returns: the refined (..., 4) float32 boxes."""
+    return (update.float() + torch.special.logit(boxes, eps=LOGIT_EPS)).sigmoid()
 
 
 @dataclass
 class DecoderOutput:
     """hidden_states: per layer (B, K, dim), after the shared output norm.
-    reference_boxes: per layer the (B, K, 4) cxcywh boxes each layer's queries started from."""
+    reference_boxes: per layer the (B, K, 4) float32 cxcywh boxes each layer's queries started from."""
 
     hidden_states: list[torch.Tensor]
     reference_boxes: list[torch.Tensor]
@@ -77,19 +85,19 @@ class CrossModalityDecoder(nn.Module):
     def forward(self, content: torch.Tensor, reference_boxes: torch.Tensor, image_tokens: torch.Tensor,
                 image_features: MultiScaleFeatures, text_tokens: torch.Tensor,
                 text_token_mask: torch.Tensor) -> DecoderOutput:
-        """content: (B, K, dim); reference_boxes: (B, K, 4) cxcywh in [0, 1] of the padded image."""
+        """content: (B, K, dim); reference_boxes: (B, K, 4) float32 cxcywh in [0, 1] of the padded image.
+        The boxes stay float32 from layer to layer (see LOGIT_EPS); each layer reads them in its dtype."""
         ratios = torch.cat([image_features.valid_ratios, image_features.valid_ratios], -1)  # (B, levels, 4)
         text_allowed = text_token_mask[:, None, :]  # (B, 1, Nt): every query may attend to every real token
         queries, hidden_states, starts = content, [], []
         for layer, box_refiner in zip(self.layers, self.box_heads):
-            boxes_per_level = reference_boxes[:, :, None] * ratios[:, None]  # (B, K, levels, 4)
+            boxes_per_level = reference_boxes[:, :, None] * ratios[:, None]  # (B, K, levels, 4) float32
             query_position = self.query_position_head(
-                coordinate_position_embedding(boxes_per_level[:, :, 0], self.hidden_dim // 2)
+                coordinate_position_embedding(boxes_per_level[:, :, 0], self.hidden_dim // 2).to(queries.dtype)
             )
-            queries = layer(queries, query_position, boxes_per_level, image_tokens, image_features,
+            queries = layer(queries, query_position, boxes_per_level.to(queries.dtype), image_tokens, image_features,
                             text_tokens, text_allowed)
             starts.append(reference_boxes)
-            refined = box_refiner(queries) + torch.special.logit(reference_boxes, eps=LOGIT_EPS)
-            reference_boxes = refined.sigmoid().detach()
+            reference_boxes = refine_boxes(box_refiner(queries), reference_boxes).detach()
             hidden_states.append(self.output_norm(queries))
         return DecoderOutput(hidden_states, starts)

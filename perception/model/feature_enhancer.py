@@ -20,6 +20,14 @@ FUSION_LOGIT_LIMIT = 50_000.0
 LAYER_SCALE_INIT = 1e-4
 
 
+def bounded_similarity(similarity: torch.Tensor) -> torch.Tensor:
+    """The fusion's similarity less its largest value, within +-FUSION_LOGIT_LIMIT, as published. Clamped
+    before the subtraction as well: a float16 product past 65504 is inf and inf - inf would be NaN; the
+    first clamp changes nothing in the range the limit was chosen for."""
+    similarity = similarity.clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
+    return (similarity - similarity.max()).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
+
+
 class FeedForward(nn.Module):
     """fc1 -> ReLU -> dropout -> fc2 -> dropout, added to the input, then LayerNorm."""
 
@@ -86,7 +94,7 @@ class BiAttention(nn.Module):
     def direct(self, vision, text, vision_padding_mask, text_padding_mask):
         queries = self._split_heads(self.vision_query(vision) * self.scale)
         similarity = queries @ self._split_heads(self.text_key(text)).transpose(2, 3)  # (B, heads, Nv, Nt)
-        similarity = (similarity - similarity.max()).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
+        similarity = bounded_similarity(similarity)
         text_logits = similarity.transpose(2, 3)
         text_logits = (text_logits - text_logits.max(-1, keepdim=True).values).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
         text_weights = text_logits.masked_fill(vision_padding_mask[:, None, None, :], float("-inf")).softmax(-1)
@@ -105,7 +113,7 @@ class BiAttention(nn.Module):
         folded_query = (keys @ self._head_weights(self.vision_query)).flatten(1, 2)  # (B, heads*Nt, dim)
         query_bias = (keys @ self.vision_query.bias.view(self.num_heads, -1, 1)).flatten(1)  # (B, heads*Nt)
         similarity = torch.baddbmm(query_bias[:, None, :], vision, folded_query.transpose(1, 2))
-        similarity = (similarity - similarity.max()).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
+        similarity = bounded_similarity(similarity)
         # Text side: softmax over image tokens (dim 1), kept in this layout to avoid a transpose copy.
         text_logits = (similarity - similarity.max(1, keepdim=True).values).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
         text_weights = text_logits.masked_fill(vision_padding_mask[:, :, None], float("-inf")).softmax(1)
@@ -189,7 +197,8 @@ class FeatureEnhancerLayer(nn.Module):
 
 
 def encoder_reference_points(image_features: MultiScaleFeatures) -> torch.Tensor:
-    """Centre of every image token, normalized to the valid area: (B, num_tokens, num_levels, 2) (x, y)."""
+    """Centre of every image token, normalized to the valid area: (B, num_tokens, num_levels, 2) (x, y) in
+    the features' dtype, computed in float32 (valid_ratios' dtype) and rounded once."""
     ratios = image_features.valid_ratios
     points = []
     for level, (height, width) in enumerate(image_features.spatial_shapes_list):
@@ -201,7 +210,7 @@ def encoder_reference_points(image_features: MultiScaleFeatures) -> torch.Tensor
         xs = xs.reshape(-1)[None] / (ratios[:, None, level, 0] * width)
         ys = ys.reshape(-1)[None] / (ratios[:, None, level, 1] * height)
         points.append(torch.stack((xs, ys), -1))
-    return torch.cat(points, 1)[:, :, None] * ratios[:, None]
+    return (torch.cat(points, 1)[:, :, None] * ratios[:, None]).to(image_features.features.dtype)
 
 
 class FeatureEnhancer(nn.Module):

@@ -12,7 +12,7 @@ from torch import nn
 
 from perception.model.backbone import ImageBackbone, MultiScaleFeatures
 from perception.model.config import GroundingDinoConfig
-from perception.model.decoder import LOGIT_EPS, CrossModalityDecoder
+from perception.model.decoder import CrossModalityDecoder, refine_boxes
 from perception.model.feature_enhancer import FeatureEnhancer
 from perception.model.heads import ContrastiveClassifier
 from perception.model.query_selection import QuerySelection
@@ -23,7 +23,8 @@ from perception.ops.dispatch import IMPLEMENTATIONS
 @dataclass
 class LayerPrediction:
     """logits: (B, K, Nt) query-token similarity (-inf at padding tokens); boxes: (B, K, 4) normalized
-    cxcywh relative to the padded input image."""
+    cxcywh relative to the padded input image. Both float32 whatever the model's dtype (see
+    ContrastiveClassifier and perception.model.decoder.LOGIT_EPS)."""
 
     logits: torch.Tensor
     boxes: torch.Tensor
@@ -105,6 +106,5 @@ class GroundingDino(nn.Module):
 
     def _predict(self, decoded, layer: int, text_tokens, text_token_mask) -> LayerPrediction:
         queries = decoded.hidden_states[layer]
-        start = torch.special.logit(decoded.reference_boxes[layer], eps=LOGIT_EPS)
-        boxes = (self.decoder.box_heads[layer](queries) + start).sigmoid()
+        boxes = refine_boxes(self.decoder.box_heads[layer](queries), decoded.reference_boxes[layer])
         return LayerPrediction(self.class_heads[layer](queries, text_tokens, text_token_mask), boxes)

@@ -43,9 +43,11 @@ class ContrastiveClassifier(nn.Module):
     def forward(self, queries: torch.Tensor, text: torch.Tensor, text_token_mask: torch.Tensor) -> torch.Tensor:
         """queries: (B, Q, dim); text: (B, Nt, dim); text_token_mask: (B, Nt) True = real token.
 
-        returns: (B, Q, Nt) logits, -inf at padding tokens.
+        returns: (B, Q, Nt) float32 logits, -inf at padding tokens. Float32 whatever the inputs' dtype: a
+        dot product of two 256-wide features can pass float16's 65504, and bfloat16 would round every logit
+        to 8 significant bits; the product is small (queries x Nt) next to the layers before it.
         """
-        logits = queries @ text.transpose(-1, -2)
+        logits = queries.float() @ text.float().transpose(-1, -2)
         if self.bias is not None:
-            logits = logits / math.sqrt(queries.shape[-1]) + self.bias
+            logits = logits / math.sqrt(queries.shape[-1]) + self.bias.float()
         return logits.masked_fill(~text_token_mask[:, None, :], float("-inf"))

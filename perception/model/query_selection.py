@@ -24,8 +24,9 @@ PROPOSAL_MARGIN = 0.01
 
 @dataclass
 class SelectedQueries:
-    """content: (B, K, dim) decoder input; reference_boxes: (B, K, 4) normalized cxcywh anchors (detached).
-    logits: (B, K, Nt) and boxes: (B, K, 4) cxcywh of the selected proposals, for the encoder loss."""
+    """content: (B, K, dim) decoder input; reference_boxes: (B, K, 4) float32 normalized cxcywh anchors
+    (detached). logits: (B, K, Nt) and boxes: (B, K, 4) float32 cxcywh of the selected proposals, for the
+    encoder loss."""
 
     content: torch.Tensor
     reference_boxes: torch.Tensor
@@ -36,18 +37,18 @@ class SelectedQueries:
 def token_proposals(image_features: MultiScaleFeatures) -> tuple[torch.Tensor, torch.Tensor]:
     """One box per image token in logit space, and which proposals are usable.
 
-    returns: proposals (B, N, 4) inverse-sigmoid cxcywh (inf where unusable), usable (B, N, 1) bool.
+    returns: proposals (B, N, 4) float32 inverse-sigmoid cxcywh (inf where unusable), usable (B, N, 1) bool.
+    Float32 whatever the features' dtype: a centre (x + 0.5) / width near 1 has no logit in half precision.
     """
     padding = image_features.padding_mask
     batch = padding.shape[0]
-    dtype = image_features.features.dtype
     proposals, start = [], 0
     for level, (height, width) in enumerate(image_features.spatial_shapes_list):
         valid = ~padding[:, start : start + height * width].view(batch, height, width)
         valid_height, valid_width = valid[:, :, 0].sum(1), valid[:, 0, :].sum(1)
         ys, xs = torch.meshgrid(
-            torch.linspace(0, height - 1, height, dtype=dtype, device=padding.device),
-            torch.linspace(0, width - 1, width, dtype=dtype, device=padding.device),
+            torch.linspace(0, height - 1, height, dtype=torch.float32, device=padding.device),
+            torch.linspace(0, width - 1, width, dtype=torch.float32, device=padding.device),
             indexing="ij",
         )
         scale = torch.stack([valid_width, valid_height], -1).view(batch, 1, 1, 2)
@@ -78,7 +79,7 @@ class QuerySelection(nn.Module):
         proposals, usable = token_proposals(image_features)
         token_queries = self.output_norm(self.output_projection(image_tokens.masked_fill(~usable, 0.0)))
         logits = self.class_head(token_queries, text_tokens, text_token_mask)  # (B, N, Nt)
-        box_logits = self.box_head(token_queries) + proposals  # (B, N, 4)
+        box_logits = self.box_head(token_queries).float() + proposals  # (B, N, 4) float32, as the decoder's boxes
         if self.num_queries > logits.shape[1]:
             raise ValueError(
                 f"the image gives {logits.shape[1]} tokens, fewer than the {self.num_queries} queries to select: "
