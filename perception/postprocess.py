@@ -39,47 +39,81 @@ class PostprocessConfig:
             raise ValueError(f"max_detections must be >= 1, got {self.max_detections}")
 
 
-def phrase_token_map(chunk: PromptChunk, num_tokens: int) -> torch.Tensor:
-    """(num_phrases, num_tokens) bool, True where the token belongs to the phrase."""
-    token_map = torch.zeros((len(chunk.phrases), num_tokens), dtype=torch.bool)
-    for index, (start, end) in enumerate(chunk.phrase_token_spans):
-        token_map[index, start:end] = True
-    return token_map
+def phrase_token_map(chunk: PromptChunk, num_tokens: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(num_phrases, num_tokens) bool on `device`, True where the token belongs to the phrase."""
+    spans = torch.tensor(chunk.phrase_token_spans, dtype=torch.long, device=device).view(-1, 2)
+    tokens = torch.arange(num_tokens, device=device)
+    return (tokens >= spans[:, :1]) & (tokens < spans[:, 1:])
+
+
+# Columns of rank_queries' rows: the score, the xyxy box, then the phrase index ("phrase" mode) or one
+# column per token ("tokens" mode).
+SCORE, BOX, LABEL = 0, slice(1, 5), 5
+
+
+def rank_queries(logits: torch.Tensor, boxes: torch.Tensor, chunk: PromptChunk, image_sizes: list[tuple[int, int]],
+                 config: PostprocessConfig) -> torch.Tensor:
+    """The device-side part of post-processing, for a batch: fixed shapes, no host synchronization.
+
+    logits: (B, K, Nt); boxes: (B, K, 4) normalized cxcywh; image_sizes: each image's original (height, width).
+    returns: (B, K, 5 + L) float32 on the logits' device, each image's queries by descending score (stable:
+    ties keep query order): score, box xyxy in original-image pixels (clipped to the image with
+    ``clip_to_image``), then L = 1 column holding the phrase index as a float (exact below 2**24) in "phrase"
+    mode, or L = Nt columns in "tokens" mode, 1.0 where the token's probability passes text_threshold.
+    """
+    probabilities = logits.float().sigmoid()
+    if config.label_mode == "phrase":
+        token_map = phrase_token_map(chunk, probabilities.shape[-1], probabilities.device)
+        # (B, K, phrases): the best token of each phrase
+        per_phrase = torch.where(token_map, probabilities[..., None, :], 0.0).amax(-1)
+        scores, phrase_index = per_phrase.max(-1)
+        label_columns = phrase_index[..., None].float()
+    else:
+        scores = probabilities.amax(-1)
+        label_columns = (probabilities > config.text_threshold).float()
+    scale = torch.tensor([[width, height, width, height] for height, width in image_sizes], dtype=torch.float32,
+                         device=boxes.device)[:, None]  # (B, 1, 4)
+    pixel_boxes = cxcywh_to_xyxy(boxes.float()) * scale
+    if config.clip_to_image:
+        pixel_boxes = torch.minimum(pixel_boxes.clamp(min=0), scale)
+    rows = torch.cat((scores[..., None], pixel_boxes, label_columns), -1)
+    order = scores.argsort(dim=-1, descending=True, stable=True)
+    return torch.gather(rows, 1, order[..., None].expand(-1, -1, rows.shape[-1]))
+
+
+def detections_from_ranked(rows: torch.Tensor, chunk: PromptChunk, config: PostprocessConfig,
+                           tokenizer: PromptTokenizer) -> Detections:
+    """One image's (K, 5 + L) rows of :func:`rank_queries`, on the host: the queries passing box_threshold,
+    their labels, then per-phrase NMS and max_detections."""
+    rows = rows[rows[:, SCORE] > config.box_threshold]
+    if config.label_mode == "phrase":
+        named = (rows[:, SCORE] > config.text_threshold).tolist()
+        phrase_index = rows[:, LABEL].long().tolist()
+        labels = [chunk.phrases[index] if is_named else "" for index, is_named in zip(phrase_index, named)]
+    else:
+        token_ids = chunk.input_ids[0].tolist()
+        # The first token ([CLS]) never names anything, as in the reference.
+        labels = [tokenizer.decode([token_ids[t] for t in above.nonzero().flatten().tolist() if t != 0])
+                  for above in rows[:, LABEL:]]
+    detections = Detections(rows[:, BOX].contiguous().numpy(), rows[:, SCORE].contiguous().numpy(), labels)
+    if config.nms_iou is not None:
+        detections = per_phrase_nms(detections, config.nms_iou)
+    return select(detections, list(range(min(len(detections), config.max_detections))))
+
+
+def postprocess_batch(logits: torch.Tensor, boxes: torch.Tensor, chunk: PromptChunk,
+                      image_sizes: list[tuple[int, int]], config: PostprocessConfig,
+                      tokenizer: PromptTokenizer) -> list[Detections]:
+    """Detections of a batch (shapes as in :func:`rank_queries`): scores and boxes stay on the device until
+    one copy to the host for the whole batch."""
+    ranked = rank_queries(logits, boxes, chunk, image_sizes, config).cpu()
+    return [detections_from_ranked(rows, chunk, config, tokenizer) for rows in ranked]
 
 
 def postprocess(logits: torch.Tensor, boxes: torch.Tensor, chunk: PromptChunk, image_size: tuple[int, int],
                 config: PostprocessConfig, tokenizer: PromptTokenizer) -> Detections:
     """logits: (K, Nt) of one image; boxes: (K, 4) normalized cxcywh; image_size: original (height, width)."""
-    probabilities = logits.float().sigmoid().cpu()
-    boxes = boxes.float().cpu()
-    if config.label_mode == "phrase":
-        token_map = phrase_token_map(chunk, probabilities.shape[1])
-        # (K, phrases): the best token of each phrase
-        per_phrase = torch.where(token_map[None], probabilities[:, None, :], 0.0).amax(-1)
-        scores, phrase_index = per_phrase.max(-1)
-        keep = (scores > config.box_threshold).nonzero().flatten()
-        labels = [chunk.phrases[i] if scores[k] > config.text_threshold else "" for k, i in
-                  zip(keep.tolist(), phrase_index[keep].tolist())]
-    else:
-        scores = probabilities.max(-1).values
-        keep = (scores > config.box_threshold).nonzero().flatten()
-        token_ids = chunk.input_ids[0].tolist()
-        labels = []
-        for k in keep.tolist():
-            above = (probabilities[k] > config.text_threshold).nonzero().flatten().tolist()
-            # The first token ([CLS]) never names anything, as in the reference.
-            labels.append(tokenizer.decode([token_ids[t] for t in above if t != 0]))
-    height, width = image_size
-    pixel_boxes = cxcywh_to_xyxy(boxes[keep]) * torch.tensor([width, height, width, height], dtype=torch.float32)
-    if config.clip_to_image:
-        pixel_boxes = torch.minimum(pixel_boxes.clamp(min=0), torch.tensor([width, height, width, height], dtype=torch.float32))
-    kept_scores = scores[keep]
-    order = kept_scores.argsort(descending=True, stable=True)
-    pixel_boxes, kept_scores, labels = pixel_boxes[order], kept_scores[order], [labels[i] for i in order.tolist()]
-    detections = Detections(pixel_boxes.numpy(), kept_scores.numpy(), labels)
-    if config.nms_iou is not None:
-        detections = per_phrase_nms(detections, config.nms_iou)
-    return select(detections, list(range(min(len(detections), config.max_detections))))
+    return postprocess_batch(logits[None], boxes[None], chunk, [image_size], config, tokenizer)[0]
 
 
 def select(detections: Detections, indices: list[int]) -> Detections:
