@@ -9,7 +9,20 @@ from perception.spatial.evaluation import evaluate_on_generated_scenes
 from perception.training.rgbd import RgbdSceneConfig, generate_rgbd_scene
 from perception.training.synthetic import SceneConfig
 
-EXACT = replace(RgbdSceneConfig(), depth_noise=0.0, dropout=0.0, max_invalid_band=0.0, edge_dropout=0.0)
+EXACT = replace(RgbdSceneConfig(), depth_noise=0.0, dropout=0.0, max_invalid_band=0.0, edge_dropout=0.0,
+                flying_pixels=0.0)
+
+
+def depth_edges(depth: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour more than 2% nearer or farther: the generator's depth edges."""
+    edges = np.zeros(depth.shape, bool)
+    for axis in (0, 1):
+        jumps = np.abs(np.diff(np.log(depth), axis=axis)) > np.log1p(0.02)
+        before, after = [slice(None)] * 2, [slice(None)] * 2
+        before[axis], after[axis] = slice(None, -1), slice(1, None)
+        edges[tuple(before)] |= jumps
+        edges[tuple(after)] |= jumps
+    return edges
 
 
 def test_same_seed_same_scene_other_seed_other_scene():
@@ -83,11 +96,22 @@ def test_the_sensor_adds_noise_growing_with_depth_and_holes_at_zero():
     relative = (noisy.depth[~missing] - exact.depth[~missing]) / exact.depth[~missing] ** 2
     assert np.std(relative) == pytest.approx(RgbdSceneConfig().depth_noise, rel=0.1)
     # Holes are more frequent where the depth jumps (object borders) than elsewhere.
-    edges = np.zeros(missing.shape, bool)
-    step = np.abs(np.diff(np.log(generate_rgbd_scene(11, config=EXACT).depth), axis=1)) > 0.02
-    edges[:, 1:] |= step
-    edges[:, :-1] |= step
+    edges = depth_edges(generate_rgbd_scene(11, config=EXACT).depth)
     assert missing[edges].mean() > 5 * missing[~edges].mean()
+
+
+def test_flying_pixels_lie_at_depth_edges_between_the_two_surfaces():
+    exact = replace(RgbdSceneConfig(), depth_noise=0.0)
+    flying, clean = generate_rgbd_scene(11, config=exact), generate_rgbd_scene(11, config=replace(exact, flying_pixels=0.0))
+    truth = generate_rgbd_scene(11, config=EXACT).depth
+    changed = (clean.depth > 0) & (flying.depth != clean.depth)
+    edges = depth_edges(truth)
+    assert not (changed & ~edges).any()
+    assert changed.sum() == pytest.approx(exact.flying_pixels * ((clean.depth > 0) & edges).sum(), rel=0.2)
+    # Between the nearest and the farthest surface around the pixel.
+    nearest = np.min([np.roll(truth, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+    farthest = np.max([np.roll(truth, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+    assert ((flying.depth >= nearest) & (flying.depth <= farthest))[changed].all()
 
 
 def test_the_16uc1_form_is_millimetres_with_zero_where_invalid():

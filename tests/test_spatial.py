@@ -158,6 +158,22 @@ def test_background_seen_through_a_hollow_object_does_not_push_the_depth():
     assert_depth_is(estimate_object_3d(ring_on_wall(), BOX, CAMERA), OBJECT_M)
 
 
+def test_flying_pixels_between_two_close_surfaces_do_not_join_them():
+    # A star 6 cm (4%) in front of a board that shows between its arms and goes on outside the box; the
+    # star's border pixels mix the two depths, as time-of-flight sensors do, filling the gap between them.
+    depth, box = object_on_wall("star")
+    board = 1.56
+    depth[depth == WALL_M] = board
+    border = np.zeros(depth.shape, bool)
+    border[:, 1:] |= np.diff(depth, axis=1) != 0
+    border[:, :-1] |= np.diff(depth, axis=1) != 0
+    border[1:, :] |= np.diff(depth, axis=0) != 0
+    depth[border] = np.random.default_rng(0).uniform(OBJECT_M, board, size=border.sum())
+    estimate = estimate_object_3d(depth, box, CAMERA)
+    assert_depth_is(estimate, OBJECT_M, relative=0.002)
+    assert estimate.size[2] <= 0.005  # the star is flat: its cluster holds no board depths
+
+
 def test_the_depth_extent_is_the_spread_of_the_object_not_of_the_box():
     depth, box = object_on_wall("square")
     # A card turned about the vertical axis: its depth runs from 1.4 m to 1.6 m across its columns.

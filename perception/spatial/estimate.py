@@ -11,8 +11,10 @@ object's depths in four steps:
 2. Cluster the depths: a histogram of log depth with bins `bin_width` (relative, 1% by default, so a
    bin grows with distance like sensor noise does); bins holding fewer than `min_bin_share` of the
    samples are empty (stray "flying" pixels at depth edges fall there), and occupied bins separated by
-   at most `max_gap_bins` empty bins form one cluster. A surface is one cluster; a gap of about 2% of
-   the distance or more separates two surfaces.
+   at most `max_gap_bins` empty bins form a run. Flying pixels can still fill the gap between two
+   surfaces close in depth, so a run is split at every valley of the histogram lower than
+   `valley_ratio` of the peaks on both sides. A surface is one cluster; two surfaces about 2% of
+   the distance apart or more are two.
 3. Choose the cluster that explains the object: among clusters of at least `min_pixels` samples, the
    one with the largest score = centre-weighted support x (1 - its share of a band around the box).
    The band is `band_width` of the box's sides wide on every side (at least 2 pixels), and a cluster's
@@ -45,6 +47,7 @@ MIN_PIXELS = 10
 BIN_WIDTH = 0.01
 MIN_BIN_SHARE = 0.005
 MAX_GAP_BINS = 1
+VALLEY_RATIO = 0.2
 BAND_WIDTH = 0.1
 MIN_BAND_PIXELS = 2
 # About 70 x 70 pixels: enough for percentiles at 1% of depth, and a few ms at most per box.
@@ -108,19 +111,45 @@ def _centre_weights(box: np.ndarray, cols: np.ndarray, rows: np.ndarray) -> np.n
     return np.clip(1.0 - across**2 - down**2, 0.0, None)
 
 
-def _clusters(depths: np.ndarray, bin_width: float, min_bin_share: float, max_gap_bins: int) -> np.ndarray:
+def _valley_cuts(heights: np.ndarray, valley_ratio: float, floor: float) -> list[int]:
+    """Where a run of histogram bins splits into surfaces: the bin after each valley lower than
+    `valley_ratio` times the peaks on both its sides, both peaks holding at least `floor`."""
+    cuts, left_peak, valley, valley_at = [], heights[0], heights[0], 0
+    for index in range(1, heights.size):
+        height = heights[index]
+        if valley < valley_ratio * min(left_peak, height) and min(left_peak, height) >= floor:
+            cuts.append(valley_at + 1)
+            left_peak = valley = height
+            valley_at = index
+        elif height >= left_peak:  # higher than the left peak: the dip before was shallow, one surface
+            left_peak = valley = height
+            valley_at = index
+        elif height < valley:
+            valley, valley_at = height, index
+    return cuts
+
+
+def _clusters(
+    depths: np.ndarray, bin_width: float, min_bin_share: float, max_gap_bins: int, valley_ratio: float
+) -> np.ndarray:
     """(N,) cluster index of each depth (0 nearest, ...), -1 for depths in empty bins."""
     bins = np.floor((np.log(depths) - np.log(depths.min())) / np.log1p(bin_width)).astype(np.int64)
     counts = np.bincount(bins)
-    occupied = np.flatnonzero(counts >= max(1.0, min_bin_share * depths.size))
-    # A new cluster starts where more than max_gap_bins empty bins precede an occupied bin.
-    starts = np.concatenate(([True], np.diff(occupied) > max_gap_bins + 1))
+    floor = max(1.0, min_bin_share * depths.size)
+    occupied = np.flatnonzero(counts >= floor)
+    if occupied.size == 0:  # depths spread so thinly that no bin holds a surface
+        return np.full(depths.shape, -1)
+    # Runs of occupied bins; a run ends where more than max_gap_bins empty bins follow it.
+    ends = np.flatnonzero(np.diff(occupied) > max_gap_bins + 1)
+    run_starts, run_ends = occupied[np.concatenate(([0], ends + 1))], occupied[np.concatenate((ends, [-1]))] + 1
+    # Inside a run, flying pixels may join two surfaces: split it at deep valleys of the histogram.
     cluster_of_bin = np.full(counts.size, -1)
-    cluster_of_bin[occupied] = np.cumsum(starts) - 1
-    # Empty bins inside a cluster (bridged gaps) belong to it.
-    for cluster in range(int(starts.sum())):
-        members = occupied[cluster_of_bin[occupied] == cluster]
-        cluster_of_bin[members.min():members.max() + 1] = cluster
+    cluster = 0
+    for start, end in zip(run_starts, run_ends):
+        bounds = [start, *(start + cut for cut in _valley_cuts(counts[start:end], valley_ratio, floor)), end]
+        for low, high in zip(bounds[:-1], bounds[1:]):
+            cluster_of_bin[low:high] = cluster
+            cluster += 1
     return cluster_of_bin[bins]
 
 
@@ -159,6 +188,7 @@ def estimate_object_3d(
     bin_width: float = BIN_WIDTH,
     min_bin_share: float = MIN_BIN_SHARE,
     max_gap_bins: int = MAX_GAP_BINS,
+    valley_ratio: float = VALLEY_RATIO,
     band_width: float = BAND_WIDTH,
     max_samples: int = MAX_SAMPLES,
 ) -> Object3D | None:
@@ -170,6 +200,8 @@ def estimate_object_3d(
     box = check_box(box_xyxy)
     if max_samples < 1 or min_pixels < 1 or not 0 < bin_width < 1 or not 0 <= min_bin_share < 1 or max_gap_bins < 0:
         raise ValueError("need max_samples >= 1, min_pixels >= 1, 0 < bin_width < 1, 0 <= min_bin_share < 1 and max_gap_bins >= 0")
+    if not 0 < valley_ratio < 1:
+        raise ValueError(f"valley_ratio must be in (0, 1), got {valley_ratio}")
     if not band_width > 0:
         raise ValueError(f"band_width must be positive (a fraction of the box's sides), got {band_width}")
     # Large boxes are sampled on a grid of about max_samples pixels: the clusters keep their shares.
@@ -180,7 +212,7 @@ def estimate_object_3d(
     if usable.sum() < min_pixels:
         return None
     depths, weights = depths[usable].astype(np.float64), weights[usable]
-    labels = _clusters(depths, bin_width, min_bin_share, max_gap_bins)
+    labels = _clusters(depths, bin_width, min_bin_share, max_gap_bins, valley_ratio)
     chosen = _choose(labels, depths, weights, _band_depths(depth_m, box, band_width, step), min_pixels)
     if chosen is None:
         return None

@@ -9,8 +9,9 @@ down to SceneConfig.min_visibility.
 The camera is a pinhole without distortion (perception.spatial.camera): a card of `w` x `h` pixels at
 depth z is exactly w * z / fx by h * z / fy metres, and its centre is its box's centre back-projected
 at z; its size along z is 0. The depth image is registered to the colour image (same pixel grid) and
-behaves like a stereo sensor's: Gaussian noise growing with the square of the depth, scattered pixels
-without a measurement, a band without measurements at the left border, and dropouts at depth edges.
+behaves like a real sensor's: Gaussian noise growing with the square of the depth (as stereo's does),
+scattered pixels without a measurement, a band without measurements at the left border, and at depth
+edges dropouts and flying pixels (depths between the two surfaces, as time-of-flight sensors give).
 Missing measurements are 0, as drivers publish them.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from perception.spatial.camera import CameraIntrinsics
@@ -47,6 +49,8 @@ class RgbdSceneConfig:
     dropout: float = 0.02  # share of pixels without a measurement, scattered at random
     max_invalid_band: float = 0.06  # width of the invalid left band, drawn in [0, this] of the image width
     edge_dropout: float = 0.5  # chance that a pixel at a depth edge has no measurement
+    # Chance that a measured pixel at a depth edge is a "flying pixel": a depth between the two surfaces.
+    flying_pixels: float = 0.3
 
     def __post_init__(self) -> None:
         if not 10 <= self.horizontal_fov_deg <= 120:
@@ -57,7 +61,7 @@ class RgbdSceneConfig:
             raise ValueError(f"need 0 < min_wall_gap <= max_wall_gap, got {self.min_wall_gap} and {self.max_wall_gap}")
         if not 0 <= self.max_wall_tilt_deg <= 40:
             raise ValueError(f"max_wall_tilt_deg must be in [0, 40], got {self.max_wall_tilt_deg}")
-        for name in ("dropout", "max_invalid_band", "edge_dropout"):
+        for name in ("dropout", "max_invalid_band", "edge_dropout", "flying_pixels"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.depth_noise < 0:
@@ -119,10 +123,15 @@ def _depth_edges(depth: np.ndarray) -> np.ndarray:
 
 
 def _sensor_effects(depth: np.ndarray, config: RgbdSceneConfig, rng: np.random.Generator) -> np.ndarray:
-    """Noise and missing measurements (0) of a stereo depth sensor, on exact depths."""
+    """Noise, flying pixels and missing measurements (0) of a depth sensor, on exact depths."""
+    edges = _depth_edges(depth)
+    # A flying pixel mixes the nearest and the farthest surface of its 3 x 3 neighbourhood.
+    nearest, farthest = cv2.erode(depth, np.ones((3, 3))), cv2.dilate(depth, np.ones((3, 3)))
+    flying = edges & (rng.uniform(size=depth.shape) < config.flying_pixels)
+    depth = np.where(flying, nearest + rng.uniform(size=depth.shape) * (farthest - nearest), depth)
     noisy = depth + rng.normal(size=depth.shape) * config.depth_noise * depth**2
     missing = rng.uniform(size=depth.shape) < config.dropout
-    missing |= _depth_edges(depth) & (rng.uniform(size=depth.shape) < config.edge_dropout)
+    missing |= edges & (rng.uniform(size=depth.shape) < config.edge_dropout)
     missing[:, : int(rng.uniform(0, config.max_invalid_band) * depth.shape[1])] = True
     return np.where(missing, 0.0, noisy).astype(np.float32)
 
