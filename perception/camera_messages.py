@@ -126,30 +126,46 @@ def image_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise UnknownEncodingError(
             f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
         )
-    row_bytes = width * layout.channels * layout.channel_bytes
-    if step < row_bytes:
-        raise BadStepError(f"step {step} is smaller than one row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
     if msg.encoding.startswith(("yuv", "uyvy", "yuyv")) and width % 2:
         raise BadStepError(f"{msg.encoding} packs pixel pairs, so the width must be even; got {width}")
-    data = memoryview(msg.data).cast("B")
-    if len(data) != step * height:
-        raise DataSizeError(
-            f"data has {len(data)} bytes, expected step * height = {step} * {height} = {step * height}"
-        )
     dtype = np.dtype(np.uint8) if layout.channel_bytes == 1 else np.dtype(">u2" if msg.is_bigendian else "<u2")
-    # A strided view skips the row padding without copying: (H, W, C), rows `step` bytes apart.
-    pixels = np.ndarray(
-        (height, width, layout.channels),
-        dtype=dtype,
-        buffer=data,
-        strides=(step, layout.channels * layout.channel_bytes, layout.channel_bytes),
-    )
+    pixels = _pixel_view(msg, layout.channels, dtype)
     if layout.channel_bytes == 2:
         pixels = (pixels >> 8).astype(np.uint8)
     if layout.to_rgb is None:
         return pixels.copy()  # owned and writable: the message's buffer may be read-only or reused
     source = pixels if layout.channels > 1 else pixels[:, :, 0]
     return cv2.cvtColor(np.ascontiguousarray(source), layout.to_rgb)
+
+
+def _pixel_view(msg, channels: int, dtype: np.dtype) -> np.ndarray:
+    """A strided (H, W, channels) view of a raw message's data that skips the row padding without
+    copying; BadStepError / DataSizeError when ``step`` or the data's length do not fit the size."""
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise BadStepError(f"step {step} is smaller than one row of {width} {msg.encoding} pixels ({row_bytes} bytes)")
+    data = memoryview(msg.data).cast("B")
+    if len(data) != step * height:
+        raise DataSizeError(
+            f"data has {len(data)} bytes, expected step * height = {step} * {height} = {step * height}"
+        )
+    return np.ndarray((height, width, channels), dtype=dtype, buffer=data,
+                      strides=(step, channels * dtype.itemsize, dtype.itemsize))
+
+
+def depth_image(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A depth ``sensor_msgs/Image`` (16UC1 or 32FC1, either byte order) -> a new (H, W) array in the
+    message's own unit and native byte order (uint16 millimetres or float32 metres; see
+    perception.spatial.depth_in_metres). Raises a MalformedImageError subclass like image_to_rgb."""
+    height, width = int(msg.height), int(msg.width)
+    if height <= 0 or width <= 0:
+        raise EmptyImageError(f"depth image has zero size ({width}x{height})")
+    _check_pixel_count(width, height, max_pixels, "depth image")
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise UnknownEncodingError(f"depth encoding must be one of {', '.join(DEPTH_ENCODINGS)}; got {msg.encoding!r}")
+    dtype = np.dtype(np.uint16 if msg.encoding == "16UC1" else np.float32).newbyteorder(">" if msg.is_bigendian else "<")
+    return _pixel_view(msg, 1, dtype)[:, :, 0].astype(dtype.newbyteorder("="))
 
 
 def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
