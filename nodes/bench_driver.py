@@ -27,7 +27,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from nodes.lifecycle import BackgroundNode
+from nodes.spinning import BackgroundNode
 from nodes.loopback import isolated_ros_environment, shm_files
 from perception.camera_messages import rgb8_fields
 

@@ -61,10 +61,18 @@ class FrameSlots:
             self._condition.notify_all()
 
     def close(self) -> None:
-        """Wake the worker for shutdown; later ``take_all`` calls return at once."""
+        """Wake the worker to stop; later ``take_all`` calls return at once. Frames still waiting are
+        discarded and counted as dropped (the node is deactivating or shutting down)."""
         with self._condition:
             self._closed = True
+            self.dropped += len(self._waiting)
+            self._waiting.clear()
             self._condition.notify_all()
+
+    def reopen(self) -> None:
+        """Accept a worker again after ``close`` (the node is activated again); the counts go on."""
+        with self._condition:
+            self._closed = False
 
     @property
     def closed(self) -> bool:

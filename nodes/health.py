@@ -6,7 +6,10 @@ Latencies are kept over a bounded window of recent batches so a long run uses co
 Every frame a camera delivers ends in one count: ``processed`` (its detections were published),
 ``dropped`` (a newer frame of its camera replaced it while it waited), ``malformed`` (its message could not
 be decoded, by kind), ``refused`` (the detector refused the image, by reason), ``skipped_without_prompt``,
-or ``lost_frames`` (an unexpected error failed its whole batch, counted in ``failed_batches``).
+or ``lost_frames`` (an unexpected error failed its whole batch, counted in ``failed_batches``). A processed
+frame of a camera with a depth topic also ends in one count: ``with_3d`` (its Detection3DArray was
+published) or ``without_3d`` by reason (``unpaired``: no depth image within the slop of its stamp;
+``no_camera_info``; ``bad_depth``; ``bad_camera_info``), published in 2D only.
 
 Stamps and clocks: end-to-end latency is the node's clock at publish minus the image stamp, which means
 something only when the camera stamps with the node's clock. A frame whose stamp, compared with the node's
@@ -67,6 +70,8 @@ class Health:
         self.malformed: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.unsynced_stamps: Counter[str] = Counter()
+        self.without_3d: Counter[str] = Counter()
+        self.with_3d = 0
         self.skipped_without_prompt = 0
         self.failed_batches = 0
         self.lost_frames = 0
@@ -94,6 +99,14 @@ class Health:
     def record_unsynced_stamp(self, camera: str) -> bool:
         """Count a frame whose stamp is not from the node's clock; True the first time for ``camera``."""
         return self._count(self.unsynced_stamps, camera)
+
+    def record_3d(self) -> None:
+        with self._lock:
+            self.with_3d += 1
+
+    def record_without_3d(self, reason: str) -> bool:
+        """Count a frame published in 2D only; True the first time this reason is seen (log it then)."""
+        return self._count(self.without_3d, reason)
 
     def _count(self, counter: Counter[str], key: str) -> bool:
         with self._lock:
@@ -128,6 +141,8 @@ class Health:
                 "failed_batches": self.failed_batches,
                 "lost_frames": self.lost_frames,
                 "unsynced_stamps": sum(self.unsynced_stamps.values()),
+                "with_3d": self.with_3d,
+                "without_3d": sum(self.without_3d.values()),
                 "batches": self.batches,
                 "largest_batch": self.largest_batch,
                 "largest_backlog": largest_backlog,
@@ -142,7 +157,7 @@ class Health:
                 else float("nan"),
             }
             for name, counter in (("malformed", self.malformed), ("refused", self.refused),
-                                  ("unsynced_stamps", self.unsynced_stamps)):
+                                  ("unsynced_stamps", self.unsynced_stamps), ("without_3d", self.without_3d)):
                 figures.update({f"{name}[{key}]": count for key, count in sorted(counter.items())})
             return figures
 

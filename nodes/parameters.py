@@ -1,8 +1,9 @@
 """Every parameter of the detector node, declared in one place with its description and range, and
 mapped onto the pipeline's configs.
 
-Start-time parameters are read-only (changing them needs a restart); ``prompt``, ``box_threshold`` and
-``text_threshold`` change at run time and take effect between batches. Image QoS is sensor-data by
+Start-time parameters are read when the node is configured, so they change only while it is unconfigured
+(after ``cleanup``, or before the first ``configure`` with ``autostart`` false); ``prompt``, ``box_threshold``
+and ``text_threshold`` change in any state and take effect between batches. Image QoS is sensor-data by
 default and overridable per topic with rclpy's standard ``qos_overrides.<topic>.subscription.*``
 parameters.
 """
@@ -32,12 +33,12 @@ class ParameterSpec:
     name: str
     default: Any
     description: str
-    runtime: bool = False  # False: read-only after start
+    runtime: bool = False  # False: read at configure, refused while the node is configured
     value_range: tuple[float, float] | None = None  # inclusive; int or float as the default
     choices: tuple[str, ...] = ()
 
     def descriptor(self) -> ParameterDescriptor:
-        descriptor = ParameterDescriptor(name=self.name, description=self.description, read_only=not self.runtime)
+        descriptor = ParameterDescriptor(name=self.name, description=self.description)
         if isinstance(self.default, list):
             descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
         if self.value_range is not None:
@@ -57,6 +58,8 @@ _PREPROCESS_DEFAULTS = PreprocessConfig()
 _POSTPROCESS_DEFAULTS = PostprocessConfig()
 
 SPECS = (
+    ParameterSpec("autostart", True, "Configure and activate at start (a managed lifecycle node); false: wait in "
+                  "unconfigured for a lifecycle manager's transitions."),
     ParameterSpec(
         "cameras",
         ["/camera/image_raw"],
@@ -92,6 +95,23 @@ SPECS = (
     ParameterSpec("publish_annotated", False, "Also publish <namespace>/detections/image with boxes drawn."),
     ParameterSpec("health_period", 10.0, "Seconds between health reports on the log and /diagnostics.",
                   value_range=(0.1, 3600.0)),
+    ParameterSpec("depth.topics", "",
+                  "Depth images registered (aligned) to colour cameras, 16UC1 millimetres or 32FC1 metres, as "
+                  "'colour topic=depth topic' entries joined by ';', e.g. '/cam/color/image_raw="
+                  "/cam/aligned_depth_to_color/image_raw'. Those cameras also get <namespace>/detections_3d "
+                  "(vision_msgs/Detection3DArray). Empty: 2D only."),
+    ParameterSpec("depth.camera_info_topics", "",
+                  "CameraInfo of those colour cameras as 'colour topic=camera_info topic' entries joined by ';'; "
+                  "a camera not named here uses <namespace of its colour topic>/camera_info."),
+    ParameterSpec("depth.slop", 0.02, "Largest difference, seconds, between a colour stamp and its depth "
+                  "partner's; a frame without a partner is published in 2D only (counted in health).",
+                  value_range=(0.0, 1.0)),
+    ParameterSpec("depth.wait", 0.1, "Seconds after a colour frame's arrival that its depth partner may "
+                  "still arrive.", value_range=(0.0, 5.0)),
+    ParameterSpec("depth.smoothing", 0.5, "Weight of the newest 3D estimate of a track (exponential "
+                  "smoothing of centre and size); 1: no smoothing.", value_range=(1e-6, 1.0)),
+    ParameterSpec("depth.max_age", 2.0, "Seconds a track's smoothed 3D estimate is remembered without "
+                  "an update.", value_range=(1e-3, 600.0)),
     ParameterSpec("tracking.enabled", True, "Track objects per camera; detection ids are then track ids."),
     ParameterSpec("tracking.distance", _TRACKER_DEFAULTS.distance, "Association distance.", choices=DISTANCES),
     ParameterSpec("tracking.distance_threshold", _TRACKER_DEFAULTS.distance_threshold,
@@ -181,6 +201,43 @@ def _check_cameras(topics: list[str]) -> str | None:
             return f"cameras {outputs[output]!r} and {topic!r} would both publish on {output}"
         outputs[output] = topic
     return None
+
+
+@dataclass(frozen=True)
+class DepthCamera:
+    """Where a colour camera's registered depth image and its CameraInfo come from."""
+
+    depth_topic: str
+    camera_info_topic: str
+
+
+def depth_cameras(values: dict[str, Any]) -> dict[str, DepthCamera]:
+    """The depth.* topic parameters -> colour topic -> DepthCamera; ValueError naming a bad entry."""
+    depth = _topic_map("depth.topics", values["depth.topics"], values["cameras"])
+    infos = _topic_map("depth.camera_info_topics", values["depth.camera_info_topics"], list(depth))
+    return {camera: DepthCamera(topic, infos.get(camera, camera_namespace(camera) + "/camera_info"))
+            for camera, topic in depth.items()}
+
+
+def _topic_map(name: str, text: str, cameras: list[str]) -> dict[str, str]:
+    """'colour=other; ...' -> {colour: other}; every colour topic must be one of ``cameras``."""
+    mapping = {}
+    for entry in (entry.strip() for entry in text.split(";")):
+        if not entry:
+            continue
+        camera, _, topic = (part.strip() for part in entry.partition("="))
+        if not topic.startswith("/") or camera not in cameras:
+            raise ValueError(f"{name} entries must be 'colour topic=/absolute/topic' with a colour topic of "
+                             f"{'cameras' if name == 'depth.topics' else 'depth.topics'}; got {entry!r}")
+        if camera in mapping:
+            raise ValueError(f"{name} names {camera!r} twice")
+        mapping[camera] = topic
+    return mapping
+
+
+def camera_namespace(camera: str) -> str:
+    """``/robot/front/image_raw`` (or ``.../compressed``) -> ``/robot/front``, where its outputs go."""
+    return detections_topic(camera).rsplit("/", 1)[0]
 
 
 def detector_config(values: dict[str, Any]) -> DetectorConfig:

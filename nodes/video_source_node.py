@@ -17,7 +17,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from sensor_msgs.msg import Image
 
-from nodes import lifecycle
+from nodes import spinning
 from perception.camera_messages import fill_image_msg
 from perception.video.decode import VideoReader
 
@@ -101,7 +101,7 @@ class VideoSourceNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return lifecycle.run(VideoSourceNode, "video_source", args)
+    return spinning.run(VideoSourceNode, "video_source", args)
 
 
 if __name__ == "__main__":

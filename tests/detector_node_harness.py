@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -20,7 +22,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from nodes.lifecycle import BackgroundNode as Listener
+from nodes.spinning import BackgroundNode as Listener
 from perception.camera_messages import detections_topic, fill_image_msg, is_compressed
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -80,6 +82,8 @@ class Harness:
         self.diagnostics: list[dict[str, str]] = []
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         self.parameter_client = node.create_client(SetParameters, "/grounding_dino/set_parameters")
+        self.change_state_client = node.create_client(ChangeState, "/grounding_dino/change_state")
+        self.get_state_client = node.create_client(GetState, "/grounding_dino/get_state")
         self.tmp_path = tmp_path
         self.node_process: NodeProcess | None = None
         self._stamp = 0
@@ -89,8 +93,9 @@ class Harness:
             if status.name.startswith("grounding_dino"):
                 self.diagnostics.append({kv.key: kv.value for kv in status.values})
 
-    def start_node(self, parameters: dict[str, str]) -> None:
-        """Start the node with ``cameras`` and ``parameters``, and wait for its first phrases."""
+    def start_node(self, parameters: dict[str, str], wait_for_phrases: bool = True) -> None:
+        """Start the node with ``cameras`` and ``parameters``, and wait for its first phrases (with
+        ``wait_for_phrases``; else for its lifecycle services)."""
         parameters = {
             "cameras": "[" + ",".join(self.cameras) + "]",
             # The test publishes images reliably; the node's sensor-data default would also match.
@@ -99,7 +104,11 @@ class Harness:
         }
         args = [item for name, value in parameters.items() for item in ("-p", f"{name}:={value}")]
         self.node_process = NodeProcess("nodes.detector_node", args, self.tmp_path / "node.log")
-        wait_for(lambda: self.phrases, NODE_START_SECONDS, "the node's phrases", self.node_process)
+        if wait_for_phrases:
+            wait_for(lambda: self.phrases, NODE_START_SECONDS, "the node's phrases", self.node_process)
+        else:
+            wait_for(self.get_state_client.service_is_ready, NODE_START_SECONDS, "the lifecycle services",
+                     self.node_process)
 
     def publish_msg(self, camera: str, msg, stamp: tuple[int, int] | None = None) -> tuple[int, int]:
         """Stamp ``msg`` (``stamp``, else a new one), name the camera as its frame, publish; returns the stamp."""
@@ -135,16 +144,28 @@ class Harness:
         wait_for(lambda: len(self.diagnostics) > max(count, after), 10, "a health report", self.node_process)
         return self.diagnostics[-1]
 
+    def _call(self, client, request, what: str, timeout: float = 10):
+        assert client.wait_for_service(timeout_sec=10), what
+        future = client.call_async(request)
+        wait_for(future.done, timeout, what, self.node_process)
+        return future.result()
+
+    def change_state(self, transition_id: int) -> bool:
+        """Request a lifecycle transition (a lifecycle_msgs/Transition id); whether it succeeded."""
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        return self._call(self.change_state_client, request, f"transition {transition_id}", NODE_START_SECONDS).success
+
+    def state(self) -> str:
+        """The node's lifecycle state label: unconfigured, inactive, active, finalized."""
+        return self._call(self.get_state_client, GetState.Request(), "the lifecycle state").current_state.label
+
     def set_parameter(self, name: str, value) -> tuple[bool, str]:
         if isinstance(value, float):
             parameter_value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
         else:
             parameter_value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
         request = SetParameters.Request(parameters=[ParameterMsg(name=name, value=parameter_value)])
-        assert self.parameter_client.wait_for_service(timeout_sec=10)
-        future = self.parameter_client.call_async(request)
-        wait_for(future.done, 10, f"setting {name}", self.node_process)
-        result = future.result().results[0]
+        result = self._call(self.parameter_client, request, f"setting {name}").results[0]
         return result.successful, result.reason
 
 
@@ -158,7 +179,7 @@ def running_node(tmp_path, cameras: tuple[str, ...], prompt: str, parameters: di
         harness = Harness(tmp_path, cameras, clock_stamps)
         try:
             harness.prompt_publisher.publish(String(data=prompt))
-            harness.start_node(parameters)
+            harness.start_node(parameters, wait_for_phrases=parameters.get("autostart", "true") == "true")
             yield harness
         finally:
             code = harness.node_process.stop(signal.SIGINT) if harness.node_process else 0

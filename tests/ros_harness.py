@@ -1,5 +1,5 @@
 """Node processes for the ROS tests, which must exit cleanly (the isolated environment is
-nodes.loopback, the in-process node nodes.lifecycle.BackgroundNode)."""
+nodes.loopback, the in-process node nodes.spinning.BackgroundNode)."""
 from __future__ import annotations
 
 import os
@@ -70,4 +70,4 @@ def ros_session(tmp_path: Path) -> Iterator[None]:
         rclpy.shutdown()
         os.environ.clear()
         os.environ.update(saved)
-    assert not (shm_files() - shm_before), "leftover shared memory after a clean exit"
+    assert not (shm_files() - shm_before), f"leftover shared memory after a clean exit: {sorted(shm_files() - shm_before)}"

@@ -50,3 +50,15 @@ def test_health_overhead_is_non_model_time_over_model_time():
     assert (figures["processed"], figures["batches"], figures["largest_batch"], figures["malformed"]) == (3, 2, 2, 2)
     assert figures["end_to_end_ms_p50"] == pytest.approx(600.0)
     assert figures["model_ms_p50"] == pytest.approx(1500.0)
+
+
+def test_close_counts_waiting_frames_as_dropped_and_reopen_accepts_a_worker_again():
+    slots = FrameSlots()
+    slots.put("a", 1)
+    slots.put("b", 2)
+    slots.close()  # the node deactivates with two frames waiting
+    assert slots.take_all(timeout=10) == [] and (slots.received, slots.dropped) == (2, 2)
+    slots.reopen()
+    assert not slots.closed
+    slots.put("a", 3)
+    assert [f.msg for f in slots.take_all(timeout=10)] == [3] and (slots.received, slots.dropped) == (3, 2)

@@ -9,10 +9,11 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 is installed by scripts/install_ros.sh")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs is built by scripts/install_ros.sh")
-from detector_node_harness import TINY_NODE_PARAMETERS, frame, running_node  # noqa: E402
+from detector_node_harness import LATCHED, TINY_NODE_PARAMETERS, frame, running_node  # noqa: E402
 from ros_harness import wait_for  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+from vision_msgs.msg import LabelInfo  # noqa: E402
 
 from perception.camera_messages import fill_image_msg  # noqa: E402
 
@@ -37,6 +38,18 @@ def harness(tmp_path_factory):
 
 def test_a_late_joining_node_receives_the_prompt(harness):
     assert harness.startup_phrases == ["a person", "a red mug"]
+
+
+def test_each_camera_namespace_has_the_phrases_as_latched_label_info(harness):
+    received = {}
+    for camera, namespace in (("/cam_a/image_raw", "/cam_a"), ("/cam_c/image_raw/compressed", "/cam_c")):
+        # Subscribed long after the node published: transient local must still deliver it.
+        harness.listener.node.create_subscription(LabelInfo, f"{namespace}/label_info",
+                                                  lambda msg, camera=camera: received.setdefault(camera, msg), LATCHED)
+    wait_for(lambda: len(received) == 2, 20, "label_info of both cameras", harness.node_process)
+    for msg in received.values():
+        assert [(c.class_id, c.class_name) for c in msg.class_map] == [(0, "a person"), (1, "a red mug")]
+        assert msg.threshold == pytest.approx(0.0)  # the box threshold of TINY_NODE_PARAMETERS
 
 
 def test_detections_keep_the_image_header_and_carry_phrases_pixel_boxes_and_track_ids(harness):

@@ -16,7 +16,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
-from nodes.lifecycle import BackgroundNode as Listener  # noqa: E402
+from nodes.spinning import BackgroundNode as Listener  # noqa: E402
 from perception.camera_messages import fill_image_msg  # noqa: E402
 from perception.training.synthetic import generate_scene  # noqa: E402
 

@@ -13,7 +13,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from ros_harness import NodeProcess, ros_session, wait_for  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from nodes.lifecycle import BackgroundNode as Listener  # noqa: E402
+from nodes.spinning import BackgroundNode as Listener  # noqa: E402
 from perception.camera_messages import image_to_rgb  # noqa: E402
 
 FRAMES, FPS, HEIGHT, WIDTH = 12, 20, 48, 64

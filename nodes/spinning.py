@@ -56,10 +56,12 @@ def spin_until_stopped(node, finished: threading.Event | None = None) -> None:
 
 class BackgroundNode:
     """A node spun on its own thread (for drivers and tests that block the main thread); ``close``
-    joins the thread before destroying the node, or rclpy aborts and leaves files in /dev/shm."""
+    joins the thread before destroying the node, or rclpy aborts and leaves files in /dev/shm.
+    ``node``: spin this node (``close`` then calls its ``close`` too, when it has one) instead of a new
+    plain node called ``name``."""
 
-    def __init__(self, name: str) -> None:
-        self.node = rclpy.create_node(name)
+    def __init__(self, name: str, node=None) -> None:
+        self.node = node if node is not None else rclpy.create_node(name)
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
         self._stop = threading.Event()
@@ -75,4 +77,6 @@ class BackgroundNode:
         self._thread.join()
         self._executor.remove_node(self.node)
         self._executor.shutdown()
+        if hasattr(self.node, "close"):
+            self.node.close()
         self.node.destroy_node()

@@ -1,0 +1,100 @@
+"""The detector node as a managed lifecycle node, driven through the standard lifecycle_msgs services
+over real DDS on loopback (``random:tiny`` weights)."""
+from __future__ import annotations
+
+import gc
+import time
+import weakref
+
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 is installed by scripts/install_ros.sh")
+pytest.importorskip("vision_msgs.msg", reason="vision_msgs is built by scripts/install_ros.sh")
+from detector_node_harness import TINY_NODE_PARAMETERS, Harness, running_node  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from ros_harness import ros_session, wait_for  # noqa: E402
+
+from nodes.spinning import BackgroundNode  # noqa: E402
+
+CAMERA = "/life/image_raw"
+PROMPT = "a person . a red mug ."
+QUIET_SECONDS = 1.5  # a reply takes tens of milliseconds here; none within this long means none is coming
+
+
+def published_while(harness, seeds) -> int:
+    """Publish frames of ``seeds`` and count the detections that come back within QUIET_SECONDS."""
+    before = len(harness.replies[CAMERA])
+    for seed in seeds:
+        harness.publish(CAMERA, seed)
+    time.sleep(QUIET_SECONDS)
+    return len(harness.replies[CAMERA]) - before
+
+
+def test_every_transition_through_the_lifecycle_services(tmp_path):
+    parameters = {**TINY_NODE_PARAMETERS, "autostart": "false", "model": str(tmp_path / "no_such_model")}
+    with running_node(tmp_path, (CAMERA,), PROMPT, parameters) as harness:
+        # autostart false: the node waits, unconfigured, and answers nothing.
+        assert harness.state() == "unconfigured"
+        assert published_while(harness, [1]) == 0 and not harness.phrases
+        # A bad model path: configure fails, the node is back in unconfigured and says why.
+        assert harness.change_state(Transition.TRANSITION_CONFIGURE) is False
+        assert harness.state() == "unconfigured"
+        output = harness.node_process.output()
+        assert "configure failed, the node stays unconfigured" in output and "no_such_model" in output, output[-2000:]
+        # Start-time parameters change while unconfigured; then configure succeeds.
+        assert harness.set_parameter("model", "random:tiny") == (True, "")
+        assert harness.change_state(Transition.TRANSITION_CONFIGURE) is True
+        assert harness.state() == "inactive"
+        assert published_while(harness, [2]) == 0  # inactive: not subscribed, nothing published
+        ok, reason = harness.set_parameter("model", "elsewhere")
+        assert not ok and "read at configure" in reason
+        assert harness.change_state(Transition.TRANSITION_ACTIVATE) is True
+        assert harness.state() == "active"
+        wait_for(lambda: harness.phrases, 20, "the phrases after activate", harness.node_process)
+        assert len(harness.exchange(CAMERA, seed=3).detections) == 4
+        # Deactivate: frames sent now are not processed; after activate again, detections resume.
+        assert harness.change_state(Transition.TRANSITION_DEACTIVATE) is True
+        assert harness.state() == "inactive"
+        assert published_while(harness, [4, 5, 6]) == 0
+        assert harness.change_state(Transition.TRANSITION_ACTIVATE) is True
+        assert len(harness.exchange(CAMERA, seed=7).detections) == 4
+        # Cleanup from inactive, then shutdown: the process ends on its own, cleanly.
+        assert harness.change_state(Transition.TRANSITION_DEACTIVATE) is True
+        assert harness.change_state(Transition.TRANSITION_CLEANUP) is True
+        assert harness.state() == "unconfigured"
+        assert "cleaned up: the model is released" in harness.node_process.output()
+        assert harness.change_state(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) is True
+        wait_for(lambda: not harness.node_process.running(), 30, "the node to exit after shutdown")
+
+
+def test_shutdown_from_active_exits_cleanly(tmp_path):
+    with running_node(tmp_path, (CAMERA,), PROMPT, TINY_NODE_PARAMETERS) as harness:
+        assert harness.state() == "active"  # autostart (the default) configured and activated it
+        harness.exchange(CAMERA, seed=1)
+        assert harness.change_state(Transition.TRANSITION_ACTIVE_SHUTDOWN) is True
+        wait_for(lambda: not harness.node_process.running(), 30, "the node to exit after shutdown")
+
+
+def test_cleanup_releases_the_detector(tmp_path):
+    from nodes.detector_node import DetectorNode
+
+    overrides = [Parameter("autostart", value=False), Parameter("model", value="random:tiny"),
+                 Parameter("cameras", value=[CAMERA])]
+    with ros_session(tmp_path):
+        spun = BackgroundNode("grounding_dino", DetectorNode(parameter_overrides=overrides))
+        harness = Harness(tmp_path, (CAMERA,))
+        try:
+            assert harness.change_state(Transition.TRANSITION_CONFIGURE) is True
+            detector = weakref.ref(spun.node.detector)
+            model_bytes = sum(p.numel() * p.element_size() for p in detector().model.parameters())
+            assert model_bytes > 0
+            assert harness.change_state(Transition.TRANSITION_ACTIVATE) is True
+            assert harness.change_state(Transition.TRANSITION_DEACTIVATE) is True
+            assert detector() is not None  # deactivate keeps the model
+            assert harness.change_state(Transition.TRANSITION_CLEANUP) is True
+            gc.collect()
+            assert spun.node.detector is None and detector() is None, "cleanup left the detector alive"
+        finally:
+            harness.listener.close()
+            spun.close()
