@@ -13,15 +13,33 @@ CAMERA_SOURCES = ("auto", "v4l2_camera", "usb_cam", "video")
 # Driver package -> its executable; both publish `image_raw` in the namespace they are started in.
 CAMERA_DRIVERS = {"v4l2_camera": "v4l2_camera_node", "usb_cam": "usb_cam_node_exe"}
 
+# Launch argument -> (default, description), for `ros2 launch ... --show-args`. A params_file default of None
+# stands for the package's config/detector_node.yaml, which only the launch file can locate.
+DETECTOR_ARGUMENTS = {
+    "cameras": ("", "comma-separated image topics; a topic ending in /compressed is read as CompressedImage"),
+    "prompt": ("", "phrases separated by ' . '; also settable on the ~/prompt topic"),
+    "params_file": (None, "parameters YAML for the node (default: the package's config/detector_node.yaml)"),
+    "model": ("", "model directory or checkpoint; empty: the bundled model"),
+    "device": ("", "torch device, e.g. cpu or cuda"),
+    "dtype": ("", "float32, float16 or bfloat16"),
+    "autostart": ("", "true: configure and activate at start; false: wait unconfigured for a lifecycle manager"),
+}
+CAMERA_ARGUMENTS = {
+    "source": ("auto", "auto (v4l2_camera, else usb_cam), v4l2_camera, usb_cam or video"),
+    "video_device": ("/dev/video0", "device for v4l2_camera / usb_cam"),
+    "video_path": ("", "video file for source:=video"),
+    "loop": ("false", "replay the video file forever"),
+}
+
 
 def detector_parameters(arguments: Mapping[str, str]) -> list[Any]:
     """Launch arguments -> the detector node's ``parameters`` list: the params file first, then the
     non-empty arguments as overrides (later entries win in launch_ros).
 
-    arguments: ``params_file``, ``cameras`` (comma-separated topics), ``prompt``, ``model``, ``device``,
-    ``dtype``; an empty string keeps the params file's (or the node's default) value.
+    arguments: those of DETECTOR_ARGUMENTS; ``cameras`` is comma-separated topics, ``autostart`` true or
+    false; an empty string keeps the params file's (or the node's default) value.
     """
-    unknown = sorted(set(arguments) - {"params_file", "cameras", "prompt", "model", "device", "dtype"})
+    unknown = sorted(set(arguments) - set(DETECTOR_ARGUMENTS))
     if unknown:
         raise ValueError(f"unknown detector launch arguments {unknown}")
     overrides: dict[str, Any] = {}
@@ -31,6 +49,8 @@ def detector_parameters(arguments: Mapping[str, str]) -> list[Any]:
     for name in ("prompt", "model", "device", "dtype"):
         if arguments.get(name, ""):
             overrides[name] = arguments[name]
+    if arguments.get("autostart", ""):
+        overrides["autostart"] = _true_or_false("autostart", arguments["autostart"])
     params_file = arguments.get("params_file", "")
     return ([params_file] if params_file else []) + ([overrides] if overrides else [])
 
@@ -49,8 +69,15 @@ def camera_node(arguments: Mapping[str, str], is_installed: Callable[[str], bool
     """Choose the camera for ``source`` (one of CAMERA_SOURCES); every choice publishes CAMERA_TOPIC.
 
     "auto" takes v4l2_camera, else usb_cam, whichever is installed; "video" publishes ``video_path``
-    with this package's video source (``loop`` "true"/"false").
+    with this package's video source (``loop`` "true"/"false"). A non-empty ``cameras`` is refused: the
+    detector of camera_detector.launch.py listens on CAMERA_TOPIC.
     """
+    if arguments.get("cameras", ""):
+        raise ValueError(
+            f"camera_detector.launch.py connects the detector to {CAMERA_TOPIC}, where the camera or video "
+            "publishes, so it takes no cameras:=; for other topics start the drivers yourself and use "
+            "detector.launch.py cameras:=<topics>"
+        )
     source = arguments.get("source", "auto")
     if source not in CAMERA_SOURCES:
         raise ValueError(f"source must be one of {', '.join(CAMERA_SOURCES)}; got {source!r}")
@@ -58,11 +85,8 @@ def camera_node(arguments: Mapping[str, str], is_installed: Callable[[str], bool
         path = arguments.get("video_path", "")
         if not path:
             raise ValueError("source:=video needs video_path:=<file>")
-        loop = arguments.get("loop", "false").lower()
-        if loop not in ("true", "false"):
-            raise ValueError(f"loop must be true or false; got {loop!r}")
         return CameraNode("grounding_dino_ros", "video_source_node", "",
-                          {"path": path, "topic": CAMERA_TOPIC, "loop": loop == "true"})
+                          {"path": path, "topic": CAMERA_TOPIC, "loop": _true_or_false("loop", arguments.get("loop", "false"))})
     candidates = list(CAMERA_DRIVERS) if source == "auto" else [source]
     for package in candidates:
         if is_installed(package):
@@ -73,3 +97,9 @@ def camera_node(arguments: Mapping[str, str], is_installed: Callable[[str], bool
         f"no camera driver installed (tried {', '.join(candidates)}): "
         "apt install ros-jazzy-v4l2-camera, or use source:=video video_path:=<file>"
     )
+
+
+def _true_or_false(name: str, text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(f"{name} must be true or false; got {text!r}")
+    return text.lower() == "true"

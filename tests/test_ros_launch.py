@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 pytest.importorskip("rcl_interfaces.msg", reason="ROS 2 is installed by scripts/install_ros.sh")
-from nodes.launch_arguments import CAMERA_TOPIC, camera_node, detector_parameters  # noqa: E402
+from nodes.launch_arguments import (  # noqa: E402
+    CAMERA_ARGUMENTS,
+    CAMERA_TOPIC,
+    DETECTOR_ARGUMENTS,
+    camera_node,
+    detector_parameters,
+)
 from nodes.parameters import SPECS_BY_NAME, check_value, detector_config, synonym_groups, tracker_config  # noqa: E402
 from perception.camera_messages import detections_topic  # noqa: E402
 from perception.tracking.config import MotionConfig, TrackerConfig  # noqa: E402
@@ -36,6 +42,16 @@ def test_arguments_override_the_params_file_in_order():
     ]
     with pytest.raises(ValueError, match="unknown detector launch arguments"):
         detector_parameters({"camera": "/a"})
+    assert detector_parameters({"autostart": "False"}) == [{"autostart": False}]
+    with pytest.raises(ValueError, match="autostart must be true or false"):
+        detector_parameters({"autostart": "no"})
+
+
+def test_the_camera_launch_file_refuses_cameras_instead_of_ignoring_it():
+    chosen = camera_node({"source": "video", "video_path": "/d.mp4", "cameras": ""}, lambda package: False)
+    assert chosen.parameters["topic"] == CAMERA_TOPIC
+    with pytest.raises(ValueError, match="takes no cameras:=.*detector.launch.py cameras:="):
+        camera_node({"source": "video", "video_path": "/d.mp4", "cameras": "/front/image_raw"}, lambda package: False)
 
 
 def test_camera_choice_prefers_v4l2_camera_then_usb_cam():
@@ -124,3 +140,9 @@ def test_launch_files_parse_and_delegate_to_the_tested_functions(name):
                 for alias in node.names}
     assert ("nodes.launch_arguments", "detector_parameters" if name == "detector.launch.py" else "camera_node") in imported
     assert any(isinstance(node, ast.FunctionDef) and node.name == "generate_launch_description" for node in tree.body)
+    # Every declared argument has a description (`ros2 launch ... --show-args`).
+    declarations = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                    and getattr(node.func, "id", None) == "DeclareLaunchArgument"]
+    assert declarations and all(any(k.arg == "description" for k in call.keywords) for call in declarations)
+    for name, (_, description) in {**DETECTOR_ARGUMENTS, **CAMERA_ARGUMENTS}.items():
+        assert len(description) > 10, name
