@@ -33,6 +33,10 @@ object's depths in four steps:
 The result is None when fewer than `min_pixels` valid depths lie in the ellipse or no cluster has
 `min_pixels` samples. A box larger than `max_samples` pixels is sampled on a regular grid of about that
 many (every k-th row and column), so the time per box stays bounded; counts are of samples then.
+
+Where it fails: an occluder that covers the box's centre and ends inside the box (a small object in
+front of the middle of a larger one) takes the object's place; on 300 generated scenes, 6 of the 99
+objects 50-80% visible are off by more than 5% of their distance, none of those more visible.
 """
 from __future__ import annotations
 
