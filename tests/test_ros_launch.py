@@ -146,3 +146,23 @@ def test_launch_files_parse_and_delegate_to_the_tested_functions(name):
     assert declarations and all(any(k.arg == "description" for k in call.keywords) for call in declarations)
     for name, (_, description) in {**DETECTOR_ARGUMENTS, **CAMERA_ARGUMENTS}.items():
         assert len(description) > 10, name
+
+
+def test_depth_parameters_name_a_depth_and_camera_info_topic_per_colour_camera():
+    from nodes.parameters import DepthCamera, depth_cameras
+
+    cameras = ["/front/color/image_raw", "/back/image_raw/compressed"]
+    values = {"cameras": cameras, "depth.topics": " /front/color/image_raw=/front/depth/image_rect ; "
+              "/back/image_raw/compressed=/back/depth", "depth.camera_info_topics": "/back/image_raw/compressed=/back/info"}
+    assert depth_cameras(values) == {
+        "/front/color/image_raw": DepthCamera("/front/depth/image_rect", "/front/color/camera_info"),
+        "/back/image_raw/compressed": DepthCamera("/back/depth", "/back/info"),
+    }
+    assert depth_cameras({**values, "depth.topics": "", "depth.camera_info_topics": ""}) == {}
+    for topics, message in (("/side/image_raw=/side/depth", "colour topic of cameras"),
+                            ("/front/color/image_raw", "'colour topic=/absolute/topic'"),
+                            ("/front/color/image_raw=/a; /front/color/image_raw=/b", "names '/front/color/image_raw' twice")):
+        with pytest.raises(ValueError, match=message):
+            depth_cameras({**values, "depth.topics": topics, "depth.camera_info_topics": ""})
+    with pytest.raises(ValueError, match="depth.camera_info_topics"):
+        depth_cameras({**values, "depth.topics": "", "depth.camera_info_topics": "/back/image_raw/compressed=/i"})
