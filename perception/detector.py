@@ -21,7 +21,7 @@ from perception.model.grounding_dino import GroundingDino
 from perception.model.text_encoder import EncodedText
 from perception.model.tokenizer import PromptChunk, PromptTokenizer, parse_prompt
 from perception.ops.dispatch import IMPLEMENTATIONS
-from perception.postprocess import PostprocessConfig, merge, postprocess
+from perception.postprocess import PostprocessConfig, merge, postprocess_batch
 from perception.preprocess import PreprocessConfig, as_rgb_tensor, pad_batch, preprocess
 from perception.types import Detections
 from perception.weights import load_weights
@@ -90,7 +90,7 @@ def compiled(function):
     return torch.compile(function, dynamic=False)
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU: pass --device cpu")
@@ -109,7 +109,7 @@ class GroundingDinoDetector:
         if self.config.preprocess_overrides:
             self.config.preprocess = dataclasses.replace(self.config.preprocess, **self.config.preprocess_overrides)
             self.config.preprocess_overrides = {}  # applied: the config now says the sizes in use
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.dtype = DTYPES[dtype]
         self.model = model.to(self.device, self.dtype).eval()
         self.model.set_attention_implementation(self.config.attention_implementation)
@@ -241,10 +241,9 @@ class GroundingDinoDetector:
         config = self.config.postprocess
         if box_threshold is not None:
             config = dataclasses.replace(config, box_threshold=box_threshold)
-        detections = [
-            merge([postprocess(output.logits[i], output.boxes[i], chunk, size, config, self.tokenizer)
-                   for chunk, output in per_chunk], config)
-            for i, size in enumerate(original_sizes)
-        ]
+        # Scores and boxes stay on the device until one copy per chunk (one per batch for a prompt that fits).
+        per_chunk_detections = [postprocess_batch(output.logits, output.boxes, chunk, original_sizes, config,
+                                                  self.tokenizer) for chunk, output in per_chunk]
+        detections = [merge([found[i] for found in per_chunk_detections], config) for i in range(len(original_sizes))]
         times.postprocess += time.perf_counter() - model_done
         return detections

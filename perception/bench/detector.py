@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from perception.bench.measure import PeakMemory, StageTimer, latencies_ms, latency_summary, median_ms
-from perception.detector import DTYPES, DetectorConfig, GroundingDinoDetector
+from perception.detector import DTYPES, DetectorConfig, GroundingDinoDetector, resolve_device
 from perception.model.checkpoint import load_hf_state_dict
 from perception.model.grounding_dino import GroundingDino
 from perception.model.hf_config import config_from_hf
@@ -78,7 +78,7 @@ def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int
     and peak memory growth for each side, with ratio = ours p50 / transformers p50. The first size's batch of
     ``batch_sizes[0]`` is repeated at the top (ours_ms, reference_ms, ratio) as the headline figure.
     """
-    device = torch.device(device)
+    device = resolve_device(device)  # a GPU torch does not see is refused before any model is built
     reference, model = paired_models(size)
     reference.to(device, DTYPES[dtype])
     tokenizer = PromptTokenizer.from_vocab_file(VOCAB_FILE, model.config.max_text_len)

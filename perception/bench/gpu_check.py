@@ -46,9 +46,11 @@ H100_CLASS = re.compile(r"\b(H100|H200|H800|GH200|H20)\b")
 # at 1.0, a box coordinate at the image's long side. The CUDA float32 run differs from the CPU's by summation
 # order and kernel choice only (TF32 off), expected to stay within a few hundred ulps through the model's
 # layers; 4096 ulps is 2.4e-4 of a score, 0.06 px of a 256-px side. Half precision rounds every layer's
-# output: on the CPU (bundled model, 8 scenes of 320x320) scores moved by up to 8.1 float16 ulps (0.0079) and
-# 8.0 bfloat16 ulps (0.062), boxes by 0.13 and 0.61 px; 16 ulps (0.0156, 0.125 of a score; 1.6% and 12.5% of
-# the long side for a box coordinate) leaves room for the GPU's kernels.
+# output: on the CPU (bundled model, the full plan's 4 scenes and 4 more) scores moved by up to 8.1 float16
+# ulps (0.0079), boxes by 0.13 px; 16 ulps (a score within 0.0156, a coordinate within 1.6% of the long side)
+# leaves room for the GPU's kernels. bfloat16 on the CPU moved most scores by up to 8 of its ulps (0.062) but
+# one (scene 1000, "purple square") from 0.476 to 0.320, 20 ulps: the check, at 0.125, fails on that one
+# there; whether the GPU's bfloat16 does is what the check is for.
 FLOAT32_ULPS = 4096
 HALF_ULPS = 16
 
