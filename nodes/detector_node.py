@@ -40,7 +40,7 @@ from nodes.diagnostics import DiagnosticsPublisher
 from nodes.health import summary_line
 from nodes.inference import InferenceLoop, Outputs
 from nodes.spatial_detections import SpatialDetections
-from perception.camera_messages import detections_topic, is_compressed
+from perception.camera_messages import detections_topic, is_compressed, stamp_seconds
 from perception.detector import GroundingDinoDetector
 from perception.streams import MultiStreamDetector
 
@@ -92,7 +92,7 @@ class DetectorNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for camera in self._values["cameras"]:
             self._subscribe(CompressedImage if is_compressed(camera) else Image, camera,
-                            lambda msg, camera=camera: self._loop.slots.put(camera, msg))
+                            lambda msg, camera=camera: self._on_colour(camera, msg))
         for camera, topics in self._depth_cameras.items():
             pairing = self._loop.spatial.pairing
             self._subscribe(Image, topics.depth_topic, lambda msg, camera=camera: pairing.add_depth(camera, msg))
@@ -105,6 +105,11 @@ class DetectorNode(LifecycleNode):
             f"tracking {'on' if self._values['tracking.enabled'] else 'off'}"
         )
         return result
+
+    def _on_colour(self, camera: str, msg) -> None:
+        if camera in self._depth_cameras:
+            self._loop.spatial.pairing.colour_arrived(camera, stamp_seconds(msg.header))
+        self._loop.slots.put(camera, msg)
 
     def _subscribe(self, msg_type, topic: str, callback) -> None:
         """Sensor-data QoS, overridable per topic with the qos_overrides.<topic>.subscription.* parameters."""

@@ -149,6 +149,9 @@ class InferenceLoop:
                     )
         if not decoded:
             return
+        if self.spatial is not None:  # their depth candidates stay with them while the model runs
+            for frame, _ in decoded:
+                self.spatial.claim(frame)
         result = self.pipeline.process([(frame.camera, rgb) for frame, rgb in decoded],
                                        [stamp_seconds(frame.msg.header) for frame, _ in decoded])
         latencies = []

@@ -29,6 +29,11 @@ class SpatialDetections:
         self._health = health
         self._logger = logger
 
+    def claim(self, frame: PendingFrame) -> None:
+        """The inference thread took ``frame`` (before the model runs): see DepthPairing.claim."""
+        if frame.camera in self.pairing.cameras:
+            self.pairing.claim(frame.camera, stamp_seconds(frame.msg.header))
+
     def message(self, frame: PendingFrame, image_size: tuple[int, int], objects: Sequence[LabeledBox]):
         """The Detection3DArray of ``frame`` (colour image of ``image_size`` (height, width)) whose 2D
         detections are ``objects``; None when it has none (counted)."""

@@ -2,6 +2,7 @@
 RGB-D scene (objects at known 3D positions), colour + depth + CameraInfo in, Detection3DArray out."""
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -15,7 +16,7 @@ from ros_harness import wait_for  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from vision_msgs.msg import Detection3DArray  # noqa: E402
 
-from nodes.depth_pairing import DepthPairing  # noqa: E402
+from nodes.depth_pairing import KEEP, DepthPairing  # noqa: E402
 from perception.boxes import box_iou  # noqa: E402
 from perception.camera_messages import BadStepError, DataSizeError, UnknownEncodingError, depth_image  # noqa: E402
 from perception.training.rgbd import generate_rgbd_scene  # noqa: E402
@@ -115,12 +116,16 @@ def test_a_frame_without_depth_is_published_in_2d_only_and_counted(rgbd):
     assert harness.node_process.output().count("published in 2D only (unpaired)") == 1
 
 
+def depth_at(sec: float, name: str = "") -> Image:
+    msg = Image(encoding=name)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(sec), round(sec % 1 * 1e9)
+    return msg
+
+
 def test_pairing_takes_the_nearest_stamp_within_the_slop_and_stops_waiting_when_none_can_come():
     pairing = DepthPairing(["/c"], slop=0.02, wait=5.0)
     for sec, name in ((1.00, "a"), (1.03, "b"), (1.05, "c")):
-        msg = Image(encoding=name)
-        msg.header.stamp.sec, msg.header.stamp.nanosec = int(sec), round(sec % 1 * 1e9)
-        pairing.add_depth("/c", msg)
+        pairing.add_depth("/c", depth_at(sec, name))
     now = time.monotonic()
     assert pairing.partner("/c", 1.045, now).encoding == "c"
     assert pairing.partner("/c", 1.012, now).encoding == "a"  # b is within the slop too, but farther
@@ -132,6 +137,24 @@ def test_pairing_takes_the_nearest_stamp_within_the_slop_and_stops_waiting_when_
     pairing.wait = 0.2
     assert pairing.partner("/c", 2.0, time.monotonic()) is None  # nothing later yet: waits, then gives up
     assert time.monotonic() - start >= 0.2
+
+
+def test_a_frame_keeps_its_depth_partner_however_long_the_model_takes():
+    pairing = DepthPairing(["/c"], slop=0.01, wait=5.0)
+    # Depth first: the colour frame picks its partner on arrival, and keeps it while many newer depth
+    # images (more than are kept) arrive during a slow model pass.
+    pairing.add_depth("/c", depth_at(1.0, "first"))
+    pairing.colour_arrived("/c", 1.0)
+    pairing.claim("/c", 1.0)
+    pairing.colour_arrived("/c", 1.5)  # the next frame waits in the slot meanwhile
+    for index in range(3 * KEEP):
+        pairing.add_depth("/c", depth_at(1.1 + index / 30))
+    assert pairing.partner("/c", 1.0, time.monotonic()).encoding == "first"
+    # Colour first: a depth image arriving later, even after the claim, still pairs.
+    pairing.colour_arrived("/c", 10.0)
+    pairing.claim("/c", 10.0)
+    threading.Timer(0.1, lambda: pairing.add_depth("/c", depth_at(10.005, "late"))).start()
+    assert pairing.partner("/c", 10.0, time.monotonic()).encoding == "late"
 
 
 def test_depth_messages_are_read_in_either_byte_order_with_row_padding():
