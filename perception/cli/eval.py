@@ -21,9 +21,11 @@ def register(subparsers) -> None:
     detection.add_argument("--seed", type=int, default=0, help="crowd: offset of the held-out crowd seeds (default 0)")
     add_detector_arguments(detection)
     detection.set_defaults(run=run_detection)
+    from perception.cli.eval_depth import register_eval as register_depth_eval
     from perception.cli.eval_tracking import register_eval
 
     register_eval(evaluations)
+    register_depth_eval(evaluations)
 
 
 def run_detection(args: argparse.Namespace) -> int:

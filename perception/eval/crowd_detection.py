@@ -28,27 +28,32 @@ MATCH_IOU = 0.5
 AP_BOX_THRESHOLD = 0.05  # AP ranks every detection; the detector's own threshold would cut the curve short
 
 
-def match_count(detections: Detections, scene: Scene, min_visibility: float = VISIBLE) -> tuple[int, int, int]:
-    """(walkers at least min_visibility visible that a detection found, such walkers, detections that found
-    any walker): detections in order of score, each taking the unmatched walker of its phrase it overlaps most
-    (IoU >= MATCH_IOU)."""
+def match_to_truth(detections: Detections, phrases: list[str], truth_boxes: np.ndarray) -> np.ndarray:
+    """(T,) int: for each true object (phrase, xyxy box), the index of the detection that found it, -1 for none.
+    Detections in order of score each take the unmatched object of their phrase they overlap most, at
+    IoU >= MATCH_IOU."""
     order = np.argsort(-np.asarray(detections.scores, np.float64), kind="stable")
-    truth = scene.boxes
+    truth = np.asarray(truth_boxes, np.float32).reshape(-1, 4)
     if len(truth) and len(detections.boxes):
         overlaps = box_iou(torch.as_tensor(np.asarray(detections.boxes, np.float32)).reshape(-1, 4),
                            torch.as_tensor(truth)).numpy()
     else:
         overlaps = np.zeros((len(detections.boxes), len(truth)))
-    taken = np.zeros(len(truth), bool)
-    found = 0
+    matched = np.full(len(truth), -1)
     for index in order:
-        candidates = [(overlaps[index, k], k) for k, item in enumerate(scene.objects)
-                      if not taken[k] and item.phrase == detections.labels[index] and overlaps[index, k] >= MATCH_IOU]
+        candidates = [(overlaps[index, k], k) for k, phrase in enumerate(phrases)
+                      if matched[k] < 0 and phrase == detections.labels[index] and overlaps[index, k] >= MATCH_IOU]
         if candidates:
-            taken[max(candidates)[1]] = True
-            found += 1
+            matched[max(candidates)[1]] = index
+    return matched
+
+
+def match_count(detections: Detections, scene: Scene, min_visibility: float = VISIBLE) -> tuple[int, int, int]:
+    """(walkers at least min_visibility visible that a detection found, such walkers, detections that found
+    any walker), matched by match_to_truth."""
+    taken = match_to_truth(detections, [item.phrase for item in scene.objects], scene.boxes) >= 0
     visible = np.array([item.visibility >= min_visibility for item in scene.objects], bool)
-    return int((taken & visible).sum()), int(visible.sum()), found
+    return int((taken & visible).sum()), int(visible.sum()), int(taken.sum())
 
 
 def evaluate_on_crowd_scenes(detector, vocabulary: list[str], num_images: int = 100, size: tuple[int, int] = (240, 320),
