@@ -1,11 +1,20 @@
 """The ROS side of ``gdino bench node``: starts the detector node in its own process, publishes frames
 into it at a fixed rate over loopback DDS, and prints one JSON object with what it measured.
 
-    python -m nodes.bench_driver --frames 300 --rate 30 --node-param model:=random:tiny
+    python -m nodes.bench_driver --frames 300 --rate 30 --cameras 4 --node-param model:=random:tiny
 
-Measured here: end-to-end latency per answered frame (publish -> detections received, one clock),
-frames never answered, and the node's resident memory after warm-up and at the end. From the node's
-/diagnostics: its model time, overhead ((busy - model) / model time), drops and largest backlog.
+One node, three phases: ``one_camera`` (frames on the first camera only), ``all_cameras`` (every camera at
+the rate; skipped with one camera) and ``prompt_changes`` (every camera at the rate while prompts change).
+Measured here: end-to-end latency per answered frame (publish -> detections received, one clock), answered
+frames per second per camera and phase, ``batching_gain`` (answered per second, all cameras / one camera),
+and the node's resident memory after warm-up and at the end. From the node's /diagnostics: its model time,
+overhead ((busy - model) / model time), drops, largest backlog, and per phase the mean model time per batch.
+
+A prompt change is timed from publishing the prompt message to receiving the first detections array the
+node published after the prompt's phrases (``~/phrases``): the inference thread publishes the phrases when
+it applies a prompt, before the first array computed with it and after the last one computed without it,
+so the DDS source timestamps (one clock, one thread) separate old arrays from new ones exactly, whether
+or not an array holds detections.
 """
 from __future__ import annotations
 
@@ -25,27 +34,37 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from nodes.spinning import BackgroundNode
 from nodes.loopback import isolated_ros_environment, shm_files
-from perception.camera_messages import rgb8_fields
+from perception.camera_messages import detections_topic, rgb8_fields
+from perception.model.tokenizer import parse_prompt
+from perception.training.synthetic import SceneConfig, generate_video
 
-CAMERA = "/bench/image_raw"
-DETECTIONS = "/bench/detections"
+PHRASES = "/grounding_dino/phrases"
+PROMPT = "/grounding_dino/prompt"
 DRAIN_SECONDS = 3.0  # after the last frame, wait this long past the last answer for stragglers
 # The memory baseline waits for this many answered frames as well as the warm-up frames: allocator
 # caches fill per processed batch, not per published frame.
 WARMUP_ANSWERS = 50
 RSS_SAMPLE_SECONDS = 10.0
+SETTLE_SECONDS = 1.0  # frames flow this long before the first prompt change
+CHANGE_TIMEOUT = 120.0  # seconds a prompt change may take before the node counts as stuck
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m nodes.bench_driver")
-    parser.add_argument("--frames", type=int, default=300, help="frames to publish")
+    parser.add_argument("--frames", type=int, default=300, help="frames per camera and phase")
     parser.add_argument("--warmup", type=int, default=None,
-                        help="frames left out of latency and memory baselines (default max(60, frames / 10))")
-    parser.add_argument("--rate", type=float, default=30.0, help="frames per second")
+                        help="frames of each phase left out of its rates, latencies and the memory baseline "
+                             "(default max(60, frames / 10), at most half the frames)")
+    parser.add_argument("--rate", type=float, default=30.0, help="frames per second per camera")
+    parser.add_argument("--cameras", type=int, default=1, help="camera topics of the node")
+    parser.add_argument("--prompt-changes", type=int, default=20, help="prompt changes in the last phase")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--prompt", default="a person . a car .")
@@ -53,22 +72,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="extra detector node parameter (repeatable)")
     parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for the node")
     args = parser.parse_args(argv)
-    if args.frames < 1 or args.rate <= 0 or args.width < 32 or args.height < 32:
-        parser.error("need --frames >= 1, --rate > 0, --width and --height >= 32")
+    if args.frames < 2 or args.rate <= 0 or args.cameras < 1 or args.prompt_changes < 0:
+        parser.error("need --frames >= 2, --rate > 0, --cameras >= 1, --prompt-changes >= 0")
+    if min(args.width, args.height) < 64:
+        parser.error("need --width and --height >= 64 (the generated scenes' smallest side)")
     if args.warmup is None:
-        args.warmup = min(max(60, args.frames // 10), args.frames - 1)
+        args.warmup = min(max(60, args.frames // 10), args.frames // 2)
     return args
 
 
-def frames(count: int, height: int, width: int) -> list[np.ndarray]:
-    """A box sliding over a grey field: distinct frames, a steady object for the tracker."""
-    images = []
-    for index in range(count):
-        image = np.full((height, width, 3), 128, np.uint8)
-        x = (index * 7) % max(1, width - width // 4)
-        image[height // 3 : height // 3 + height // 4, x : x + width // 4] = (200, 40, 40)
-        images.append(image)
-    return images
+def camera_topics(count: int) -> list[str]:
+    return [f"/bench/cam{index}/image_raw" for index in range(count)]
+
+
+def change_prompts(count: int) -> list[str]:
+    """Prompts of two phrases of the generated scenes' vocabulary, 24 distinct ones before one repeats, so
+    every change encodes its text (the detector keeps the last 8)."""
+    vocabulary = SceneConfig().phrases
+    pairs = [vocabulary[index : index + 2] for index in range(0, len(vocabulary) - 1, 2)]
+    return [" . ".join(pairs[k % len(pairs)]) + " ." for k in range(count)]
 
 
 def rss_bytes(pid: int) -> int:
@@ -98,22 +120,29 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float]:
 
 
 class Driver(BackgroundNode):
-    def __init__(self) -> None:
+    def __init__(self, cameras: list[str]) -> None:
         super().__init__("bench_driver")
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.publisher = self.node.create_publisher(Image, CAMERA, reliable)
-        self.sent: dict[int, float] = {}  # stamp in ns -> monotonic publish time
-        self.answers: dict[int, float] = {}  # stamp in ns -> monotonic receive time
+        self.publishers = [self.node.create_publisher(Image, camera, RELIABLE) for camera in cameras]
+        self.prompt_publisher = self.node.create_publisher(String, PROMPT, LATCHED)
+        self.sent: dict[tuple[int, int], float] = {}  # (camera, stamp in ns) -> monotonic publish time
+        self.answers: dict[tuple[int, int], float] = {}  # (camera, stamp in ns) -> monotonic receive time
+        self.arrays: list[tuple[int, int, int]] = []  # every detections array: camera, (DDS source, received) ns
+        self.label_infos: list[tuple[int, int, list[str]]] = []  # (DDS source, received) time in ns, phrases
         self.health: dict[str, str] = {}
         self.health_reports = 0
-        self.ready = threading.Event()
-        self.node.create_subscription(Detection2DArray, DETECTIONS, self._on_detections, reliable)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable)
-        self.node.create_subscription(LabelInfo, "/grounding_dino/phrases", lambda _: self.ready.set(), latched)
+        for index, camera in enumerate(cameras):
+            self.node.create_subscription(Detection2DArray, detections_topic(camera),
+                                          lambda msg, info, index=index: self._on_detections(index, msg, info), RELIABLE)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
+        self.node.create_subscription(LabelInfo, PHRASES, self._on_phrases, LATCHED)
 
-    def _on_detections(self, msg) -> None:
-        self.answers[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = time.monotonic()
+    def _on_detections(self, camera: int, msg, info) -> None:
+        self.answers[(camera, msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)] = time.monotonic()
+        self.arrays.append((camera, info["source_timestamp"], info["received_timestamp"]))
+
+    def _on_phrases(self, msg, info) -> None:
+        names = [entry.class_name for entry in msg.class_map]
+        self.label_infos.append((info["source_timestamp"], info["received_timestamp"], names))
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -121,84 +150,212 @@ class Driver(BackgroundNode):
                 self.health = {kv.key: kv.value for kv in status.values}
                 self.health_reports += 1
 
-    def publish(self, payload: dict) -> int:
+    def publish(self, camera: int, payload: dict) -> int:
         msg = Image(**payload)
         msg.header.stamp = self.node.get_clock().now().to_msg()
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-        self.sent[stamp] = time.monotonic()
-        self.publisher.publish(msg)
+        self.sent[(camera, stamp)] = time.monotonic()
+        self.publishers[camera].publish(msg)
         return stamp
 
 
-def wait(condition, timeout: float, what: str, node_process: subprocess.Popen) -> None:
+def wait_for(find, timeout: float, what: str, node_process: subprocess.Popen):
+    """Poll ``find`` until it returns something truthy, and return that."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (found := find()):
         if node_process.poll() is not None:
             raise RuntimeError(f"the detector node exited while waiting for {what}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(0.01)
+    return found
+
+
+def publish_frames(driver: Driver, payloads: list[list[dict]], active: int, rate: float, count: int | None,
+                   stop: threading.Event | None = None, on_tick=None) -> list[list[int]]:
+    """Publish one frame on each of the first ``active`` cameras per tick, ``count`` ticks (None: until
+    ``stop``); per camera, the stamps published."""
+    stamps: list[list[int]] = [[] for _ in range(active)]
+    start, tick = time.monotonic(), 0
+    while tick < count if count is not None else not stop.is_set():
+        time.sleep(max(0.0, start + tick / rate - time.monotonic()))
+        for camera in range(active):
+            stamps[camera].append(driver.publish(camera, payloads[camera][tick % len(payloads[camera])]))
+        if on_tick is not None:
+            on_tick(tick)
+        tick += 1
+    return stamps
+
+
+def phase_summary(driver: Driver, stamps: list[list[int]], warmup: int, rate: float, cameras: list[str]) -> dict:
+    """Answered frames per second and latency per camera over the frames after ``warmup``; the window is
+    the first to the last of those frames' publish times plus one frame interval."""
+    measured = [[(camera, s) for s in camera_stamps[warmup:]] for camera, camera_stamps in enumerate(stamps)]
+    seconds = driver.sent[measured[0][-1]] - driver.sent[measured[0][0]] + 1.0 / rate
+    per_camera, all_latencies = {}, []
+    for camera, keys in enumerate(measured):
+        latencies = [driver.answers[key] - driver.sent[key] for key in keys if key in driver.answers]
+        all_latencies += latencies
+        per_camera[cameras[camera]] = {
+            "published": len(stamps[camera]),
+            "answered": sum(1 for s in stamps[camera] if (camera, s) in driver.answers),
+            "answered_hz": round(len(latencies) / seconds, 2),
+            "latency_ms": percentiles_ms(latencies),
+        }
+    return {"frames_per_camera": len(stamps[0]), "warmup_frames": warmup, "measured_seconds": round(seconds, 2),
+            "answered_hz": round(sum(c["answered_hz"] for c in per_camera.values()), 2),
+            "per_camera": per_camera, "_latencies": all_latencies}
+
+
+def settled_health(driver: Driver, stamps: list[list[int]], node_process: subprocess.Popen) -> dict[str, str]:
+    """Wait for the answers to the last frames (or for DRAIN_SECONDS without one), then for a health
+    report made after them."""
+    last, published = [(camera, s[-1]) for camera, s in enumerate(stamps) if s], time.monotonic()
+
+    def drained() -> bool:
+        latest = max(published, *driver.answers.values())
+        return time.monotonic() - latest > DRAIN_SECONDS or all(key in driver.answers for key in last)
+
+    wait_for(drained, 600, "the last answers", node_process)
+    reports = driver.health_reports
+    wait_for(lambda: driver.health_reports >= reports + 2, 10, "a health report after the last frame", node_process)
+    return dict(driver.health)
+
+
+def first_array_after(arrays: list[tuple[int, int, int]], applied: int, cameras: int) -> tuple[int, int] | None:
+    """The (source, received) times of the first array published after ``applied`` (a source time), once
+    every camera has one; None before. Each camera's arrays arrive in order, so the first published is the
+    earliest of the cameras' first arrays after ``applied``, not necessarily the first one received."""
+    firsts: dict[int, tuple[int, int]] = {}
+    for camera, source, received in arrays:
+        if source > applied:
+            firsts.setdefault(camera, (source, received))
+    return min(firsts.values()) if len(firsts) == cameras else None
+
+
+def time_prompt_change(driver: Driver, prompt: str, node_process: subprocess.Popen) -> tuple[float, float]:
+    """Publish ``prompt``; seconds until its phrases arrive on ~/phrases and until the first array
+    published after them arrives (both from the prompt message, on the system clock DDS stamps with)."""
+    phrases, first_array = parse_prompt(prompt)[0], len(driver.arrays)
+    sent = time.time_ns()
+    driver.prompt_publisher.publish(String(data=prompt))
+    applied, label_received = wait_for(
+        lambda: next(((source, received) for source, received, names in driver.label_infos
+                      if source > sent and names == phrases), None),
+        CHANGE_TIMEOUT, f"the phrases of {prompt!r} on {PHRASES}", node_process)
+    first = wait_for(lambda: first_array_after(driver.arrays[first_array:], applied, len(driver.publishers)),
+                     CHANGE_TIMEOUT, f"an array computed with {prompt!r} on every camera", node_process)
+    return (label_received - sent) / 1e9, (first[1] - sent) / 1e9
+
+
+def measure_prompt_changes(driver: Driver, payloads, args, node_process) -> tuple[list, list[list[int]]]:
+    """While every camera publishes at the rate: each prompt change waits a random part of a frame interval
+    (so changes do not lock to the frames); timing one ends when every camera has an array computed with it."""
+    stop = threading.Event()
+    stamps: list[list[int]] = []
+    publisher = threading.Thread(target=lambda: stamps.extend(publish_frames(driver, payloads, args.cameras, args.rate, None, stop)))
+    publisher.start()
+    rng, timings = np.random.default_rng(0), []
+    try:
+        time.sleep(SETTLE_SECONDS)
+        for prompt in change_prompts(args.prompt_changes):
+            time.sleep(rng.uniform(0, 1.0 / args.rate))
+            timings.append(time_prompt_change(driver, prompt, node_process))
+    finally:
+        stop.set()
+        publisher.join()
+    return timings, stamps
+
+
+def node_arguments(args: argparse.Namespace, cameras: list[str]) -> list[str]:
+    node_args = ["-p", f"cameras:=[{','.join(cameras)}]", "-p", f"prompt:={args.prompt}", "-p", "health_period:=0.5"]
+    for camera in cameras:
+        node_args += ["-p", f"qos_overrides.{camera}.subscription.reliability:=reliable"]
+    return node_args + [item for param in args.node_param for item in ("-p", param)]
+
+
+def health_delta(before: dict[str, str], after: dict[str, str]) -> dict:
+    """Mean model time per batch, frames per batch and text encodings between two health reports."""
+    def change(key: str) -> float:
+        return float(after[key]) - float(before[key])
+
+    batches = change("batches")
+    return {"model_batch_ms": round(change("model_seconds") / batches * 1e3, 2) if batches else None,
+            "frames_per_batch": round(change("processed") / batches, 2) if batches else None,
+            "text_encoder_calls": int(change("text_encoder_calls"))}
 
 
 def run(args: argparse.Namespace, scratch: Path) -> dict:
     os.environ.update(isolated_ros_environment(scratch))  # read by DDS at rclpy.init, not at import
     shm_before = shm_files()
-    node_args = [
-        "-p", f"cameras:=[{CAMERA}]", "-p", f"prompt:={args.prompt}", "-p", "health_period:=0.5",
-        "-p", f"qos_overrides.{CAMERA}.subscription.reliability:=reliable",
-    ] + [item for param in args.node_param for item in ("-p", param)]
+    cameras = camera_topics(args.cameras)
     log = open(scratch / "node.log", "w")
-    node_process = subprocess.Popen([sys.executable, "-m", "nodes.detector_node", "--ros-args", *node_args],
-                                    stdout=log, stderr=subprocess.STDOUT)
+    node_process = subprocess.Popen([sys.executable, "-m", "nodes.detector_node", "--ros-args",
+                                     *node_arguments(args, cameras)], stdout=log, stderr=subprocess.STDOUT)
     rclpy.init()
-    driver = Driver()
+    driver = Driver(cameras)
+    phases: dict[str, dict] = {}
     try:
-        wait(lambda: driver.ready.is_set() and driver.publisher.get_subscription_count() > 0,
-             args.startup_timeout, "the node to start", node_process)
-        # bytes, not arrays: rclpy copies a numpy array element by element.
-        payloads = [rgb8_fields(image) | {"data": image.tobytes()} for image in frames(30, args.height, args.width)]
-        rss_after_warmup, baseline_frame, rss_samples = None, None, []
+        wait_for(lambda: driver.label_infos and all(p.get_subscription_count() > 0 for p in driver.publishers),
+                 args.startup_timeout, "the node to start", node_process)
+        # Generated scenes (objects the bundled model knows), one moving scene per camera; bytes, not
+        # arrays: rclpy copies a numpy array element by element.
+        payloads = [[rgb8_fields(image) | {"data": image.tobytes()}
+                     for image in generate_video(camera, 30, (args.height, args.width))[0]] for camera in range(args.cameras)]
+        memory = {"baseline": None, "baseline_frame": None, "samples": []}
+
+        def sample_memory(tick: int) -> None:
+            if memory["baseline_frame"] is None and tick >= args.warmup and len(driver.answers) >= WARMUP_ANSWERS:
+                memory["baseline"], memory["baseline_frame"] = rss_bytes(node_process.pid), tick
+            if tick % max(1, round(args.rate * RSS_SAMPLE_SECONDS)) == 0:
+                memory["samples"].append((tick, rss_bytes(node_process.pid)))
+
         start = time.monotonic()
-        stamps = []
-        for index in range(args.frames):
-            time.sleep(max(0.0, start + index / args.rate - time.monotonic()))
-            stamps.append(driver.publish(payloads[index % len(payloads)]))
-            if baseline_frame is None and index >= args.warmup and len(driver.answers) >= WARMUP_ANSWERS:
-                rss_after_warmup, baseline_frame = rss_bytes(node_process.pid), index
-            if index % max(1, round(args.rate * RSS_SAMPLE_SECONDS)) == 0:
-                rss_samples.append((index, rss_bytes(node_process.pid)))
+        stamps = publish_frames(driver, payloads, 1, args.rate, args.frames, on_tick=sample_memory)
         publish_seconds = time.monotonic() - start
-
-        def drained() -> bool:
-            last = max(driver.answers.values(), default=start)
-            return time.monotonic() - last > DRAIN_SECONDS or all(s in driver.answers for s in stamps[-1:])
-
-        wait(drained, 600, "the last answers", node_process)
+        health = settled_health(driver, stamps, node_process)
+        phases["one_camera"] = phase_summary(driver, stamps, args.warmup, args.rate, cameras)
+        if args.cameras > 1:
+            stamps = publish_frames(driver, payloads, args.cameras, args.rate, args.frames)
+            health = settled_health(driver, stamps, node_process)
+            phases["all_cameras"] = phase_summary(driver, stamps, args.warmup, args.rate, cameras)
         rss_end = rss_bytes(node_process.pid)
-        reports = driver.health_reports
-        wait(lambda: driver.health_reports >= reports + 2, 10, "a health report after the last frame", node_process)
-        health = dict(driver.health)
+        changes: list[tuple[float, float]] = []
+        if args.prompt_changes:
+            changes, stamps = measure_prompt_changes(driver, payloads, args, node_process)
+            after_changes = settled_health(driver, stamps, node_process)
+            # The node is warm by now: every frame of this phase counts.
+            phases["prompt_changes"] = phase_summary(driver, stamps, 0, args.rate, cameras) | health_delta(health, after_changes)
+            health = after_changes
     finally:
         driver.close()
         rclpy.shutdown()
         node_process.send_signal(signal.SIGINT)
         exit_code = node_process.wait(timeout=120)
         log.close()
-    measured = [driver.answers[s] - driver.sent[s] for s in stamps[args.warmup:] if s in driver.answers]
-    quarter = max(1, len(measured) // 4)
+    throughput = phases.get("all_cameras", phases["one_camera"])
+    first_phase = phases["one_camera"]["_latencies"]  # in publish order: the soak run's growth
+    quarter = max(1, len(first_phase) // 4)
+    measured = [latency for phase in phases.values() for latency in phase.pop("_latencies")]
     model_p95 = float(health.get("model_ms_p95", "nan"))
     latency = percentiles_ms(measured)
     goal_ms = model_p95 + 1e3 / args.rate
     return {
-        "frames_published": args.frames,
-        "frames_answered": sum(1 for s in stamps if s in driver.answers),
+        "cameras": args.cameras,
+        "frames_published": len(driver.sent),
+        "frames_answered": len(driver.answers),
         "warmup_frames": args.warmup,
         "rate_hz": args.rate,
-        "achieved_publish_hz": round(args.frames / publish_seconds, 2) if publish_seconds > 0 else None,
+        "achieved_publish_hz": round(args.frames / publish_seconds, 2),  # the first phase's ticks per second
         "image": f"{args.width}x{args.height}",
-        "latency_ms": latency,
-        "latency_growth_ms": round(float(np.mean(measured[-quarter:]) - np.mean(measured[:quarter])) * 1e3, 2)
-        if measured else None,
+        "per_camera": throughput["per_camera"],
+        "batching_gain": round(phases["all_cameras"]["answered_hz"] / phases["one_camera"]["answered_hz"], 3)
+        if "all_cameras" in phases and phases["one_camera"]["answered_hz"] else None,
+        "prompt_change_ms": prompt_change_summary(changes, phases.get("prompt_changes"), args),
+        "phases": phases,
+        "latency_ms": latency,  # every phase's answered frames after its warm-up
+        "latency_growth_ms": round(float(np.mean(first_phase[-quarter:]) - np.mean(first_phase[:quarter])) * 1e3, 2)
+        if first_phase else None,
         "model_ms": {"p50": float(health.get("model_ms_p50", "nan")), "p95": model_p95},
         "latency_goal_ms": round(goal_ms, 2),
         "latency_within_goal": bool(latency) and latency["p95"] <= goal_ms,
@@ -209,16 +366,29 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
         "overhead": float(health.get("overhead", "nan")),
         "overhead_within_goal": float(health.get("overhead", "nan")) <= 0.05,
         "rss_mb": {
-            "after_warmup": round(rss_after_warmup / 2**20, 1) if rss_after_warmup else None,
-            "max": round(max([rss for _, rss in rss_samples] + [rss_end]) / 2**20, 1),
+            "after_warmup": round(memory["baseline"] / 2**20, 1) if memory["baseline"] else None,
+            "max": round(max([rss for _, rss in memory["samples"]] + [rss_end]) / 2**20, 1),
             "end": round(rss_end / 2**20, 1),
-            f"every_{RSS_SAMPLE_SECONDS:.0f}s": [round(rss / 2**20, 1) for _, rss in rss_samples],
+            f"every_{RSS_SAMPLE_SECONDS:.0f}s": [round(rss / 2**20, 1) for _, rss in memory["samples"]],
         },
-        "memory_baseline_frame": baseline_frame,  # None: fewer than WARMUP_ANSWERS frames were answered
-        "rss_growth": rss_growth(rss_after_warmup, baseline_frame, rss_samples, rss_end),
+        "memory_baseline_frame": memory["baseline_frame"],  # None: fewer than WARMUP_ANSWERS frames were answered
+        "rss_growth": rss_growth(memory["baseline"], memory["baseline_frame"], memory["samples"], rss_end),
         "node_exit_code": exit_code,
         "leftover_shm_files": sorted(shm_files() - shm_before),
     }
+
+
+def prompt_change_summary(changes: list[tuple[float, float]], phase: dict | None, args: argparse.Namespace) -> dict | None:
+    """Percentiles of prompt message -> first array computed with it, and the target's terms measured here
+    (the text encoding is timed by the caller, which can load the model)."""
+    if not changes:
+        return None
+    to_array = percentiles_ms([array for _, array in changes])
+    return {"p50": to_array["p50"], "p95": to_array["p95"], "max": to_array["max"], "changes": len(changes),
+            "to_phrases_ms": percentiles_ms([phrases for phrases, _ in changes]),
+            "model_batch_ms": phase["model_batch_ms"], "frames_per_batch": phase["frames_per_batch"],
+            "frame_interval_ms": round(1e3 / args.rate, 2), "text_encoder_calls": phase["text_encoder_calls"],
+            "prompts": change_prompts(len(changes))}
 
 
 def main(argv: list[str] | None = None) -> int:
