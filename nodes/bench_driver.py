@@ -213,7 +213,7 @@ def settled_health(driver: Driver, stamps: list[list[int]], node_process: subpro
     last, published = [(camera, s[-1]) for camera, s in enumerate(stamps) if s], time.monotonic()
 
     def drained() -> bool:
-        latest = max(published, *driver.answers.values())
+        latest = max([published, *driver.answers.values()])
         return time.monotonic() - latest > DRAIN_SECONDS or all(key in driver.answers for key in last)
 
     wait_for(drained, 600, "the last answers", node_process)
