@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from perception.bench.long_prompts import time_long_prompt
 from perception.bench.measure import PeakMemory, StageTimer, latencies_ms, latency_summary, median_ms
 from perception.detector import DTYPES, DetectorConfig, GroundingDinoDetector, resolve_device
 from perception.model.checkpoint import load_hf_state_dict
@@ -71,22 +72,31 @@ def _megabytes(module: torch.nn.Module) -> float:
 
 def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int = 3, implementation: str = "auto",
         device: str = "cpu", dtype: str = "float32", compile: bool = False, batch_sizes=(1,), warmup: int = 1,
-        prompt: str = PROMPT) -> dict:
-    """Time ours (eager, and compiled when ``compile``) and transformers on every frame size and batch size.
+        prompt: str = PROMPT, phrases: tuple[int, ...] = (), reference_dtype: str | None = None) -> dict:
+    """Time ours (eager, and compiled when ``compile``) in ``dtype`` and transformers in ``reference_dtype``
+    (default: ``dtype``) on every frame size and batch size.
 
     returns: the settings, and per "HxW" size and batch size p50/p95 latency of one call, frames per second
     and peak memory growth for each side, with ratio = ours p50 / transformers p50. The first size's batch of
     ``batch_sizes[0]`` is repeated at the top (ours_ms, reference_ms, ratio) as the headline figure.
+
+    phrases: instead of ``prompt``, prompts of so many distinct phrases (perception.bench.long_prompts), each
+    timed on every frame size with a batch of ``batch_sizes[0]`` (eager only); per count and size under
+    "phrases", the first count's first size at the top, with its ``chunks`` and ``chunk_cost_ratio``.
     """
     device = resolve_device(device)  # a GPU torch does not see is refused before any model is built
+    reference_dtype = reference_dtype or dtype
     reference, model = paired_models(size)
-    reference.to(device, DTYPES[dtype])
+    reference.to(device, DTYPES[reference_dtype])
     tokenizer = PromptTokenizer.from_vocab_file(VOCAB_FILE, model.config.max_text_len)
     input_ids = tokenizer.chunk_prompt(prompt)[0].input_ids.to(device)
     result = {"model": "Grounding-DINO-T shapes (Swin-T + BERT-base)" if size == "swint" else "tiny",
-              "weights": "random", "dtype": dtype, "device": str(device), "implementation": implementation,
+              "weights": "random", "dtype": dtype, "reference_dtype": reference_dtype,
+              "device": str(device), "implementation": implementation,
               "threads": torch.get_num_threads(), "prompt": prompt, "repeats": repeats, "warmup": warmup,
               "weights_mib": {"ours": None, "reference": _megabytes(reference)}, "sizes": {}}
+    if phrases:
+        result.update(prompt=None, phrases={str(count): {} for count in phrases})
     for height, width in frame_sizes:
         # Frames enter the model at their own size, so both sides see exactly height x width pixels.
         config = DetectorConfig(preprocess=PreprocessConfig(shortest_edge=min(height, width),
@@ -96,6 +106,13 @@ def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int
         detector = GroundingDinoDetector(model, tokenizer, config=config, device=device, dtype=dtype,
                                          description="random")
         result["weights_mib"]["ours"] = _megabytes(detector.model)
+        if phrases:
+            frames = [test_image(height, width, shift=17 * index) for index in range(batch_sizes[0])]
+            for count in phrases:
+                result["phrases"][str(count)][f"{height}x{width}"] = time_long_prompt(
+                    detector, lambda ids: _reference_call(reference, frames, detector, ids), frames, count,
+                    repeats, warmup)
+            continue
         compiled = (GroundingDinoDetector(model, tokenizer, config=dataclasses.replace(config, compile=True),
                                           device=device, dtype=dtype, description="random") if compile else None)
         text_ms = median_ms(lambda: detector._encode_prompt(prompt), repeats=1, warmup=0)
@@ -110,7 +127,12 @@ def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int
                 entry["stages_ms"] = _stage_split(detector, reference, frames, input_ids, text_ms)
             per_batch[str(batch)] = entry
         result["sizes"][f"{height}x{width}"] = per_batch
-    first = result["sizes"][f"{frame_sizes[0][0]}x{frame_sizes[0][1]}"][str(batch_sizes[0])]
+    first_size = f"{frame_sizes[0][0]}x{frame_sizes[0][1]}"
+    if phrases:
+        first = result["phrases"][str(phrases[0])][first_size]
+        result.update(chunks=first["chunks"], chunk_cost_ratio=first["chunk_cost_ratio"])
+    else:
+        first = result["sizes"][first_size][str(batch_sizes[0])]
     result.update(ours_ms=first["ours"]["p50_ms"], reference_ms=(first["reference"] or {}).get("p50_ms"),
                   ratio=first["ratio"])
     return result
@@ -120,7 +142,7 @@ def _reference_call(reference, frames: list[np.ndarray], detector: GroundingDino
     """A closure running transformers' forward on the frames preprocessed as ours preprocesses them."""
     images = [preprocess(as_rgb_tensor(frame, detector.device), detector.config.preprocess) for frame in frames]
     pixel_values, padding = pad_batch(images)
-    pixel_values = pixel_values.to(detector.dtype)
+    pixel_values = pixel_values.to(next(reference.parameters()).dtype)
     pixel_mask = (~padding).long()
     batch_ids = input_ids.expand(len(frames), -1)
 

@@ -12,6 +12,7 @@ BENCH_MODULES = (
     "perception.cli.bench_attention",
     "perception.cli.bench_video",
     "perception.cli.bench_node",
+    "perception.cli.label",
 )
 
 
@@ -31,6 +32,12 @@ def register(subparsers) -> None:
     detector.add_argument("--batch-sizes", default="1", help="frames per call, comma separated (default 1)")
     detector.add_argument("--compile", action="store_true",
                           help="also time our model under torch.compile (its first call, which compiles, is reported apart)")
+    detector.add_argument("--reference-dtype", default="float32", choices=DTYPE_CHOICES,
+                          help="transformers' precision (default float32, the baseline every dtype of ours is held to)")
+    detector.add_argument("--phrases", default=None,
+                          help="time prompts of N distinct phrases instead of the short default prompt, e.g. 150 or "
+                               "48,150,1203 (a long prompt runs in chunks of 256 tokens): also prints chunks and "
+                               "chunk_cost_ratio (time with the whole prompt / time with its first chunk alone)")
     detector.set_defaults(run=run_detector)
     for module_name in BENCH_MODULES:
         try:
@@ -57,17 +64,31 @@ def run_detector(args: argparse.Namespace) -> int:
 
     sizes = _parse_list(args.sizes, "--sizes", "800x1333,480x640", lambda item: tuple(map(int, item.lower().split("x"))))
     batch_sizes = _parse_list(args.batch_sizes, "--batch-sizes", "1,4", int)
+    phrases = _parse_list(args.phrases, "--phrases", "48,150", int) if args.phrases else []
     if args.repeats < 1 or min(batch_sizes) < 1:
         raise CliError("--repeats and --batch-sizes must be >= 1")
+    from perception.bench.long_prompts import MAX_PHRASES
+
+    if not all(1 <= count <= MAX_PHRASES for count in phrases):
+        raise CliError(f"--phrases must be between 1 and {MAX_PHRASES}, got {args.phrases}")
+    if phrases and (args.compile or len(batch_sizes) > 1):
+        raise CliError("--phrases times the eager model on one batch size: drop --compile and give one --batch-sizes")
     try:
         result = run(args.model, sizes, args.repeats, args.implementation, device=args.device, dtype=args.dtype,
-                     compile=args.compile, batch_sizes=batch_sizes)
+                     compile=args.compile, batch_sizes=batch_sizes, phrases=tuple(phrases),
+                     reference_dtype=args.reference_dtype)
     except (ValueError, RuntimeError) as error:  # a device torch does not have, an implementation not built
         raise CliError(str(error)) from error
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['model']}, {result['device']}, {result['dtype']}")
+    print(f"{result['model']}, {result['device']}, ours {result['dtype']}, transformers {result['reference_dtype']}")
+    for count, per_size in result.get("phrases", {}).items():
+        for size, figures in per_size.items():
+            print(f"{size}, {count} phrases in {figures['chunks']} chunks: ours {figures['ours']['p50_ms']} ms "
+                  f"(first chunk alone {figures['first_chunk']['p50_ms']} ms: chunk_cost_ratio "
+                  f"{figures['chunk_cost_ratio']}), transformers {figures['reference']['p50_ms']} ms "
+                  f"(once per chunk); ratio {figures['ratio']}")
     for size, batches in result["sizes"].items():
         for batch, figures in batches.items():
             sides = [("ours", figures["ours"]), ("compiled", figures.get("compiled")),
