@@ -5,7 +5,7 @@ import argparse
 import json
 
 from perception.cli.errors import CliError
-from perception.cli.model_args import add_detector_arguments, build_detector
+from perception.cli.model_args import add_detector_arguments, build_compared_detector, precision_report
 
 
 def register(subparsers) -> None:
@@ -36,15 +36,17 @@ def run_detection(args: argparse.Namespace) -> int:
     if args.scenario == "crowd":
         from perception.eval.crowd_detection import evaluate_on_crowd_scenes
 
-        detector = build_detector(args)  # recall is counted at the detector's threshold, AP below it
+        # recall is counted at the detector's threshold, AP below it
+        detector, agreement = build_compared_detector(args)
         metrics = evaluate_on_crowd_scenes(detector, VOCABULARY, args.images or 100, seed=args.seed)
     else:
         from perception.eval.grounding import evaluate_on_generated_scenes
 
         if args.box_threshold is None:
             args.box_threshold = 0.05  # AP ranks every detection; a high threshold would cut the curve short
-        detector = build_detector(args)
+        detector, agreement = build_compared_detector(args)
         metrics = evaluate_on_generated_scenes(detector, VOCABULARY, args.images or 500, args.size)
-    result = {"weights": detector.description, "scenario": args.scenario, **metrics}
+    result = {"weights": detector.description, "scenario": args.scenario, **metrics,
+              **precision_report(detector, agreement)}
     print(json.dumps(result) if args.json else "  ".join(f"{k}: {v}" for k, v in result.items()))
     return 0

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from perception.cli.errors import EXIT_OK, CliError
-from perception.cli.model_args import add_detector_arguments, build_detector
+from perception.cli.model_args import add_detector_arguments, build_compared_detector, precision_report
 from perception.cli.video import add_tracker_arguments, parse_size, tracker_config_from_args
 
 # Videos x frames per scenario: the default's 24 x 60 hold about 90 tracks (one switch moves the rate per
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                                     size=(args.size[1], args.size[0]), seed=args.seed, job=job)
     except ValueError as error:
         raise CliError(str(error)) from error
-    detector = build_detector(args) if args.detections == "model" else None
+    detector, agreement = build_compared_detector(args) if args.detections == "model" else (None, None)
     started = time.perf_counter()
     keep = contextlib.nullcontext(args.work_dir) if args.work_dir else None
     with keep or tempfile.TemporaryDirectory(prefix="gdino-eval-tracking-") as work_dir:
@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         "detections": args.detections,
         "noise": noise.as_dict() if noise is not None else None,
         "weights": detector.description if detector is not None else None,
+        **(precision_report(detector, agreement) if detector is not None else {}),
         "videos": config.videos,
         "frames_per_video": config.frames,
         "seed": config.seed,
@@ -133,4 +134,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result['gt_tracks']} ground-truth tracks [{args.scenario}, {args.detections}, "
               f"{config.videos} videos x {config.frames} frames]; targets {targets}: "
               f"{'met' if result['meets_targets'] else 'not met'}")
+        if result.get("agreement_with_float32") is not None:
+            print(f"{result['dtype']} against float32 on the same frames: {result['agreement_with_float32']} of "
+                  f"{result['float32_detections']} detections matched at IoU >= 0.9, largest score difference "
+                  f"{result['max_score_difference_with_float32']}")
     return EXIT_OK

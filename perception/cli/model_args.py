@@ -35,8 +35,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: 
                        help="cap on the long side after resizing (default: the checkpoint's, else 1333)")
 
 
-def build_detector(args: argparse.Namespace):
-    """The detector the options describe; user-fixable problems become one-line CliErrors."""
+def build_detector(args: argparse.Namespace, dtype: str | None = None):
+    """The detector the options describe (in ``dtype`` instead of --dtype when given); user-fixable problems
+    become one-line CliErrors."""
     from perception.detector import DetectorConfig, GroundingDinoDetector
     from perception.postprocess import PostprocessConfig
     from perception.weights import WeightsError
@@ -53,7 +54,31 @@ def build_detector(args: argparse.Namespace):
         config = DetectorConfig(preprocess_overrides=given(sizes), postprocess=postprocess, batch_size=args.batch_size,
                                 # absent from option sets copied before --compile existed (gdino label's)
                                 compile=getattr(args, "compile", False))
-        return GroundingDinoDetector.from_pretrained(args.weights, args.preset, device=args.device, dtype=args.dtype,
-                                                     config=config)
+        return GroundingDinoDetector.from_pretrained(args.weights, args.preset, device=args.device,
+                                                     dtype=dtype or args.dtype, config=config)
     except (WeightsError, ValueError, RuntimeError) as error:
         raise CliError(str(error)) from error
+
+
+def build_compared_detector(args: argparse.Namespace):
+    """(detector, agreement): the detector the options describe and, when it does not run in float32, the
+    same detector in float32 run beside it on every call (perception.eval.agreement.ComparedDetector), whose
+    ``agreement`` the evaluations print; None for a float32 detector, which is its own baseline."""
+    import torch
+
+    from perception.eval.agreement import ComparedDetector
+
+    detector = build_detector(args)
+    if detector.dtype == torch.float32:
+        return detector, None
+    compared = ComparedDetector(detector, build_detector(args, dtype="float32"))
+    return compared, compared.agreement
+
+
+def precision_report(detector, agreement) -> dict:
+    """The keys evaluations print about precision: dtype, agreement_with_float32 (None for float32 itself),
+    max_score_difference_with_float32, float32_detections."""
+    dtype = str(detector.dtype).removeprefix("torch.")
+    if agreement is None:
+        return {"dtype": dtype, "agreement_with_float32": None}
+    return {"dtype": dtype, **agreement.as_dict()}

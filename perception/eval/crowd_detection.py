@@ -28,10 +28,11 @@ MATCH_IOU = 0.5
 AP_BOX_THRESHOLD = 0.05  # AP ranks every detection; the detector's own threshold would cut the curve short
 
 
-def match_to_truth(detections: Detections, phrases: list[str], truth_boxes: np.ndarray) -> np.ndarray:
+def match_to_truth(detections: Detections, phrases: list[str], truth_boxes: np.ndarray,
+                   min_iou: float = MATCH_IOU) -> np.ndarray:
     """(T,) int: for each true object (phrase, xyxy box), the index of the detection that found it, -1 for none.
     Detections in order of score each take the unmatched object of their phrase they overlap most, at
-    IoU >= MATCH_IOU."""
+    IoU >= min_iou."""
     order = np.argsort(-np.asarray(detections.scores, np.float64), kind="stable")
     truth = np.asarray(truth_boxes, np.float32).reshape(-1, 4)
     if len(truth) and len(detections.boxes):
@@ -42,7 +43,7 @@ def match_to_truth(detections: Detections, phrases: list[str], truth_boxes: np.n
     matched = np.full(len(truth), -1)
     for index in order:
         candidates = [(overlaps[index, k], k) for k, phrase in enumerate(phrases)
-                      if matched[k] < 0 and phrase == detections.labels[index] and overlaps[index, k] >= MATCH_IOU]
+                      if matched[k] < 0 and phrase == detections.labels[index] and overlaps[index, k] >= min_iou]
         if candidates:
             matched[max(candidates)[1]] = index
     return matched
