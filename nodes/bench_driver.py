@@ -249,18 +249,21 @@ def time_prompt_change(driver: Driver, prompt: str, node_process: subprocess.Pop
 
 
 def measure_prompt_changes(driver: Driver, payloads, args, node_process) -> tuple[list, list[list[int]]]:
-    """While every camera publishes at the rate: each prompt change waits a random part of a frame interval
-    (so changes do not lock to the frames); timing one ends when every camera has an array computed with it."""
+    """While every camera publishes at the rate, time each prompt change (see ``time_prompt_change``); it
+    ends when every camera has an array computed with the new prompt."""
     stop = threading.Event()
     stamps: list[list[int]] = []
     publisher = threading.Thread(target=lambda: stamps.extend(publish_frames(driver, payloads, args.cameras, args.rate, None, stop)))
     publisher.start()
-    rng, timings = np.random.default_rng(0), []
+    rng, timings, previous = np.random.default_rng(0), [], 1.0 / args.rate
     try:
         time.sleep(SETTLE_SECONDS)
         for prompt in change_prompts(args.prompt_changes):
-            time.sleep(rng.uniform(0, 1.0 / args.rate))
+            # A change ends just after the node published a batch; waiting a random time up to twice the
+            # previous change (about 3 batches) lets the next prompt land anywhere in a batch.
+            time.sleep(rng.uniform(0, 2 * previous))
             timings.append(time_prompt_change(driver, prompt, node_process))
+            previous = max(1.0 / args.rate, timings[-1][1])
     finally:
         stop.set()
         publisher.join()
