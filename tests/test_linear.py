@@ -22,7 +22,20 @@ BFLOAT16_ULPS = 4
 
 def test_this_build_has_the_onednn_path(monkeypatch):
     # x86 PyTorch wheels ship oneDNN; if this fails, the speed figures in the README do not apply here.
-    monkeypatch.delenv("GDINO_ONEDNN_LINEAR", raising=False)  # `make test-isa` runs this file with it set to 0
+    # `make test-isa` runs this file with GDINO_ONEDNN_LINEAR=0; 1 asks for oneDNN wherever it agrees, untimed.
+    monkeypatch.setenv("GDINO_ONEDNN_LINEAR", "1")
+    assert torch.float32 in linear_module._probe()
+
+
+def test_the_faster_kernel_is_chosen_by_timing(monkeypatch):
+    monkeypatch.delenv("GDINO_ONEDNN_LINEAR", raising=False)
+    times = linear_module.kernel_times_ms(torch.float32)  # the real probe: both kernels ran and were timed
+    assert set(times) == {"oneDNN", "F.linear"} and all(0 < ms < 10_000 for ms in times.values())
+    # A machine where MKL's F.linear is clearly faster (as on some Intel CPUs) keeps F.linear for that dtype,
+    # and one where it is within the margin keeps oneDNN.
+    monkeypatch.setattr(linear_module, "kernel_times_ms", lambda dtype: {"oneDNN": 10.0, "F.linear": 5.0})
+    assert linear_module._probe() == frozenset()
+    monkeypatch.setattr(linear_module, "kernel_times_ms", lambda dtype: {"oneDNN": 10.0, "F.linear": 9.5})
     assert torch.float32 in linear_module._probe()
 
 
@@ -81,7 +94,7 @@ def test_bfloat16_keeps_f_linear_where_onednn_has_no_bfloat16_linear():
             "    linear(x, w, b)\n"
             "print(onednn_linear_available(torch.float32), onednn_linear_available(torch.bfloat16))\n")
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ONEDNN_VERBOSE": "1"}
-    env.pop("GDINO_ONEDNN_LINEAR", None)
+    env["GDINO_ONEDNN_LINEAR"] = "1"  # availability, not speed: the timing probe is tested apart
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "isa:Intel AVX2" in out and ",brg_matmul:avx2," in out  # the limit took effect: AVX2 kernels ran
     assert out.splitlines()[-1] == "True False"

@@ -6,15 +6,20 @@ on Grounding DINO's shapes (measured on an AMD EPYC with AVX-512: the encoder FF
 256x2048 product takes 54 ms instead of 127 ms). The result is the same product summed in another order
 (differences ~1e-6 relative).
 
-Used only where it is the same function as F.linear: CPU tensors of float32 or bfloat16, no autograd
-graph being recorded (training and gradient checks keep F.linear), and a PyTorch build and CPU that have
-the op for that dtype, verified once per dtype against F.linear on first use (oneDNN has no bfloat16
-linear on CPUs without AVX-512, for one). Set GDINO_ONEDNN_LINEAR=0 to always use F.linear.
+Used only where it is the same function as F.linear and faster: CPU tensors of float32 or bfloat16, no
+autograd graph being recorded (training and gradient checks keep F.linear), a PyTorch build and CPU that have
+the op for that dtype, verified against F.linear (oneDNN has no bfloat16 linear on CPUs without AVX-512, for
+one), and a kernel that beat F.linear on this machine in a timing probe of an encoder-sized product (MKL
+takes its fast kernels on Intel CPUs, where F.linear may win). Both probes run once per dtype on first use
+and the choice is logged. GDINO_ONEDNN_LINEAR=0 always uses F.linear; =1 uses oneDNN wherever it agrees,
+without timing.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 _DTYPES = (torch.float32, torch.bfloat16)
 _served: frozenset[torch.dtype] | None = None  # the dtypes oneDNN's linear computes here; None until probed
+# The timing probe's product: (tokens, in) x (in, out), an encoder FFN's first layer on 1,024 tokens at
+# Grounding-DINO-T's 256-wide features; half a GFLOP, a few milliseconds per call.
+PROBE_SHAPE = (1024, 256, 1024)
+PROBE_ROUNDS = 10
+# oneDNN stays unless F.linear is clearly faster: equal kernels would otherwise flip with the machine's load.
+F_LINEAR_MARGIN = 0.9
 
 
 def _agrees_with_f_linear(dtype: torch.dtype) -> bool:
@@ -31,7 +42,7 @@ def _agrees_with_f_linear(dtype: torch.dtype) -> bool:
     x, weight, bias = (torch.randn(shape, generator=generator).to(dtype) for shape in ((5, 3, 7), (4, 7), (4,)))
     try:
         with torch.no_grad():
-            actual = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "").float()
+            actual = _onednn(x, weight, bias).float()
             expected = F.linear(x, weight, bias).float()
     except (AttributeError, RuntimeError) as error:
         logger.info("linear layers: F.linear for %s (no oneDNN linear for it here: %s)", dtype, error)
@@ -43,13 +54,49 @@ def _agrees_with_f_linear(dtype: torch.dtype) -> bool:
     return True
 
 
+def _onednn(x, weight, bias):
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def kernel_times_ms(dtype: torch.dtype) -> dict[str, float]:
+    """The best of PROBE_ROUNDS wall times, in ms, of the PROBE_SHAPE product in ``dtype`` by each kernel
+    ("oneDNN", "F.linear"), called in turns so that a busy machine slows both alike."""
+    rows, inputs, outputs = PROBE_SHAPE
+    generator = torch.Generator().manual_seed(0)
+    x, weight, bias = (torch.randn(shape, generator=generator).to(dtype)
+                       for shape in ((rows, inputs), (outputs, inputs), (outputs,)))
+    kernels = {"oneDNN": _onednn, "F.linear": F.linear}
+    best = dict.fromkeys(kernels, math.inf)
+    with torch.no_grad():
+        for kernel in kernels.values():
+            kernel(x, weight, bias)  # first calls allocate and pick kernels: not timed
+        for _ in range(PROBE_ROUNDS):
+            for name, kernel in kernels.items():
+                start = time.perf_counter()
+                kernel(x, weight, bias)
+                best[name] = min(best[name], (time.perf_counter() - start) * 1000)
+    return best
+
+
+def _faster_than_f_linear(dtype: torch.dtype) -> bool:
+    times = kernel_times_ms(dtype)
+    faster = times["F.linear"] >= F_LINEAR_MARGIN * times["oneDNN"]
+    logger.info("linear layers in %s: %s (oneDNN %.2f ms, F.linear %.2f ms on a %dx%d by %dx%d product)",
+                str(dtype).removeprefix("torch."), "oneDNN" if faster else "F.linear", times["oneDNN"],
+                times["F.linear"], PROBE_SHAPE[0], PROBE_SHAPE[1], PROBE_SHAPE[1], PROBE_SHAPE[2])
+    return faster
+
+
 def _probe() -> frozenset[torch.dtype]:
-    if os.environ.get("GDINO_ONEDNN_LINEAR", "1") == "0":
+    setting = os.environ.get("GDINO_ONEDNN_LINEAR")
+    if setting == "0":
         logger.info("linear layers: F.linear (GDINO_ONEDNN_LINEAR=0)")
         return frozenset()
-    served = frozenset(dtype for dtype in _DTYPES if _agrees_with_f_linear(dtype))
-    logger.debug("linear layers: oneDNN matmul for CPU inference in %s", sorted(map(str, served)))
-    return served
+    agreeing = [dtype for dtype in _DTYPES if _agrees_with_f_linear(dtype)]
+    if setting == "1":
+        logger.info("linear layers: oneDNN for %s (GDINO_ONEDNN_LINEAR=1)", sorted(map(str, agreeing)))
+        return frozenset(agreeing)
+    return frozenset(dtype for dtype in agreeing if _faster_than_f_linear(dtype))
 
 
 def onednn_linear_available(dtype: torch.dtype = torch.float32) -> bool:
@@ -66,7 +113,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                   or (bias is not None and bias.requires_grad)))
             and onednn_linear_available(x.dtype)):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        return _onednn(x, weight, bias)
     return F.linear(x, weight, bias)
 
 
