@@ -183,7 +183,9 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
-        "numpy>=1.24,<2",
+        # The detector runs on numpy 2 (GPU images ship it); the tracking stack's numpy<2 comes with norfair
+        # (requirements.txt pins the whole stack for the tests).
+        "numpy>=1.24",
         "transformers>=5.0,<6",
         "safetensors",
         "pyyaml",
