@@ -77,7 +77,7 @@ def test_every_detector_option_becomes_a_node_parameter():
     args = parser.parse_args(["--weights", "m", "--box-threshold", "0.4", "--text-threshold", "0.3", "--nms-iou", "0.6",
                               "--shortest-edge", "120", "--longest-edge", "160", "--batch-size", "2"])
     assert sorted(node_parameters(args)) == sorted([
-        "model:=m", "device:=cpu", "dtype:=float32", "batch_size:=2", "box_threshold:=0.4", "text_threshold:=0.3",
+        "model:=m", "device:=cpu", f"dtype:={parser.get_default('dtype')}", "batch_size:=2", "box_threshold:=0.4", "text_threshold:=0.3",
         "nms_iou:=0.6", "shortest_edge:=120", "longest_edge:=160"])
     # No --weights: no model parameter at all (an empty "model:=" is not a valid ROS override).
     assert not [p for p in node_parameters(parser.parse_args([])) if p.startswith("model:=")]
