@@ -15,7 +15,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 from perception.camera_messages import DEFAULT_MAX_PIXELS, detections_topic
-from perception.detector import DTYPES, DetectorConfig
+from perception.detector import DTYPE_NAMES, DetectorConfig
 from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
 from perception.tracking.config import (
@@ -74,7 +74,9 @@ SPECS = (
     ParameterSpec("model", "", "Model directory, original .pth checkpoint, or random:tiny (plumbing tests); "
                   "empty: the bundled model."),
     ParameterSpec("device", "cpu", "Torch device for inference, e.g. cpu, cuda, cuda:1."),
-    ParameterSpec("dtype", "float32", "Inference precision.", choices=tuple(DTYPES)),
+    ParameterSpec("dtype", "auto", "Inference precision; auto: float16 on a CUDA GPU, bfloat16 on a CPU with bfloat16 "
+                  "instructions where a check against float32 passes, else float32 (the choice is logged).",
+                  choices=DTYPE_NAMES),
     ParameterSpec("shortest_edge", 0,
                   "Images are resized so their short side has this many pixels (unless longest_edge caps it); "
                   f"0: the checkpoint's own size (else {_PREPROCESS_DEFAULTS.shortest_edge}). Either size set "

@@ -21,6 +21,7 @@ from perception.model.grounding_dino import GroundingDino
 from perception.model.text_encoder import EncodedText
 from perception.model.tokenizer import PromptChunk, PromptTokenizer, parse_prompt
 from perception.ops.dispatch import IMPLEMENTATIONS
+from perception.precision import AUTO, resolve_dtype
 from perception.postprocess import PostprocessConfig, merge, postprocess_batch
 from perception.preprocess import PreprocessConfig, as_rgb_tensor, pad_batch, preprocess
 from perception.types import Detections
@@ -29,6 +30,7 @@ from perception.weights import load_weights
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_NAMES = (AUTO, *DTYPES)  # what from_pretrained, the CLI and the node accept (see perception.precision)
 
 
 @dataclass
@@ -102,7 +104,8 @@ class GroundingDinoDetector:
                  device: str | torch.device = "cpu", dtype: str = "float32", description: str = "",
                  preferred_preprocess: PreprocessConfig | None = None) -> None:
         if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r} (from_pretrained and "
+                             "from_model_config resolve 'auto': perception.precision.resolve_dtype)")
         self.config = config or DetectorConfig()
         if self.config.preprocess is None:
             self.config.preprocess = preferred_preprocess or PreprocessConfig()
@@ -124,19 +127,25 @@ class GroundingDinoDetector:
             self._encode_image, self._forward = compiled(self.model.encode_image), compiled(self.model)
 
     @classmethod
-    def from_model_config(cls, model_config: GroundingDinoConfig, **kwargs) -> "GroundingDinoDetector":
-        """A detector with random weights (tests, benchmarks)."""
+    def from_model_config(cls, model_config: GroundingDinoConfig, dtype: str = "float32",
+                          **kwargs) -> "GroundingDinoDetector":
+        """A detector with random weights (tests, benchmarks); dtype may be ``auto``."""
         tokenizer = PromptTokenizer.from_vocab_file(None, model_config.max_text_len)
-        return cls(GroundingDino(model_config), tokenizer, description="random weights", **kwargs)
+        dtype = resolve_dtype(dtype, kwargs.get("device", "cpu"))
+        return cls(GroundingDino(model_config), tokenizer, description="random weights", dtype=dtype, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, weights: str | None = None, preset: str | None = None, **kwargs) -> "GroundingDinoDetector":
-        """weights: checkpoint directory, original .pth, hub id, ``random:tiny``, or None for the bundled model."""
+    def from_pretrained(cls, weights: str | None = None, preset: str | None = None, dtype: str = AUTO,
+                        **kwargs) -> "GroundingDinoDetector":
+        """weights: checkpoint directory, original .pth, hub id, ``random:tiny``, or None for the bundled model.
+        dtype: float32, float16, bfloat16, or auto (perception.precision: float16 on a CUDA GPU, bfloat16 on a
+        CPU with bfloat16 instructions that passes a check, else float32)."""
+        dtype = resolve_dtype(dtype, kwargs.get("device", "cpu"))
         loaded = load_weights(weights, preset)
         tokenizer = PromptTokenizer.from_vocab_file(loaded.vocab_file, loaded.model.config.max_text_len)
         logger.info("weights: %s", loaded.description)
         return cls(loaded.model, tokenizer, description=loaded.description, preferred_preprocess=loaded.preprocess,
-                   **kwargs)
+                   dtype=dtype, **kwargs)
 
     @property
     def box_threshold(self) -> float:

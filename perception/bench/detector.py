@@ -24,6 +24,7 @@ from perception.model.grounding_dino import GroundingDino
 from perception.model.hf_config import config_from_hf
 from perception.model.tokenizer import PromptTokenizer
 from perception.postprocess import PostprocessConfig
+from perception.precision import resolve_dtype
 from perception.preprocess import PreprocessConfig, as_rgb_tensor, pad_batch, preprocess
 from perception.weights import BUNDLED_MODEL_DIR
 
@@ -71,7 +72,7 @@ def _megabytes(module: torch.nn.Module) -> float:
 
 
 def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int = 3, implementation: str = "auto",
-        device: str = "cpu", dtype: str = "float32", compile: bool = False, batch_sizes=(1,), warmup: int = 1,
+        device: str = "cpu", dtype: str = "auto", compile: bool = False, batch_sizes=(1,), warmup: int = 1,
         prompt: str = PROMPT, phrases: tuple[int, ...] = (), reference_dtype: str | None = None) -> dict:
     """Time ours (eager, and compiled when ``compile``) in ``dtype`` and transformers in ``reference_dtype``
     (default: ``dtype``) on every frame size and batch size.
@@ -85,6 +86,7 @@ def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int
     "phrases", the first count's first size at the top, with its ``chunks`` and ``chunk_cost_ratio``.
     """
     device = resolve_device(device)  # a GPU torch does not see is refused before any model is built
+    dtype = resolve_dtype(dtype, device)
     reference_dtype = reference_dtype or dtype
     reference, model = paired_models(size)
     reference.to(device, DTYPES[reference_dtype])

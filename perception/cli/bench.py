@@ -5,7 +5,7 @@ import argparse
 import importlib
 import json
 
-from perception.cli.model_args import DTYPE_CHOICES
+from perception.cli.model_args import DTYPE_CHOICES, DTYPE_HELP
 
 # Modules exposing register_bench(bench_subparsers).
 BENCH_MODULES = (
@@ -28,11 +28,11 @@ def register(subparsers) -> None:
     detector.add_argument("--implementation", default="auto", choices=("auto", "cuda", "cpu", "pytorch"),
                           help="deformable attention implementation of our model")
     detector.add_argument("--device", default="cpu", help="torch device for both models, e.g. cpu or cuda:0 (default cpu)")
-    detector.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES, help="both models' precision (default float32)")
+    detector.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help="our " + DTYPE_HELP)
     detector.add_argument("--batch-sizes", default="1", help="frames per call, comma separated (default 1)")
     detector.add_argument("--compile", action="store_true",
                           help="also time our model under torch.compile (its first call, which compiles, is reported apart)")
-    detector.add_argument("--reference-dtype", default="float32", choices=DTYPE_CHOICES,
+    detector.add_argument("--reference-dtype", default="float32", choices=DTYPE_CHOICES[1:],
                           help="transformers' precision (default float32, the baseline every dtype of ours is held to)")
     detector.add_argument("--phrases", default=None,
                           help="time prompts of N distinct phrases instead of the short default prompt, e.g. 150 or "

@@ -6,7 +6,9 @@ import dataclasses
 
 from perception.cli.errors import CliError
 
-DTYPE_CHOICES = ("float32", "float16", "bfloat16")
+DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
+DTYPE_HELP = ("model precision; auto (default): float16 on a CUDA GPU, bfloat16 on a CPU with bfloat16 instructions "
+              "where a check against float32 passes, else float32 (the choice and its reason are logged)")
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: int = 4) -> None:
@@ -22,7 +24,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: 
                        help="per-phrase non-maximum suppression: drop a box that overlaps a higher-scored box of "
                             "the same phrase by more than this IoU, in (0, 1] (default: keep every box)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
-    group.add_argument("--dtype", default="float32", choices=DTYPE_CHOICES, help="model precision (default float32)")
+    group.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
     group.add_argument("--batch-size", type=int, default=default_batch_size,
                        help=f"frames per model call (default {default_batch_size})")
     group.add_argument("--compile", action="store_true",
