@@ -161,3 +161,38 @@ def test_missing_kernels_say_how_to_build_them() -> None:
     with pytest.raises(RuntimeError) as error:
         missing.require("cuda")
     assert str(error.value) == f"the native cuda kernels are not available: {missing.status}; {BUILD_HINT}"
+
+
+def test_level_tensors_the_model_built_are_not_read_again() -> None:
+    # On CUDA, reading spatial_shapes is a device-to-host copy that waits for the GPU, in every attention layer.
+    # Tensors on the meta device have no data: reading them raises, so passing means nothing was read.
+    from perception.ops.checks import check_level_values, record_checked_levels
+
+    shapes = [(4, 6), (2, 3)]
+    spatial_shapes = torch.tensor(shapes, device="meta")
+    level_start_index = torch.tensor([0, 24], device="meta")
+    with pytest.raises(Exception):
+        check_level_values(spatial_shapes, level_start_index, 30)  # not recorded: would read
+    record_checked_levels(spatial_shapes, level_start_index, shapes)
+    check_level_values(spatial_shapes, level_start_index, 30)
+    with pytest.raises(ValueError, match="30 positions"):
+        check_level_values(spatial_shapes, level_start_index, 31)
+    with pytest.raises(Exception):  # another start index tensor is read
+        check_level_values(spatial_shapes, torch.tensor([0, 24], device="meta"), 30)
+    spatial_shapes.add_(0)  # changed in place: read again
+    with pytest.raises(Exception):
+        check_level_values(spatial_shapes, level_start_index, 30)
+    with pytest.raises(ValueError, match="height and width"):
+        record_checked_levels(torch.zeros(1, 2), torch.zeros(1), [(0, 3)])
+
+
+def test_the_backbone_records_its_level_tensors() -> None:
+    from perception.model.grounding_dino import GroundingDino
+    from perception.ops.checks import _recorded
+    from perception.training.bundled import bundled_model_config
+
+    model = GroundingDino(bundled_model_config()).eval()
+    with torch.no_grad():
+        features = model.encode_image(torch.rand(1, 3, 64, 96), torch.zeros(1, 64, 96, dtype=torch.bool))
+    total = sum(h * w for h, w in features.spatial_shapes_list)
+    assert _recorded(features.spatial_shapes, features.level_start_index, total)

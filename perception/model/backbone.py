@@ -12,6 +12,7 @@ from torch import nn
 from perception.model.config import GroundingDinoConfig
 from perception.model.position_encoding import image_position_embedding
 from perception.model.swin import SwinBackbone
+from perception.ops.checks import record_checked_levels
 
 INPUT_PROJECTION_GROUPS = 32  # GroupNorm groups of each level's input projection, as in the reference
 
@@ -107,6 +108,8 @@ class ImageBackbone(nn.Module):
             ratios.append(valid_ratios(valid, torch.float32))
         spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=pixel_values.device)
         level_start_index = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
+        if not torch.compiler.is_compiling():  # a compiled graph's tensors are not these
+            record_checked_levels(spatial_shapes, level_start_index, shapes)
         return MultiScaleFeatures(
             features=torch.cat(features, 1),
             position_embeddings=torch.cat(positions, 1),

@@ -3,9 +3,13 @@
 They turn mismatched shapes into a ValueError naming the tensor, where a kernel would read out of
 bounds or grid_sample would fail with an opaque message. check_inputs reads only shapes, dtypes and
 devices, so it also runs on fake tensors and under torch.compile; check_level_values reads
-spatial_shapes and level_start_index, one device-to-host copy of a few integers on CUDA.
+spatial_shapes and level_start_index, one device-to-host copy of a few integers on CUDA, unless the tensors
+were recorded by record_checked_levels when the model built them from Python ints (so the model's forward
+makes no such copy).
 """
 from __future__ import annotations
+
+import weakref
 
 import torch
 
@@ -56,9 +60,46 @@ def check_inputs(
         raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
 
 
+# Set on a spatial_shapes tensor whose values are known without reading it (record_checked_levels):
+# (level_start_index, both tensors' versions, the levels' positions in all).
+_CHECKED_LEVELS = "_gdino_checked_levels"
+
+
+def record_checked_levels(spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
+                          shapes: list[tuple[int, int]]) -> None:
+    """Check the levels as the Python ints `shapes` the two tensors were just built from, and remember the
+    tensors, so that check_level_values on them reads nothing from the device (on CUDA a device-to-host copy,
+    which waits for the GPU, in every attention layer). A tensor changed in place afterwards is checked again."""
+    total = sum(height * width for height, width in shapes)
+    starts = [sum(h * w for h, w in shapes[:level]) for level in range(len(shapes))]
+    check_levels([list(shape) for shape in shapes], starts, total)
+    setattr(spatial_shapes, _CHECKED_LEVELS, (weakref.ref(level_start_index), _version(spatial_shapes),
+                                              _version(level_start_index), total))
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """The in-place change counter; inference-mode tensors keep none (None: taken as unchanged)."""
+    return None if tensor.is_inference() else tensor._version
+
+
+def _recorded(spatial_shapes: torch.Tensor, level_start_index: torch.Tensor, num_values: int) -> bool:
+    entry = getattr(spatial_shapes, _CHECKED_LEVELS, None)
+    if entry is None:
+        return False
+    index_ref, shapes_version, index_version, total = entry
+    if index_ref() is not level_start_index or (_version(spatial_shapes), _version(level_start_index)) != (
+            shapes_version, index_version):
+        return False
+    if total != num_values:
+        raise ValueError(f"spatial_shapes hold {total} positions but value has num_values={num_values}")
+    return True
+
+
 def check_level_values(spatial_shapes: torch.Tensor, level_start_index: torch.Tensor, num_values: int) -> None:
-    """check_levels on the tensors' values (run after check_inputs)."""
-    check_levels(spatial_shapes.tolist(), level_start_index.tolist(), num_values)
+    """check_levels on the tensors' values (run after check_inputs); tensors recorded by record_checked_levels
+    are not read."""
+    if not _recorded(spatial_shapes, level_start_index, num_values):
+        check_levels(spatial_shapes.tolist(), level_start_index.tolist(), num_values)
 
 
 def check_levels(spatial_shapes: list[list[int]], level_start_index: list[int], num_values: int) -> None:
