@@ -46,7 +46,23 @@ def register(subparsers) -> None:
             if error.name != module_name:
                 raise
             continue
-        module.register_bench(bench)
+        try:
+            module.register_bench(bench)
+        except ModuleNotFoundError as error:  # e.g. gdino bench label on a GPU image without norfair
+            _register_unavailable(bench, module_name.rsplit(".", 1)[1].removeprefix("bench_"), error.name)
+
+
+def _register_unavailable(bench, name: str, package: str) -> None:
+    """`gdino bench <name>` that says which package it needs, so the other benchmarks run without it."""
+    def refuse(args: argparse.Namespace) -> int:
+        from perception.cli.errors import CliError
+
+        raise CliError(f"gdino bench {name} needs the {package} package, which is not installed")
+
+    # No option prefix: whatever options follow are taken as they are, and refused with the reason.
+    parser = bench.add_parser(name, help=f"(needs {package}, not installed)", prefix_chars="+", add_help=False)
+    parser.add_argument("arguments", nargs="*")
+    parser.set_defaults(run=refuse)
 
 
 def _parse_list(text: str, option: str, example: str, parse_item) -> list:
