@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,43 +85,35 @@ def choose_dtype(requested: str, device: torch.device, flags: list[str], check) 
                            f"this CPU has {', '.join(flags)}; bfloat16 {verdict} the check: {result.detail}")
 
 
-def _compare_on_scenes(float32, bfloat16) -> tuple[dict, dict]:
-    """(agreement totals, seconds per dtype) of two detectors over the check scenes, interleaved."""
-    from perception.eval.agreement import Agreement
-    from perception.postprocess import select
+def _compare_on_scenes(compared) -> None:
+    """The check scenes through a ComparedDetector (bfloat16 beside float32), each scene with its own phrases."""
     from perception.training.synthetic import generate_scene
 
-    agreement, seconds = Agreement(), {"float32": 0.0, "bfloat16": 0.0}
-    visible = float32.box_threshold
     for index, seed in enumerate(CHECK_SEEDS):
         scene = generate_scene(seed, CHECK_SIZE)
-        prompt = " . ".join(sorted(set(scene.labels))) + " ."
-        found = {}
-        for name, detector in (("float32", float32), ("bfloat16", bfloat16)):
-            detector.set_prompt(prompt)
-            if index == 0:  # first calls allocate and choose kernels: untimed
-                detector.detect([scene.image], box_threshold=CANDIDATE_THRESHOLD)
-            start = time.perf_counter()
-            found[name] = detector.detect([scene.image], box_threshold=CANDIDATE_THRESHOLD)[0]
-            seconds[name] += time.perf_counter() - start
-        shown = select(found["float32"], [i for i, score in enumerate(found["float32"].scores) if score >= visible])
-        agreement.add(shown, found["bfloat16"])
-    return agreement.as_dict(), seconds
+        compared.set_prompt(" . ".join(sorted(set(scene.labels))) + " .")
+        if index == 0:  # first calls allocate and choose kernels: untimed, uncounted
+            compared.detector.detect([scene.image])
+            compared.float32_detector.detect([scene.image])
+        compared.detect([scene.image], box_threshold=CANDIDATE_THRESHOLD)
 
 
 @functools.cache
 def check_bfloat16_on_cpu() -> CheckResult:
     """The bundled model in float32 and bfloat16 on the check scenes (see the module docstring)."""
     from perception.detector import GroundingDinoDetector
+    from perception.eval.agreement import ComparedDetector
 
-    detectors = [GroundingDinoDetector.from_pretrained(None, dtype=dtype) for dtype in ("float32", "bfloat16")]
-    agreement, seconds = _compare_on_scenes(*detectors)
+    bfloat16, float32 = (GroundingDinoDetector.from_pretrained(None, dtype=dtype) for dtype in ("bfloat16", "float32"))
+    compared = ComparedDetector(bfloat16, float32, counted_from=float32.box_threshold)
+    _compare_on_scenes(compared)
+    agreement, seconds = compared.agreement.as_dict(), compared.seconds
     share, difference = agreement["agreement_with_float32"], agreement["max_score_difference_with_float32"]
     detail = (f"{share} of {agreement['float32_detections']} float32 detections matched, largest score difference "
-              f"{difference} (at most {MAX_SCORE_DIFFERENCE}), {seconds['bfloat16'] * 1000:.0f} ms against float32's "
+              f"{difference} (at most {MAX_SCORE_DIFFERENCE}), {seconds['other'] * 1000:.0f} ms against float32's "
               f"{seconds['float32'] * 1000:.0f} ms")
     accurate = share in (None, 1.0) and difference <= MAX_SCORE_DIFFERENCE
-    return CheckResult(accurate and seconds["bfloat16"] < seconds["float32"], detail)
+    return CheckResult(accurate and seconds["other"] < seconds["float32"], detail)
 
 
 _logged: set[tuple[str, str]] = set()

@@ -23,7 +23,16 @@ def test_same_detections_agree_fully():
     agreement = Agreement()
     agreement.add(found, found)
     assert agreement.as_dict() == {"agreement_with_float32": 1.0, "max_score_difference_with_float32": 0.0,
-                                   "float32_detections": 2}
+                                   "float32_detections": 2, "agreement_counted_from": 0.35}
+
+
+def test_float32_detections_below_the_box_threshold_are_not_counted_but_can_match():
+    float32 = _detections([[0, 0, 100, 100], [200, 0, 300, 100]], [0.36, 0.2], ["dog", "cat"])
+    other = _detections([[0, 0, 100, 100]], [0.3], ["dog"])  # crossed the threshold by 0.06
+    agreement = Agreement(counted_from=0.35)
+    agreement.add(float32, other)
+    assert agreement.as_dict()["float32_detections"] == 1 and agreement.as_dict()["agreement_with_float32"] == 1.0
+    assert agreement.as_dict()["max_score_difference_with_float32"] == pytest.approx(0.06, abs=1e-6)
 
 
 def test_a_match_needs_the_same_phrase_and_iou_of_at_least_0_9():
@@ -67,7 +76,7 @@ def test_compared_detector_answers_as_the_detector_and_runs_float32_on_the_same_
         return GroundingDinoDetector.from_pretrained("random:tiny", dtype=dtype, config=config)
 
     bfloat16, float32 = tiny("bfloat16"), tiny("float32")
-    compared = ComparedDetector(bfloat16, float32)
+    compared = ComparedDetector(bfloat16, float32, counted_from=0.0)
     image = np.random.default_rng(0).integers(0, 255, (64, 96, 3), dtype=np.uint8)
     assert compared.set_prompt("a dog . a red mug .") == ["a dog", "a red mug"]
     found = compared.detect([image], box_threshold=0.0)
@@ -76,6 +85,7 @@ def test_compared_detector_answers_as_the_detector_and_runs_float32_on_the_same_
     # Threshold 0: every query is a detection in both, so float32's count is the model's query count.
     assert compared.agreement.float32_detections == len(float32.detect([image], box_threshold=0.0)[0]) > 0
     assert compared.dtype == bfloat16.dtype and compared.box_threshold == bfloat16.box_threshold
+    assert compared.seconds["float32"] > 0 and compared.seconds["other"] > 0
 
 
 def test_eval_detection_reports_agreement_with_float32(capsys):
@@ -85,6 +95,7 @@ def test_eval_detection_reports_agreement_with_float32(capsys):
     assert result["dtype"] == "bfloat16" and {"AP", "AP50"} <= set(result)
     assert 0 <= result["agreement_with_float32"] <= 1 and result["float32_detections"] > 0
     assert 0 <= result["max_score_difference_with_float32"] <= 1
+    assert result["detector_seconds"]["bfloat16"] > 0 and result["detector_seconds"]["float32"] > 0
 
 
 def test_eval_detection_in_float32_is_its_own_baseline(capsys):

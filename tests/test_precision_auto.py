@@ -88,9 +88,12 @@ def test_from_pretrained_resolves_auto_and_the_constructor_refuses_it(monkeypatc
 
 def test_the_check_compares_on_scenes_and_float32_agrees_with_itself():
     from perception.detector import GroundingDinoDetector
+    from perception.eval.agreement import ComparedDetector
 
     float32 = GroundingDinoDetector.from_pretrained(None, dtype="float32")
-    agreement, seconds = precision._compare_on_scenes(float32, float32)
+    compared = ComparedDetector(float32, float32, counted_from=float32.box_threshold)
+    precision._compare_on_scenes(compared)
+    agreement = compared.agreement.as_dict()
     assert agreement["agreement_with_float32"] == 1.0 and agreement["max_score_difference_with_float32"] == 0.0
     assert agreement["float32_detections"] >= len(precision.CHECK_SEEDS)  # each scene's objects are found
-    assert seconds["float32"] > 0 and seconds["bfloat16"] > 0
+    assert compared.seconds["float32"] > 0 and compared.seconds["other"] > 0
