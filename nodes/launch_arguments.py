@@ -21,7 +21,8 @@ DETECTOR_ARGUMENTS = {
     "params_file": (None, "parameters YAML for the node (default: the package's config/detector_node.yaml)"),
     "model": ("", "model directory or checkpoint; empty: the bundled model"),
     "device": ("", "torch device, e.g. cpu or cuda"),
-    "dtype": ("", "float32, float16 or bfloat16"),
+    "dtype": ("", "auto (float16 on a CUDA GPU, bfloat16 on a CPU with bfloat16 instructions where it passes "
+                  "a check, else float32), float32, float16 or bfloat16"),
     "autostart": ("", "true: configure and activate at start; false: wait unconfigured for a lifecycle manager"),
 }
 CAMERA_ARGUMENTS = {
