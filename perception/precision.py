@@ -109,7 +109,8 @@ def check_bfloat16_on_cpu() -> CheckResult:
     _compare_on_scenes(compared)
     agreement, seconds = compared.agreement.as_dict(), compared.seconds
     share, difference = agreement["agreement_with_float32"], agreement["max_score_difference_with_float32"]
-    detail = (f"{share} of {agreement['float32_detections']} float32 detections matched, largest score difference "
+    matched = "none to match" if share is None else f"{share:.0%} matched"
+    detail = (f"{agreement['float32_detections']} float32 detections, {matched}, largest score difference "
               f"{difference} (at most {MAX_SCORE_DIFFERENCE}), {seconds['other'] * 1000:.0f} ms against float32's "
               f"{seconds['float32'] * 1000:.0f} ms")
     accurate = share in (None, 1.0) and difference <= MAX_SCORE_DIFFERENCE
