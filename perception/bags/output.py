@@ -58,7 +58,7 @@ class BagOutput:
 
         check_output_path(self.path)
         partial = partial_path(self.path)
-        self._lock_fd = _claim(partial)
+        self._lock_fd = claim_partial(partial)
         storage = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
         self._writer = Writer(partial / self.path.name, version=9, storage_plugin=storage)
         self._writer.open()
@@ -88,7 +88,7 @@ class BagOutput:
             os.close(self._lock_fd)
 
 
-def _claim(partial: Path) -> int:
+def claim_partial(partial: Path) -> int:
     """Create ``partial`` (or take over a leftover no process holds) and return the fd holding its lock."""
     partial.mkdir(exist_ok=True)
     fd = os.open(partial, os.O_RDONLY | os.O_DIRECTORY)

@@ -66,10 +66,10 @@ class _Work:
 
 def _lock(partial: Path) -> int:
     """Create ``partial`` and hold its lock (the bag writer's: a leftover of a killed run is emptied)."""
-    from perception.bags.output import OutputPathError, _claim
+    from perception.bags.output import OutputPathError, claim_partial
 
     try:
-        return _claim(partial)
+        return claim_partial(partial)
     except OutputPathError:
         raise LabelSetupError(f"{partial.parent} is in use by another gdino label") from None
 

@@ -27,7 +27,7 @@ from perception.spatial.camera import CameraIntrinsics
 from perception.spatial.depth import depth_in_millimetres
 from perception.training.backgrounds import draw_background
 from perception.training.sprites import Sprite
-from perception.training.synthetic import SceneConfig, _draw_objects, camera_effects, check_request, compose
+from perception.training.synthetic import SceneConfig, place_objects, camera_effects, check_request, compose
 
 # Relative step between neighbouring depths above which two pixels lie on different surfaces (a depth edge).
 EDGE_STEP = 0.02
@@ -144,7 +144,7 @@ def generate_rgbd_scene(
     rng = np.random.default_rng(seed)
     intrinsics = _intrinsics(size, config.horizontal_fov_deg)
     background = draw_background(size[0], size[1], config.scene.backgrounds, rng)
-    phrases, sprites, corners = _draw_objects(size, config.scene, rng)
+    phrases, sprites, corners = place_objects(size, config.scene, rng)
     # Back to front: the first object drawn is the farthest.
     depths = np.sort(rng.uniform(config.min_depth, config.max_depth, size=len(sprites)))[::-1]
     farthest = depths[0] if len(depths) else config.min_depth

@@ -172,7 +172,7 @@ def check_request(seed: int, size: tuple[int, int]) -> None:
         raise ValueError(f"size must be (height, width) with both at least {MIN_IMAGE_SIDE}, got {size}")
 
 
-def _draw_objects(
+def place_objects(
     size: tuple[int, int], config: SceneConfig, rng: np.random.Generator
 ) -> tuple[list[str], list[Sprite], list[tuple[int, int]]]:
     """Choose and place the objects of a scene: phrases, sprites and top-left corners, back to front."""
@@ -231,7 +231,7 @@ def generate_scene(seed: int, size: tuple[int, int] = (320, 320), config: SceneC
     check_request(seed, size)
     rng = np.random.default_rng(seed)
     background = draw_background(size[0], size[1], config.backgrounds, rng)
-    phrases, sprites, corners = _draw_objects(size, config, rng)
+    phrases, sprites, corners = place_objects(size, config, rng)
     image, visibilities = compose(background, sprites, corners)
     image = camera_effects(image, rng.uniform() < config.blur_probability, rng.uniform(0, config.max_noise_std), rng)
     objects = [
@@ -255,7 +255,7 @@ def generate_video(
     height, width = size
     rng = np.random.default_rng(seed)
     background = draw_background(height, width, config.scene.backgrounds, rng)
-    phrases, sprites, corners = _draw_objects(size, config.scene, rng)
+    phrases, sprites, corners = place_objects(size, config.scene, rng)
     positions = np.array(corners, float).reshape(-1, 2)
     angles = rng.uniform(0, 2 * np.pi, size=len(sprites))
     speeds = rng.uniform(config.min_speed, config.max_speed, size=len(sprites))
