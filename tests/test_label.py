@@ -95,12 +95,17 @@ def assert_same_objects(found: list, expected: list, box_abs: float, score_abs: 
         assert box == pytest.approx(wanted, abs=box_abs) and score == pytest.approx(wanted_score, abs=score_abs)
 
 
-def assert_same_boxes(found: dict, expected: dict) -> None:
-    """Same frames, labels, scores and ids; boxes equal up to the float rounding of x + (x1 - x0)."""
+# One unit of the JSON lines' rounding (boxes to 1/100 px, scores to 4 decimals), for runs in other processes.
+ROUNDING_UNIT = {"box_abs": 0.011, "score_abs": 1.1e-4}
+
+
+def assert_same_boxes(found: dict, expected: dict, box_abs: float = 1e-6, score_abs: float = 0.0) -> None:
+    """Same frames, labels and ids; boxes equal up to the float rounding of x + (x1 - x0) and scores equal,
+    unless wider tolerances are given."""
     assert found.keys() == expected.keys()
     for frame in expected:
         assert [obj[3] for obj in found[frame]] == [obj[3] for obj in expected[frame]]
-        assert_same_objects(found[frame], expected[frame], box_abs=1e-6)
+        assert_same_objects(found[frame], expected[frame], box_abs=box_abs, score_abs=score_abs)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +161,10 @@ def test_json_lines_equal_gdino_video_alone(first_run, inputs, tmp_path):
     assert main(["video", str(inputs["v1"]), "--prompt", PROMPT, "--output", str(tmp_path / "v1.mp4"), "--quiet"]) == 0
     alone, batch = read_jsonl(tmp_path / "v1.jsonl"), read_jsonl(output / "inputs" / key / "tracks.jsonl")
     assert [line["frame"] for line in batch] == [line["frame"] for line in alone]
-    assert_same_boxes(boxes_of_jsonl(batch, 1), boxes_of_jsonl(alone, 1))
+    # The worker computes with 1 torch thread, this process with the machine's; BLAS and oneDNN sum in an
+    # order that depends on the thread count, and each process times its own linear kernel (model/linear.py).
+    # A float32 ulp can then move the last rounded digit (seen on an Intel Xeon: score 0.6451 against 0.6452).
+    assert_same_boxes(boxes_of_jsonl(batch, 1), boxes_of_jsonl(alone, 1), **ROUNDING_UNIT)
     assert sum(len(line["tracks"]) for line in alone) > 0
 
 
@@ -203,7 +211,7 @@ def test_a_chunked_video_has_the_same_detections_and_joined_track_ids(pool, inpu
         matched_a = sorted((t["label"], t["box"], t["score"], t["id"]) for t in a["tracks"] if t["matched"])
         matched_b = sorted((t["label"], t["box"], t["score"], t["id"]) for t in b["tracks"] if t["matched"])
         # Other batches (batch boundaries move with the chunk): a float32 ulp may move a 1/100-px rounding.
-        assert_same_objects(matched_b, matched_a, box_abs=0.011, score_abs=1.1e-4)
+        assert_same_objects(matched_b, matched_a, **ROUNDING_UNIT)
         for (*_, id_a), (*_, id_b) in zip(matched_a, matched_b):
             assert ids.setdefault(id_a, id_b) == id_b  # one chunked id per unchunked id, all along
     assert len(set(ids.values())) == len(ids)
