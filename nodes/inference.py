@@ -3,7 +3,9 @@
 Subscription callbacks only drop each message into a per-camera slot (newest wins, see
 :mod:`nodes.frame_slots`); the thread takes every waiting frame, applies pending prompt/threshold changes,
 decodes, runs the model on all of them as one batch, tracks per camera and publishes. So the executor never
-waits for the model, and a prompt change lands between batches. ``start``/``stop`` follow the node's
+waits for the model. A prompt change lands between batches, or inside one: the batch in the model takes it
+before its text side, or drops its text side and runs it again (perception.detector.PromptUpdates), so the
+first answer with the new phrases comes about one batch time after the message, not two. ``start``/``stop`` follow the node's
 activate/deactivate; the pipeline (model and tokenizer), the counters and the prompt in force outlive them.
 """
 from __future__ import annotations
@@ -57,6 +59,7 @@ class InferenceLoop:
         self._max_image_pixels = max_image_pixels
         self._pending_lock = threading.Lock()
         self._pending = dict(pending)
+        self._prompt_waiting = threading.Event()  # set by set_pending, cleared when applied
         self._applied_prompt: str | None = None
         self._logged_no_prompt = False
         self._worker: threading.Thread | None = None
@@ -79,7 +82,15 @@ class InferenceLoop:
     def set_pending(self, changes: dict[str, Any]) -> None:
         with self._pending_lock:
             self._pending.update(changes)
-        self.slots.wake()  # apply now if the worker is idle, else right after the current batch
+            prompt = changes.get("prompt")
+            if prompt is not None and prompt.strip() and prompt != self._applied_prompt:
+                self._prompt_waiting.set()
+        self.slots.wake()  # apply now if the worker is idle, else within the current batch (prompt_waiting)
+
+    def prompt_waiting(self) -> bool:
+        """A new prompt waits to be applied (perception.detector.PromptUpdates: the batch in the model
+        drops its text side and takes it, so a prompt change answers within about one batch time)."""
+        return self._prompt_waiting.is_set()
 
     def prompt_problem(self, prompt: str) -> str | None:
         """Why ``prompt`` cannot be used, or None. Tokenizing is cheap and thread-safe; the text encoder
@@ -93,6 +104,7 @@ class InferenceLoop:
     def health_figures(self) -> dict[str, float]:
         figures = self.health.snapshot(self.slots.received, self.slots.dropped, self.slots.largest_backlog)
         figures["text_encoder_calls"] = self.pipeline.detector.text_encoder_calls
+        figures["text_side_restarts"] = self.pipeline.detector.text_side_restarts
         return figures
 
     def _run(self) -> None:
@@ -100,7 +112,7 @@ class InferenceLoop:
             frames = self.slots.take_all()
             tally = _PassTally()
             try:
-                self._apply_pending()
+                self.apply_pending()
                 if frames:
                     self._process(frames, tally)
             except Exception as error:  # noqa: BLE001 - the last guard: the node must outlive one bad batch
@@ -112,9 +124,12 @@ class InferenceLoop:
                     throttle_duration_sec=10.0,
                 )
 
-    def _apply_pending(self) -> None:
+    def apply_pending(self) -> None:
+        """Apply the waiting prompt and thresholds (from this loop's thread only: between batches, and
+        from inside a batch through perception.detector.PromptUpdates)."""
         with self._pending_lock:
             pending = dict(self._pending)
+            self._prompt_waiting.clear()
         config = self.pipeline.detector.config
         config.box_threshold, config.text_threshold = pending["box_threshold"], pending["text_threshold"]
         prompt = pending["prompt"]
@@ -153,7 +168,7 @@ class InferenceLoop:
             for frame, _ in decoded:
                 self.spatial.claim(frame)
         result = self.pipeline.process([(frame.camera, rgb) for frame, rgb in decoded],
-                                       [stamp_seconds(frame.msg.header) for frame, _ in decoded])
+                                       [stamp_seconds(frame.msg.header) for frame, _ in decoded], prompt_updates=self)
         latencies = []
         for (frame, rgb), objects, error in zip(decoded, result.objects, result.errors):
             if objects is None:  # refused: publishing an empty array would claim nothing is there

@@ -6,12 +6,15 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -31,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_NAMES = (AUTO, *DTYPES)  # what from_pretrained, the CLI and the node accept (see perception.precision)
+# Times one batch's text side may start again for prompt changes that keep arriving; after that, a change
+# waits for the next batch (a flood of prompts must not starve the frames).
+MAX_TEXT_SIDE_RESTARTS = 3
 
 
 @dataclass
@@ -85,6 +91,37 @@ class StageTimes:
     postprocess: float = 0.0
 
 
+class PromptUpdates(Protocol):
+    """Where prompt changes come from while frames are in the model (the ROS node's prompt topic).
+
+    ``prompt_waiting`` is called from inside the model's forward pass: cheap, and it may be called from the
+    detecting thread at any time. ``apply_pending`` is called by the detecting thread between the steps of a
+    batch; it applies the waiting change through the detector's ``set_prompt`` (or the pipeline's)."""
+
+    def prompt_waiting(self) -> bool: ...
+
+    def apply_pending(self) -> None: ...
+
+
+class _PromptChanged(Exception):
+    """Raised from a forward pre-hook to abandon a batch's text side for a newer prompt."""
+
+
+@contextlib.contextmanager
+def _stop_when(modules: Sequence[torch.nn.Module], waiting: Callable[[], bool]) -> Iterator[None]:
+    """Raise _PromptChanged at the start of any of ``modules`` once ``waiting()`` is true."""
+    def check(module, args):
+        if waiting():
+            raise _PromptChanged
+
+    handles = [module.register_forward_pre_hook(check) for module in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def compiled(function):
     """``function`` under torch.compile for fixed input sizes (dynamic=False: one graph per size, each as fast
     as that size allows). Data-dependent steps (Swin's window layout) split the graph; the parts around them
@@ -119,6 +156,7 @@ class GroundingDinoDetector:
         self.tokenizer = tokenizer
         self.description = description
         self.text_encoder_calls = 0
+        self.text_side_restarts = 0  # batches' text sides abandoned for a newer prompt (see detect)
         self.last_stage_times = StageTimes()
         self._prompt_cache: OrderedDict[str, EncodedPrompt] = OrderedDict()
         self._prompt: EncodedPrompt | None = None
@@ -183,7 +221,8 @@ class GroundingDinoDetector:
         return EncodedPrompt([p for chunk in chunks for p in chunk.phrases], encoded)
 
     @torch.inference_mode()
-    def detect(self, images: Sequence, box_threshold: float | None = None) -> list[Detections]:
+    def detect(self, images: Sequence, box_threshold: float | None = None,
+               prompt_updates: PromptUpdates | None = None) -> list[Detections]:
         """Detect the current prompt's phrases in each image (see preprocess.as_rgb_tensor for formats).
 
         Any image of at least 1x1 pixel: boxes are in its own pixels, clipped to it (with the default
@@ -191,6 +230,12 @@ class GroundingDinoDetector:
         until the model has enough tokens (:meth:`_minimum_input_size`).
 
         box_threshold: overrides the configured one for this call (trackers ask for lower scores).
+        prompt_updates: prompt changes that may arrive during the call. Within the call's first model batch
+        (the images of one size, up to ``batch_size``; a camera node's batch is one), a change waiting when
+        the image side is done is applied before the text side, and one that arrives during the text side
+        abandons it at the next layer and runs it again with the new prompt on the same image features
+        (counted in ``text_side_restarts``). So a new prompt answers within about one batch time, not two,
+        and every image of the call is answered with one prompt: later batches take changes at the next call.
         """
         if self._prompt is None:
             raise RuntimeError("no prompt set: call set_prompt('a person . a red mug .') first")
@@ -212,8 +257,9 @@ class GroundingDinoDetector:
                 batch = indices[begin : begin + self.config.batch_size]
                 for index, detections in zip(batch, self._detect_batch([prepared[i] for i in batch],
                                                                         [original_sizes[i] for i in batch], times,
-                                                                        box_threshold)):
+                                                                        box_threshold, prompt_updates)):
                     results[index] = detections
+                prompt_updates = None  # the call's other batches keep the prompt of its first
         self.last_stage_times = times
         return results
 
@@ -235,16 +281,14 @@ class GroundingDinoDetector:
             side += 1
         return side, side
 
-    def _detect_batch(self, images, original_sizes, times: StageTimes, box_threshold: float | None) -> list[Detections]:
+    def _detect_batch(self, images, original_sizes, times: StageTimes, box_threshold: float | None,
+                      prompt_updates: PromptUpdates | None) -> list[Detections]:
         start = time.perf_counter()
         pixel_values, padding = pad_batch(images, self._minimum_input_size(*images[0].shape[1:]))
         pixel_values = pixel_values.to(self.dtype)
-        per_chunk = []
         # The image side does not depend on the text: one backbone pass serves every chunk of the prompt.
         image_features = self._encode_image(pixel_values, padding)
-        for chunk, text in self._prompt.chunks:
-            output = self._forward(pixel_values, padding, text, image_features=image_features)
-            per_chunk.append((chunk, output))
+        per_chunk = self._text_side(pixel_values, padding, image_features, prompt_updates)
         model_done = time.perf_counter()
         times.model += model_done - start
         config = self.config.postprocess
@@ -256,3 +300,20 @@ class GroundingDinoDetector:
         detections = [merge([found[i] for found in per_chunk_detections], config) for i in range(len(original_sizes))]
         times.postprocess += time.perf_counter() - model_done
         return detections
+
+    def _text_side(self, pixel_values, padding, image_features, prompt_updates: PromptUpdates | None) -> list:
+        """(chunk, model output) for each chunk of the prompt in force, on one batch's image features; with
+        ``prompt_updates``, restarted for changes as :meth:`detect` says. The hooks that abandon a pass are not
+        set under torch.compile (they would split its graph): there a change waits for the next batch."""
+        for restarts in itertools.count():
+            if prompt_updates is not None:
+                prompt_updates.apply_pending()
+            watch = prompt_updates is not None and restarts < MAX_TEXT_SIDE_RESTARTS and not self.config.compile
+            stop = (_stop_when(self.model.text_side_steps(), prompt_updates.prompt_waiting) if watch
+                    else contextlib.nullcontext())
+            try:
+                with stop:
+                    return [(chunk, self._forward(pixel_values, padding, text, image_features=image_features))
+                            for chunk, text in self._prompt.chunks]
+            except _PromptChanged:
+                self.text_side_restarts += 1

@@ -56,13 +56,15 @@ def _untracked(detections: Detections) -> list[LabeledBox]:
     ]
 
 
-def detect_each(detector, images: Sequence, box_threshold: float | None
+def detect_each(detector, images: Sequence, box_threshold: float | None, prompt_updates=None
                 ) -> tuple[list[Detections | None], list[Exception | None]]:
     """Detections per image as one batch; if the batch fails, each image on its own, so an image the
     detector refuses costs only itself (its error takes its place). A detector that answers a batch with
-    the wrong number of results is broken, not refusing a frame: RuntimeError, never retried."""
+    the wrong number of results is broken, not refusing a frame: RuntimeError, never retried.
+    prompt_updates: passed on to the detector (perception.detector.PromptUpdates) when given."""
+    extra = {} if prompt_updates is None else {"prompt_updates": prompt_updates}
     try:
-        detections = detector.detect(images, box_threshold=box_threshold)
+        detections = detector.detect(images, box_threshold=box_threshold, **extra)
     except FRAME_ERRORS as error:
         if len(images) == 1:
             return [None], [error]
@@ -71,7 +73,7 @@ def detect_each(detector, images: Sequence, box_threshold: float | None
         if len(detections) != len(images):
             raise RuntimeError(f"the detector returned {len(detections)} results for {len(images)} images")
         return list(detections), [None] * len(images)
-    results = [detect_each(detector, [image], box_threshold) for image in images]
+    results = [detect_each(detector, [image], box_threshold, prompt_updates) for image in images]
     return [found[0] for found, _ in results], [errors[0] for _, errors in results]
 
 
@@ -104,13 +106,15 @@ class MultiStreamDetector:
         return phrases
 
     def process(self, frames: Sequence[tuple[str, np.ndarray]],
-                timestamps: Sequence[float | None] | None = None) -> BatchResult:
+                timestamps: Sequence[float | None] | None = None, prompt_updates=None) -> BatchResult:
         """Detect on all ``(stream, rgb)`` frames as one batch, then track each in input order.
 
         A stream may appear several times (consecutive frames of one video); its tracker then sees
         them in the given order. timestamps: per frame, its capture time in seconds (a camera's stamp),
         or None where it has none; the trackers measure their windows in these seconds (see
-        :meth:`_stream_time` for missing and backward stamps).
+        :meth:`_stream_time` for missing and backward stamps). prompt_updates: prompt changes that may
+        arrive while the frames are in the model (perception.detector.PromptUpdates; its ``apply_pending``
+        calls :meth:`set_prompt`, so the trackers see the phrases the batch was answered with).
         """
         if self._phrases is None:
             raise RuntimeError("MultiStreamDetector.process called before set_prompt")
@@ -122,7 +126,7 @@ class MultiStreamDetector:
             from perception.tracking import detection_floor
 
             floor = detection_floor(box_threshold, self.tracker_config)
-        detections, errors = detect_each(self.detector, [rgb for _, rgb in frames], floor)
+        detections, errors = detect_each(self.detector, [rgb for _, rgb in frames], floor, prompt_updates)
         model_seconds = time.perf_counter() - start
         if self.tracker_config is None:
             objects = [None if d is None else _untracked(d) for d in detections]

@@ -67,6 +67,15 @@ class GroundingDino(nn.Module):
             if hasattr(module, "implementation"):
                 module.implementation = implementation
 
+    def text_side_steps(self) -> list[nn.Module]:
+        """The modules of the text-dependent part (after :meth:`encode_image`), in order, at whose start a
+        caller may abandon a forward pass (from a forward pre-hook) and lose nothing but the time spent: the
+        pass is stateless. Used to restart a batch's text side when the prompt changes under it."""
+        steps: list[nn.Module] = []
+        for layer in self.feature_enhancer.layers:
+            steps += [layer.fusion, layer.text_layer, layer.image_layer]
+        return [*steps, self.query_selection, *self.decoder.layers]
+
     def encode_text(self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None) -> EncodedText:
         """input_ids: (batch_text, length) tokens of ``[CLS] phrase . phrase . [SEP]``; see EncodedText."""
         return self.text_encoder(input_ids, token_mask)
