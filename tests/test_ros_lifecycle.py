@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import time
 import weakref
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from ros_harness import ros_session, wait_for  # noqa: E402
 
 from nodes.spinning import BackgroundNode  # noqa: E402
+from perception.weights import BUNDLED_MODEL_DIR  # noqa: E402
 
 CAMERA = "/life/image_raw"
 PROMPT = "a person . a red mug ."
@@ -74,6 +76,41 @@ def test_shutdown_from_active_exits_cleanly(tmp_path):
         harness.exchange(CAMERA, seed=1)
         assert harness.change_state(Transition.TRANSITION_ACTIVE_SHUTDOWN) is True
         wait_for(lambda: not harness.node_process.running(), 30, "the node to exit after shutdown")
+
+
+def resident_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def one_cycle(harness, seeds) -> float:
+    """configure, activate, answer ``seeds``' frames, deactivate; the node's resident MB before cleanup."""
+    assert harness.change_state(Transition.TRANSITION_CONFIGURE) is True
+    assert harness.change_state(Transition.TRANSITION_ACTIVATE) is True
+    for seed in seeds:
+        harness.exchange(CAMERA, seed=seed)
+    assert harness.change_state(Transition.TRANSITION_DEACTIVATE) is True
+    return resident_mb(harness.node_process.process.pid)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads resident memory from /proc")
+def test_cleanup_gives_the_memory_back(tmp_path):
+    """The bundled model, two configure-to-cleanup cycles in the node's own process. The first cycle also
+    pays what stays for the process's life (libraries' lazy set-up, kernel caches); from the second on,
+    cleanup must bring the node back to the size the first cleanup left, however large it grew meanwhile."""
+    parameters = {**{k: v for k, v in TINY_NODE_PARAMETERS.items() if k != "model"}, "autostart": "false"}
+    with running_node(tmp_path, (CAMERA,), PROMPT, parameters) as harness:
+        one_cycle(harness, [1, 2])
+        assert harness.change_state(Transition.TRANSITION_CLEANUP) is True
+        after_first = resident_mb(harness.node_process.process.pid)
+        loaded = one_cycle(harness, [3, 4, 5])
+        assert harness.change_state(Transition.TRANSITION_CLEANUP) is True
+        after_second = resident_mb(harness.node_process.process.pid)
+    model_mb = (BUNDLED_MODEL_DIR / "model.safetensors").stat().st_size / 2**20
+    print(f"resident MB: after the first cleanup {after_first:.0f}, loaded again {loaded:.0f}, "
+          f"after the second cleanup {after_second:.0f} (weights {model_mb:.0f} MB)")
+    assert loaded - after_first >= model_mb  # the model was resident between the cleanups
+    assert after_second - after_first <= 0.25 * (loaded - after_first), "cleanup kept the model's memory"
 
 
 def test_cleanup_releases_the_detector(tmp_path):
