@@ -35,6 +35,10 @@ def test_bench_node_reports_cameras_batching_prompt_changes_latency_drops_and_me
     assert change["text_encoder_calls"] == 2  # every change encoded its text: none came from the cache
     assert 0 < change["p50"] <= change["p95"] <= change["max"] and change["to_phrases_ms"]["p50"] > 0
     assert change["model_batch_ms"] > 0 and 1 <= change["frames_per_batch"] <= 2 and change["text_encoding_ms"] > 0
+    # The goal's batch time is the steady phase's (same cameras, no changes); restarts are counted apart.
+    assert change["model_batch_ms"] == phases["all_cameras"]["model_batch_ms"]
+    assert change["changes_model_batch_ms"] == phases["prompt_changes"]["model_batch_ms"] > 0
+    assert 0 <= change["text_side_restarts"] <= change["changes"]  # one at most per change: they come one by one
     assert change["goal_ms"] == pytest.approx(
         change["model_batch_ms"] + change["text_encoding_ms"] + change["frame_interval_ms"], abs=0.02)
     assert change["frame_interval_ms"] == pytest.approx(1e3 / 30, abs=0.01)
