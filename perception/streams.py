@@ -61,7 +61,8 @@ def detect_each(detector, images: Sequence, box_threshold: float | None, prompt_
     """Detections per image as one batch; if the batch fails, each image on its own, so an image the
     detector refuses costs only itself (its error takes its place). A detector that answers a batch with
     the wrong number of results is broken, not refusing a frame: RuntimeError, never retried.
-    prompt_updates: passed on to the detector (perception.detector.PromptUpdates) when given."""
+    prompt_updates: passed on to the detector (perception.detector.PromptUpdates) for the batch, not for the
+    one-by-one retries: a change waits for the next call rather than answer one batch with two prompts."""
     extra = {} if prompt_updates is None else {"prompt_updates": prompt_updates}
     try:
         detections = detector.detect(images, box_threshold=box_threshold, **extra)
@@ -73,7 +74,8 @@ def detect_each(detector, images: Sequence, box_threshold: float | None, prompt_
         if len(detections) != len(images):
             raise RuntimeError(f"the detector returned {len(detections)} results for {len(images)} images")
         return list(detections), [None] * len(images)
-    results = [detect_each(detector, [image], box_threshold, prompt_updates) for image in images]
+    # One by one, the prompt stays: a change between two of these images would answer one batch with two prompts.
+    results = [detect_each(detector, [image], box_threshold) for image in images]
     return [found[0] for found, _ in results], [errors[0] for _, errors in results]
 
 

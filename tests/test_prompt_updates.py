@@ -116,3 +116,18 @@ def test_the_trackers_follow_a_change_made_inside_a_batch():
     for result in (changed, after):
         labels = {box.label for objects in result.objects for box in objects} - {""}  # "": under text_threshold
         assert labels and labels <= set(pipeline.phrases)
+
+
+def test_a_batch_answered_one_by_one_keeps_one_prompt():
+    """A refused frame makes the batch go one image at a time (perception.streams.detect_each); a change that
+    arrives meanwhile waits for the next call instead of answering the last image with another prompt."""
+    detector, images = make_detector(), frames(2)
+    pipeline = MultiStreamDetector(detector, tracker_config=None)
+    pipeline.set_prompt(OLD)
+    # Without the refused frame the whole text side of the first image passes first, then the change arrives.
+    updates = ScriptedUpdates(pipeline.set_prompt, NEW, arrive_at_check=len(detector.model.text_side_steps()) + 1)
+    result = pipeline.process([("a", images[0]), ("bad", images[1][:0]), ("b", images[1])], prompt_updates=updates)
+    assert result.objects[1] is None and result.errors[1] is not None
+    labels = {box.label for i in (0, 2) for box in result.objects[i]} - {""}
+    assert labels and labels <= {"a person", "a red mug"} and pipeline.phrases == ["a person", "a red mug"]
+    assert updates.applied == []  # still waiting: the next call takes it
