@@ -320,12 +320,14 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
         publish_seconds = time.monotonic() - start
         health = settled_health(driver, stamps, node_process)
         # Its model time per batch includes the first, slower batches: only the goal of a one-camera run reads it.
-        phases["one_camera"] = phase_summary(driver, stamps, args.warmup, args.rate, cameras) | health_delta(before, health)
+        phases["one_camera"] = (phase_summary(driver, stamps, args.warmup, args.rate, cameras)
+                                | health_delta(before, health))
         if args.cameras > 1:
             before = health
             stamps = publish_frames(driver, payloads, args.cameras, args.rate, args.frames)
             health = settled_health(driver, stamps, node_process)
-            phases["all_cameras"] = phase_summary(driver, stamps, args.warmup, args.rate, cameras) | health_delta(before, health)
+            phases["all_cameras"] = (phase_summary(driver, stamps, args.warmup, args.rate, cameras)
+                                     | health_delta(before, health))
         rss_end = rss_bytes(node_process.pid)
         changes: list[tuple[float, float]] = []
         if args.prompt_changes:

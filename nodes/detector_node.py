@@ -5,8 +5,9 @@ managed lifecycle node (``rclpy.lifecycle``, driven through the standard ``lifec
   publishers; any failure is logged with its reason and the node stays unconfigured.
 - activate: subscribes to the cameras and starts the inference thread (:mod:`nodes.inference`).
 - deactivate: unsubscribes and stops the thread after its batch; the model stays loaded.
-- cleanup: frees the model (and the CUDA cache when on a GPU) and hands the freed heap back to the system,
-  so a cleaned-up node is as small as before configure (measured: tests/test_ros_lifecycle.py). shutdown: from any state, then ``main`` exits.
+- cleanup: frees the model (and the CUDA cache when on a GPU) and hands the freed heap back to the system, so
+  a cleaned-up node is as small as before configure (measured in tests/test_ros_lifecycle.py).
+- shutdown: from any state, then ``main`` exits.
 - ``autostart`` (default true): ``main`` configures and activates at once, so plain command lines and launch
   files work without a lifecycle manager; a failed configure then stops the process with exit code 2.
 
@@ -22,7 +23,6 @@ a registered depth image (``depth.*`` parameters) also gets ``<namespace>/detect
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import sys
 import threading
@@ -51,15 +51,6 @@ NODE_NAME = "grounding_dino"
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
-
-
-def _libc() -> ctypes.CDLL | None:
-    """The process's C library, or None where ctypes cannot name one."""
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
 
 class DetectorNode(LifecycleNode):
     def __init__(self, **node_options) -> None:
@@ -221,7 +212,7 @@ class DetectorNode(LifecycleNode):
         -up node stays as large as an active one: measured in one process, a random Grounding-DINO-T after a
         640x480 batch kept 450-650 MB resident after it was freed, 0 MB above the start floor after
         malloc_trim. Other C libraries (musl, macOS) have no malloc_trim: said once, nothing else to do."""
-        trim = getattr(_libc(), "malloc_trim", None)
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the symbols the process has loaded
         if trim is not None:
             trim(0)
         elif not self._said_no_trim:

@@ -5,8 +5,9 @@ Subscription callbacks only drop each message into a per-camera slot (newest win
 decodes, runs the model on all of them as one batch, tracks per camera and publishes. So the executor never
 waits for the model. A prompt change lands between batches, or inside one: the batch in the model takes it
 before its text side, or drops its text side and runs it again (perception.detector.PromptUpdates), so the
-first answer with the new phrases comes about one batch time after the message, not two. ``start``/``stop`` follow the node's
-activate/deactivate; the pipeline (model and tokenizer), the counters and the prompt in force outlive them.
+first answer with the new phrases comes about one batch time after the message, not two. ``start``/``stop``
+follow the node's activate/deactivate; the pipeline (model and tokenizer), the counters and the prompt in force
+outlive them.
 """
 from __future__ import annotations
 
