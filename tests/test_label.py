@@ -163,7 +163,7 @@ def test_json_lines_equal_gdino_video_alone(first_run, inputs, tmp_path):
     assert [line["frame"] for line in batch] == [line["frame"] for line in alone]
     # The worker computes with 1 torch thread, this process with the machine's; BLAS and oneDNN sum in an
     # order that depends on the thread count, and each process times its own linear kernel (model/linear.py).
-    # A float32 ulp can then move the last rounded digit (seen on an Intel Xeon: score 0.6451 against 0.6452).
+    # A float32 ulp can then move the last rounded digit (seen in CI: score 0.6451 against 0.6452).
     assert_same_boxes(boxes_of_jsonl(batch, 1), boxes_of_jsonl(alone, 1), **ROUNDING_UNIT)
     assert sum(len(line["tracks"]) for line in alone) > 0
 
