@@ -53,6 +53,28 @@ def test_inference_path_equals_f_linear(shape, out_features, bias):
     assert_within_ulps(actual, expected, SUM_ULPS)
 
 
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_fused_activation_equals_the_activation_after_f_linear(monkeypatch, activation, dtype):
+    """oneDNN applies the activation in the linear's pass (relu; gelu the exact erf one, as nn.GELU):
+    the same function as F.linear then the activation, on the inference path and on the autograd one."""
+    monkeypatch.setattr(linear_module, "_served", None)
+    monkeypatch.setenv("GDINO_ONEDNN_LINEAR", "1")
+    torch.manual_seed(2)
+    x, weight, bias = torch.randn(300, 96) * 2, torch.randn(384, 96) * 0.2, torch.randn(384)
+    unfused = {"relu": F.relu, "gelu": F.gelu}[activation]
+    expected = unfused(F.linear(x, weight, bias))  # float32 from the unrounded inputs
+    with torch.inference_mode():
+        fused = linear(x.to(dtype), weight.to(dtype), bias.to(dtype), activation)
+    ulps = SUM_ULPS if dtype == torch.float32 else BFLOAT16_ULPS
+    assert fused.dtype == dtype and (fused < 0).any() == (activation == "gelu")  # relu leaves no negatives
+    assert_within_ulps(fused.float(), expected, ulps, dtype=dtype)
+    trained = x.requires_grad_()
+    recorded = linear(trained, weight, bias, activation)  # autograd: F.linear, then the activation
+    assert recorded.grad_fn is not None
+    assert_within_ulps(recorded.detach(), expected, SUM_ULPS)
+
+
 def test_bfloat16_and_non_contiguous_inputs():
     torch.manual_seed(1)
     weight, bias = torch.randn(12, 32), torch.randn(12)

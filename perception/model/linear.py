@@ -54,8 +54,15 @@ def _agrees_with_f_linear(dtype: torch.dtype) -> bool:
     return True
 
 
-def _onednn(x, weight, bias):
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+# The activations oneDNN can apply to a linear's output in the same pass, and the same function unfused.
+# GELU is the exact (erf) one, nn.GELU's default; fused it is 1.3-1.5x faster than linear then F.gelu on Swin's
+# MLP shapes (66,600 x 96 by 96 x 384: 57 ms against 85 ms), with equal results.
+ACTIVATIONS = {"none": lambda y: y, "relu": lambda y: F.relu(y, inplace=True), "gelu": F.gelu}
+_ONEDNN_ALGORITHMS = {"none": "", "relu": "", "gelu": "none"}  # "none": erf GELU, not the tanh approximation
+
+
+def _onednn(x, weight, bias, activation: str = "none"):
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, activation, [], _ONEDNN_ALGORITHMS[activation])
 
 
 def kernel_times_ms(dtype: torch.dtype) -> dict[str, float]:
@@ -106,15 +113,16 @@ def onednn_linear_available(dtype: torch.dtype = torch.float32) -> bool:
     return dtype in _served
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """F.linear, through oneDNN when that computes the same function faster (see the module docstring)."""
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "none") -> torch.Tensor:
+    """F.linear, then ``activation`` (a key of ACTIVATIONS), through oneDNN with the activation fused when that
+    computes the same function faster (see the module docstring)."""
     # Not under torch.compile: inductor lowers oneDNN's linear only for constant (frozen) weights.
     if (x.device.type == "cpu" and weight.dtype == x.dtype and x.dim() >= 2 and not torch.compiler.is_compiling()
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                   or (bias is not None and bias.requires_grad)))
             and onednn_linear_available(x.dtype)):
-        return _onednn(x, weight, bias)
-    return F.linear(x, weight, bias)
+        return _onednn(x, weight, bias, activation)
+    return ACTIVATIONS[activation](F.linear(x, weight, bias))
 
 
 class Linear(nn.Linear):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.model.config import SwinConfig
-from perception.model.linear import Linear
+from perception.model.linear import Linear, linear
 
 # Additive attention bias between tokens of different shifted regions inside one window.
 SHIFTED_REGION_BIAS = -100.0
@@ -170,6 +170,18 @@ def window_layout(height: int, width: int, window_size: int, shift: int, device)
     return WindowLayout(num_windows, (padded_height, padded_width), gather, padding, scatter)
 
 
+class SwinMlp(nn.Module):
+    """fc1 -> GELU -> fc2 (state-dict keys fc1, fc2), the GELU in fc1's pass where oneDNN computes it."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc2(linear(tokens, self.fc1.weight, self.fc1.bias, "gelu"))
+
+
 class SwinBlock(nn.Module):
     """(Shifted) window attention and an MLP, each pre-normalized with a residual connection."""
 
@@ -181,10 +193,7 @@ class SwinBlock(nn.Module):
         self.attention = WindowAttention(dim, num_heads, config.window_size, config.qkv_bias)
         self.norm_after = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         hidden = int(dim * config.mlp_ratio)
-        self.mlp = nn.Sequential()
-        self.mlp.add_module("fc1", Linear(dim, hidden))
-        self.mlp.add_module("act", nn.GELU())
-        self.mlp.add_module("fc2", Linear(hidden, dim))
+        self.mlp = SwinMlp(dim, hidden)
         self.drop_path = DropPath(drop_path)
 
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
