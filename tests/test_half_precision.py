@@ -15,6 +15,7 @@ from perception.boxes import box_iou
 from perception.detector import DetectorConfig, GroundingDinoDetector
 from perception.eval.grounding import EVAL_FIRST_SEED
 from perception.model.config import tiny_model_config
+from perception.model.deformable_attention import MultiScaleDeformableAttention
 from perception.model.grounding_dino import GroundingDino, GroundingDinoOutput
 from perception.postprocess import PostprocessConfig
 from perception.training.synthetic import generate_scene
@@ -179,3 +180,50 @@ def test_boxes_at_the_border_are_refined_in_half_precision(random_model, dtype):
     assert float(expected_sizes.max()) < 0.9
     assert abs(float(found_sizes.max()) - float(expected_sizes.max())) <= 0.01
     assert abs(float(found_sizes.min()) - float(expected_sizes.min())) <= 0.01
+
+
+def sampling_layer(dtype: torch.dtype, width: int) -> tuple[MultiScaleDeformableAttention, torch.Tensor]:
+    """A one-head, one-level, one-point layer that returns the value at its reference point (zero offsets, one
+    weight, identity projections), and a (1, width, 8) value map holding each column's index less ``width - 10``:
+    small numbers near the right edge, exact in bfloat16, so only the location's rounding can move a sample."""
+    layer = MultiScaleDeformableAttention(8, num_heads=1, num_levels=1, num_points=1)
+    with torch.no_grad():
+        for linear in (layer.sampling_offsets, layer.attention_weights):
+            linear.weight.zero_(), linear.bias.zero_()
+        for linear in (layer.value_proj, layer.output_proj):
+            linear.weight.copy_(torch.eye(8)), linear.bias.zero_()
+    columns = torch.arange(width, dtype=torch.float32) - (width - 10)
+    return layer.to(dtype), columns[None, :, None].expand(1, width, 8).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_samples_near_the_far_edge_of_a_wide_level_are_where_the_float32_point_says(dtype):
+    # A 250-token-wide level (a 2000-pixel-wide image's first encoder level). bfloat16 spaces numbers in [0.5, 1)
+    # 1/256 apart: a location rounded to it is up to half a token off, and the model's scores moved by up to 0.15.
+    width, fractions = 250, torch.tensor([0.1, 0.37, 0.63, 0.9])
+    layer, values = sampling_layer(getattr(torch, dtype), width)
+    x = (width - 10 + 0.5 + fractions) / width  # pixel centres at (x * width - 0.5): column width - 10 + fraction
+    reference_points = torch.stack([x, torch.full_like(x, 0.5)], -1)[None, :, None, :]  # (1, 4, 1, 2) float32
+    spatial_shapes = torch.tensor([[1, width]])
+    with torch.no_grad():
+        sampled = layer(torch.zeros(1, 4, 8, dtype=values.dtype), reference_points, values,
+                        torch.zeros(1, width, dtype=torch.bool), spatial_shapes, torch.tensor([0]))
+    assert sampled.dtype == values.dtype
+    # The sample is the fraction itself, rounded once to the output dtype (and bilinear weights in float32).
+    torch.testing.assert_close(sampled[0, :, 0].float(), fractions, rtol=0.01, atol=0.002)
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+def test_every_deformable_attention_receives_float32_reference_points(random_model, dtype):
+    """The encoder's token centres and the decoder's boxes reach the sampling in float32 in a half model."""
+    model = in_dtype(random_model, getattr(torch, dtype))
+    seen = []
+    layers = [module for module in model.modules() if isinstance(module, MultiScaleDeformableAttention)]
+    handles = [layer.register_forward_pre_hook(lambda _, args: seen.append(args[1].dtype)) for layer in layers]
+    try:
+        run(model)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(seen) == len(layers) >= 2  # encoder and decoder layers
+    assert set(seen) == {torch.float32}

@@ -86,7 +86,7 @@ class CrossModalityDecoder(nn.Module):
                 image_features: MultiScaleFeatures, text_tokens: torch.Tensor,
                 text_token_mask: torch.Tensor) -> DecoderOutput:
         """content: (B, K, dim); reference_boxes: (B, K, 4) float32 cxcywh in [0, 1] of the padded image.
-        The boxes stay float32 from layer to layer (see LOGIT_EPS); each layer reads them in its dtype."""
+        The boxes stay float32 from layer to layer (see LOGIT_EPS) and are sampled around in float32."""
         ratios = torch.cat([image_features.valid_ratios, image_features.valid_ratios], -1)  # (B, levels, 4)
         text_allowed = text_token_mask[:, None, :]  # (B, 1, Nt): every query may attend to every real token
         queries, hidden_states, starts = content, [], []
@@ -95,7 +95,7 @@ class CrossModalityDecoder(nn.Module):
             query_position = self.query_position_head(
                 coordinate_position_embedding(boxes_per_level[:, :, 0], self.hidden_dim // 2).to(queries.dtype)
             )
-            queries = layer(queries, query_position, boxes_per_level.to(queries.dtype), image_tokens, image_features,
+            queries = layer(queries, query_position, boxes_per_level, image_tokens, image_features,
                             text_tokens, text_allowed)
             starts.append(reference_boxes)
             reference_boxes = refine_boxes(box_refiner(queries), reference_boxes).detach()

@@ -179,12 +179,14 @@ class DeformableEncoderLayer(nn.Module):
         self.ffn = FeedForward(dim, config.encoder_ffn_dim, config.dropout, config.layer_norm_eps)
         self.dropout = config.dropout
 
-    def forward(self, image: torch.Tensor, image_features: MultiScaleFeatures, reference_points: torch.Tensor):
+    def forward(self, image: torch.Tensor, image_features: MultiScaleFeatures, sampling_origins: torch.Tensor):
+        """sampling_origins: the encoder's reference points as MultiScaleDeformableAttention.sampling_origins
+        gives them, shared by all layers."""
         attended = self.self_attention(
-            image + image_features.position_embeddings, reference_points, image, image_features.padding_mask,
+            image + image_features.position_embeddings, sampling_origins, image, image_features.padding_mask,
             image_features.spatial_shapes, image_features.level_start_index,
         )
-        image = self.attention_norm(image + F.dropout(attended, self.dropout, self.training))
+        image = self.attention_norm(F.dropout(attended, self.dropout, self.training).add_(image))
         return self.ffn(image)
 
 
@@ -198,7 +200,7 @@ class FeatureEnhancerLayer(nn.Module):
 
 def encoder_reference_points(image_features: MultiScaleFeatures) -> torch.Tensor:
     """Centre of every image token, normalized to the valid area: (B, num_tokens, num_levels, 2) (x, y) in
-    the features' dtype, computed in float32 (valid_ratios' dtype) and rounded once."""
+    float32 (valid_ratios' dtype) whatever the features' dtype (see perception.model.deformable_attention)."""
     ratios = image_features.valid_ratios
     points = []
     for level, (height, width) in enumerate(image_features.spatial_shapes_list):
@@ -210,7 +212,7 @@ def encoder_reference_points(image_features: MultiScaleFeatures) -> torch.Tensor
         xs = xs.reshape(-1)[None] / (ratios[:, None, level, 0] * width)
         ys = ys.reshape(-1)[None] / (ratios[:, None, level, 1] * height)
         points.append(torch.stack((xs, ys), -1))
-    return (torch.cat(points, 1)[:, :, None] * ratios[:, None]).to(image_features.features.dtype)
+    return torch.cat(points, 1)[:, :, None] * ratios[:, None]
 
 
 class FeatureEnhancer(nn.Module):
@@ -221,7 +223,8 @@ class FeatureEnhancer(nn.Module):
 
     def forward(self, image_features: MultiScaleFeatures, text: EncodedText) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns enhanced image tokens (B, N, dim) and enhanced text tokens (B, Nt, dim)."""
-        reference_points = encoder_reference_points(image_features)
+        origins = (self.layers[0].image_layer.self_attention.sampling_origins(encoder_reference_points(image_features))
+                   if len(self.layers) else None)
         text_position = coordinate_position_embedding(
             text.position_ids[..., None].to(text.features.dtype), self.hidden_dim
         )
@@ -230,5 +233,5 @@ class FeatureEnhancer(nn.Module):
         for layer in self.layers:
             image, text_features = layer.fusion(image, text_features, image_features.padding_mask, text_padding_mask)
             text_features = layer.text_layer(text_features, text_position, text.self_attention_mask)
-            image = layer.image_layer(image, image_features, reference_points)
+            image = layer.image_layer(image, image_features, origins)
         return image, text_features
