@@ -5,6 +5,7 @@ Pure: no ROS import, so it can be applied before rclpy starts (DDS reads these a
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -39,9 +40,21 @@ def isolated_ros_environment(directory: Path) -> dict[str, str]:
         "ROS_DOMAIN_ID": str(1 + os.getpid() % 100),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
         "ROS_LOG_DIR": str(directory / "ros_log"),
-        "FASTRTPS_DEFAULT_PROFILES_FILE": str(profile),
+        profiles_variable(): str(profile),
         "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp",
     }
+
+
+def profiles_variable() -> str:
+    """The variable this Fast DDS reads its XML profiles from: FASTDDS_DEFAULT_PROFILES_FILE from Fast DDS 3
+    (Kilted on), which still reads the old name but warns at every participant while it is set, even beside
+    the new one; FASTRTPS_DEFAULT_PROFILES_FILE before (Jazzy's Fast DDS 2.14 knows only that one). The
+    version comes from the installed wheels (ros-fastdds is Fast DDS 3), else from ROS_DISTRO."""
+    try:
+        fast_dds_3 = int(importlib.metadata.version("ros-fastdds").split(".")[0]) >= 3
+    except importlib.metadata.PackageNotFoundError:
+        fast_dds_3 = os.environ.get("ROS_DISTRO", "jazzy") not in ("humble", "iron", "jazzy")
+    return "FASTDDS_DEFAULT_PROFILES_FILE" if fast_dds_3 else "FASTRTPS_DEFAULT_PROFILES_FILE"
 
 
 def shm_files() -> set[str]:

@@ -136,3 +136,16 @@ def test_malformed_messages_are_logged_once_per_kind_and_skipped(harness):
     output = harness.node_process.output()
     for kind in [*cases, "corrupt_compressed"]:
         assert output.count(f"({kind})") == 1, kind
+
+
+def test_the_loopback_profile_reaches_fast_dds_without_a_deprecation_warning(tmp_path):
+    """Fast DDS 3 (Kilted) warns at every participant while the old FASTRTPS_ variable is set, even beside the
+    new one; nodes.loopback sets the one variable this Fast DDS reads."""
+    import rclpy
+
+    from ros_harness import ros_session
+
+    with ros_session(tmp_path):
+        rclpy.create_node("profile_probe").destroy_node()
+    logs = "".join(path.read_text(errors="replace") for path in (tmp_path / "ros_log").glob("*.log"))
+    assert "DEFAULT_PROFILES_FILE" not in logs, logs[-2000:]
