@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from perception.bench.long_prompts import time_long_prompt
-from perception.bench.measure import PeakMemory, StageTimer, latencies_ms, latency_summary, median_ms
+from perception.bench.measure import StageTimer, interleaved_latencies_ms, latencies_ms, latency_summary, median_ms
 from perception.detector import DTYPES, DetectorConfig, GroundingDinoDetector, resolve_device
 from perception.model.checkpoint import load_hf_state_dict
 from perception.model.grounding_dino import GroundingDino
@@ -155,25 +155,26 @@ def _reference_call(reference, frames: list[np.ndarray], detector: GroundingDino
 
 
 def _time_batch(detector, compiled, reference, frames, input_ids, device, repeats: int, warmup: int) -> dict:
+    """Ours (and compiled) and transformers on the same frames, called in turns (interleaved_latencies_ms)."""
     entry = {}
-    with PeakMemory(device) as memory:
-        times = latencies_ms(lambda: detector.detect(frames), repeats, warmup, device)
-    entry["ours"] = {**latency_summary(times, len(frames)), "peak_memory_mib": memory.mib}
+    runs = {"ours": lambda: detector.detect(frames)}
     if compiled is not None:
         compile_ms = latencies_ms(lambda: compiled.detect(frames), 1, 0, device)[0]
-        with PeakMemory(device) as memory:
-            times = latencies_ms(lambda: compiled.detect(frames), repeats, warmup, device)
-        entry["compiled"] = {**latency_summary(times, len(frames)), "peak_memory_mib": memory.mib,
-                             "first_call_s": round(compile_ms / 1000, 1)}
+        runs["compiled"] = lambda: compiled.detect(frames)
     try:
-        call = _reference_call(reference, frames, detector, input_ids)
-        with PeakMemory(device) as memory:
-            times = latencies_ms(call, repeats, warmup, device)
-        entry["reference"] = {**latency_summary(times, len(frames)), "peak_memory_mib": memory.mib}
-        entry["ratio"] = round(entry["ours"]["p50_ms"] / entry["reference"]["p50_ms"], 3)
+        runs["reference"] = _reference_call(reference, frames, detector, input_ids)
+        times, peak_mib = interleaved_latencies_ms(runs, repeats, warmup, device)
     except (RuntimeError, ValueError, TypeError) as error:  # transformers' own limits (e.g. a dtype it lacks)
+        runs.pop("reference", None)
+        times, peak_mib = interleaved_latencies_ms(runs, repeats, warmup, device)
         entry["reference"], entry["ratio"] = None, None
         entry["reference_error"] = f"{type(error).__name__}: {error}"
+    for name in runs:
+        entry[name] = {**latency_summary(times[name], len(frames)), "peak_memory_mib": peak_mib[name]}
+    if compiled is not None:
+        entry["compiled"]["first_call_s"] = round(compile_ms / 1000, 1)
+    if "reference" in runs:
+        entry["ratio"] = round(entry["ours"]["p50_ms"] / entry["reference"]["p50_ms"], 3)
     return entry
 
 

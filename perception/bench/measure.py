@@ -61,6 +61,33 @@ def latencies_ms(run: Callable[[], object], repeats: int, warmup: int = 1,
     return times
 
 
+def interleaved_latencies_ms(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+                             device: torch.device | None = None) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Wall times (ms) of ``repeats`` calls of each run, the runs called in turns (a, b, a, b, ...) so that a
+    machine whose speed drifts (other tenants, turbo, a busy neighbour) slows each alike and their ratio holds;
+    timed one after the other, two runs of one process on this project's shared 2-core machine gave ratios
+    from 0.33 to 0.38. Memory is measured on each run's own untimed warm-up calls (at least one, run one side
+    after the other), where interleaving would let one run reuse what the other freed.
+
+    returns: (times per run name, peak memory growth in MiB per run name; see PeakMemory)."""
+    synchronize = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
+    peak_mib = {}
+    for name, run in runs.items():
+        with PeakMemory(device or torch.device("cpu")) as memory:
+            for _ in range(max(warmup, 1)):
+                run()
+        peak_mib[name] = memory.mib
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            synchronize()
+            start = time.perf_counter()
+            run()
+            synchronize()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times, peak_mib
+
+
 def median_ms(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     return statistics.median(latencies_ms(run, repeats, warmup))
 
