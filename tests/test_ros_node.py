@@ -138,14 +138,20 @@ def test_malformed_messages_are_logged_once_per_kind_and_skipped(harness):
         assert output.count(f"({kind})") == 1, kind
 
 
+
 def test_the_loopback_profile_reaches_fast_dds_without_a_deprecation_warning(tmp_path):
     """Fast DDS 3 (Kilted) warns at every participant while the old FASTRTPS_ variable is set, even beside the
-    new one; nodes.loopback sets the one variable this Fast DDS reads."""
-    import rclpy
+    new one; nodes.loopback sets the one variable this Fast DDS reads. A participant in a process of its own
+    (this module's harness already holds rclpy's context here)."""
+    import os
+    import subprocess
+    import sys
 
-    from ros_harness import ros_session
+    from nodes.loopback import isolated_ros_environment
 
-    with ros_session(tmp_path):
-        rclpy.create_node("profile_probe").destroy_node()
+    probe = "import rclpy; rclpy.init(); rclpy.create_node('profile_probe').destroy_node(); rclpy.shutdown()"
+    result = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **isolated_ros_environment(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
     logs = "".join(path.read_text(errors="replace") for path in (tmp_path / "ros_log").glob("*.log"))
-    assert "DEFAULT_PROFILES_FILE" not in logs, logs[-2000:]
+    assert "DEFAULT_PROFILES_FILE" not in result.stderr + logs, (result.stderr + logs)[-2000:]
