@@ -65,7 +65,7 @@ def interleaved_latencies_ms(runs: dict[str, Callable[[], object]], repeats: int
                              device: torch.device | None = None) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Wall times (ms) of ``repeats`` calls of each run, the runs called in turns (a, b, a, b, ...) so that a
     machine whose speed drifts (other tenants, turbo, a busy neighbour) slows each alike and their ratio holds;
-    timed one after the other, two runs of one process on this project's shared 2-core machine gave ratios
+    timed one after the other, four runs of one code on this project's shared 2-core machine gave ratios
     from 0.33 to 0.38. Memory is measured on each run's own untimed warm-up calls (at least one, run one side
     after the other), where interleaving would let one run reuse what the other freed.
 

@@ -63,8 +63,9 @@ class MultiScaleDeformableAttention(nn.Module):
             # instead of every offset.
             level_sizes = spatial_shapes.flip(-1).to(location_dtype)  # (levels, 2) (width, height)
             divisors = level_sizes[None, :, None, :].expand(heads, levels, points, 2).reshape(-1)
-            weight = (self.sampling_offsets.weight.to(location_dtype) / divisors[:, None]).to(self.sampling_offsets.weight.dtype)
-            bias = (self.sampling_offsets.bias.to(location_dtype) / divisors).to(self.sampling_offsets.bias.dtype)
+            projection = self.sampling_offsets
+            weight = (projection.weight.to(location_dtype) / divisors[:, None]).to(projection.weight.dtype)
+            bias = (projection.bias.to(location_dtype) / divisors).to(projection.bias.dtype)
             offsets = linear(queries, weight, bias).view(batch, num_queries, heads, levels, points, 2)
             locations = reference_points.to(location_dtype) + offsets
         elif reference_points.shape[-1] == 4:
