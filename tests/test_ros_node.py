@@ -138,7 +138,6 @@ def test_malformed_messages_are_logged_once_per_kind_and_skipped(harness):
         assert output.count(f"({kind})") == 1, kind
 
 
-
 def test_the_loopback_profile_reaches_fast_dds_without_a_deprecation_warning(tmp_path):
     """Fast DDS 3 (Kilted) warns at every participant while the old FASTRTPS_ variable is set, even beside the
     new one; nodes.loopback sets the one variable this Fast DDS reads. A participant in a process of its own
