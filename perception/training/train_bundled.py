@@ -4,9 +4,10 @@ layout: ``python -m perception.training.train_bundled --output runs/bundled --ex
 
 A second stage, ``--stage crowds --init <first stage's export> --output runs/bundled_crowds --export DIR``
 (1500 iterations at a third of the rate), goes on with still images of crowds of one phrase mixed in
-(CROWD_SHARE of the images), since a model that has only seen a few objects per phrase finds a handful of a
-crowd of eight. It is not yet in the committed model: measured, it raised crowd recall from 0.16 to 0.66 but
-cost 1.5 points of AP on the default scenes (see the README's Training section).
+(its crowd_share of the images), since a model that has only seen a few objects per phrase finds a handful of a
+crowd of eight: measured, it raised crowd recall from 0.16 to 0.66 but cost 1.5 points of AP on the default
+scenes. ``--stage mixed`` instead trains from scratch with crowds in the mix from the start (7000 iterations, so
+that it fits the first stage's time with the crowd images' extra cost; see the README's Training section).
 Each stage resumes from ``<output>/last.pt`` when run again; ``--export DIR`` writes its final checkpoint.
 """
 from __future__ import annotations
@@ -37,10 +38,11 @@ VOCABULARY = sorted(f"{colour} {kind}" for colour in COLOUR_HUES for kind in KIN
 PREPROCESS = PreprocessConfig(shortest_edge=IMAGE_SIZE, longest_edge=IMAGE_SIZE)
 # Stage "crowds": the share of images that are crowds, and where their seeds start (apart from the scenes'
 # 1,000,000.. and from the evaluation's crowd seeds below 1,000,000).
-CROWD_SHARE = 0.35
 CROWD_FIRST_SEED = 60_000_000
-STAGES = {"scenes": {"iterations": 9500, "learning_rate": 3e-4, "warmup": 100},
-          "crowds": {"iterations": 1500, "learning_rate": 1e-4, "warmup": 50}}
+# Stage "mixed" trains from scratch, as "scenes" does, with crowds in the mix from the first iteration.
+STAGES = {"scenes": {"iterations": 9500, "learning_rate": 3e-4, "warmup": 100, "crowd_share": 0.0},
+          "crowds": {"iterations": 1500, "learning_rate": 1e-4, "warmup": 50, "crowd_share": 0.35},
+          "mixed": {"iterations": 7000, "learning_rate": 3e-4, "warmup": 100, "crowd_share": 0.25}}
 
 
 def build_trainer(output: Path, iterations: int, batch_size: int, seed: int, stage: str = "scenes",
@@ -52,11 +54,11 @@ def build_trainer(output: Path, iterations: int, batch_size: int, seed: int, sta
         model = GroundingDino(bundled_model_config())
         initialize_text_embeddings(model)
     tokenizer = PromptTokenizer.from_vocab_file(None, model.config.max_text_len)
-    dataset = SyntheticGroundingDataset(TRAIN_FIRST_SEED, 50_000_000, (IMAGE_SIZE, IMAGE_SIZE))
-    if stage == "crowds":
-        dataset = MixtureDataset([dataset, CrowdGroundingDataset(CROWD_FIRST_SEED, 50_000_000)],
-                                 [1 - CROWD_SHARE, CROWD_SHARE])
     settings = STAGES[stage]
+    dataset = SyntheticGroundingDataset(TRAIN_FIRST_SEED, 50_000_000, (IMAGE_SIZE, IMAGE_SIZE))
+    if settings["crowd_share"]:
+        share = settings["crowd_share"]
+        dataset = MixtureDataset([dataset, CrowdGroundingDataset(CROWD_FIRST_SEED, 50_000_000)], [1 - share, share])
     # One prompt in five names absent phrases only, and about a third of the negatives are attribute
     # negatives ("red car" beside a purple car): the 7000-iteration model trained without them fired on
     # 17.6% of absent-only prompts of the 500 evaluation scenes, nearly all on an object of the named kind
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True, help="folder for checkpoints (resumes from it)")
     parser.add_argument("--stage", choices=tuple(STAGES), default="scenes",
-                        help="scenes: from scratch (9500 iterations); crowds: from --init with crowds mixed in (1500)")
+                        help="scenes: from scratch (9500 iterations); crowds: from --init with crowds mixed in (1500); "
+                             "mixed: from scratch with crowds mixed in (7000)")
     parser.add_argument("--init", type=Path, default=None, help="start from this exported model (stage crowds)")
     parser.add_argument("--iterations", type=int, default=None, help="default: the stage's")
     parser.add_argument("--batch-size", type=int, default=4)
