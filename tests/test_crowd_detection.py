@@ -87,3 +87,19 @@ def test_eval_detection_crowd_cli_reports_recall_next_to_ap():
     assert metrics["scenario"] == "crowd" and metrics["images"] == 2
     assert metrics["visible_walkers"] > 0 and 0 <= metrics["recall"] <= 1 and 0 <= metrics["precision"] <= 1
     assert 0 <= metrics["AP50"] <= 1
+
+
+def test_training_stages_mix_crowds_as_they_say(capsys):
+    from perception.training.train_bundled import STAGES, main, stage_dataset
+
+    assert isinstance(stage_dataset("scenes"), SyntheticGroundingDataset)
+    for stage in ("crowds", "mixed"):
+        mixture = stage_dataset(stage)
+        assert isinstance(mixture.parts[1], CrowdGroundingDataset)
+        share = STAGES[stage]["crowd_share"]
+        assert np.allclose(np.diff(mixture.cumulative, prepend=0.0), [1 - share, share]) and 0 < share < 0.5
+    # "mixed" trains from scratch like "scenes"; only "crowds" goes on from an exported model.
+    for argv in (["--stage", "mixed", "--init", "x"], ["--stage", "crowds"]):
+        with pytest.raises(SystemExit) as raised:
+            main(["--output", "unused", *argv])
+        assert raised.value.code == 2 and "--init" in capsys.readouterr().err

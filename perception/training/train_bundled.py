@@ -45,6 +45,15 @@ STAGES = {"scenes": {"iterations": 9500, "learning_rate": 3e-4, "warmup": 100, "
           "mixed": {"iterations": 7000, "learning_rate": 3e-4, "warmup": 100, "crowd_share": 0.25}}
 
 
+def stage_dataset(stage: str):
+    """The generated scenes, with crowds (CrowdGroundingDataset) as the stage's crowd_share of the images."""
+    scenes = SyntheticGroundingDataset(TRAIN_FIRST_SEED, 50_000_000, (IMAGE_SIZE, IMAGE_SIZE))
+    share = STAGES[stage]["crowd_share"]
+    if not share:
+        return scenes
+    return MixtureDataset([scenes, CrowdGroundingDataset(CROWD_FIRST_SEED, 50_000_000)], [1 - share, share])
+
+
 def build_trainer(output: Path, iterations: int, batch_size: int, seed: int, stage: str = "scenes",
                   init: Path | None = None) -> Trainer:
     torch.manual_seed(seed)
@@ -55,10 +64,7 @@ def build_trainer(output: Path, iterations: int, batch_size: int, seed: int, sta
         initialize_text_embeddings(model)
     tokenizer = PromptTokenizer.from_vocab_file(None, model.config.max_text_len)
     settings = STAGES[stage]
-    dataset = SyntheticGroundingDataset(TRAIN_FIRST_SEED, 50_000_000, (IMAGE_SIZE, IMAGE_SIZE))
-    if settings["crowd_share"]:
-        share = settings["crowd_share"]
-        dataset = MixtureDataset([dataset, CrowdGroundingDataset(CROWD_FIRST_SEED, 50_000_000)], [1 - share, share])
+    dataset = stage_dataset(stage)
     # One prompt in five names absent phrases only, and about a third of the negatives are attribute
     # negatives ("red car" beside a purple car): the 7000-iteration model trained without them fired on
     # 17.6% of absent-only prompts of the 500 evaluation scenes, nearly all on an object of the named kind
