@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from perception.model import linear as linear_module
-from perception.model.linear import Linear, batched_linear, linear
+from perception.model.linear import Linear, linear
 from tolerances import assert_within_ulps
 
 pytestmark = pytest.mark.numeric
@@ -84,32 +84,6 @@ def test_bfloat16_and_non_contiguous_inputs():
         low = linear(x.bfloat16(), weight.bfloat16(), bias.bfloat16())
     assert low.dtype == torch.bfloat16
     assert_within_ulps(low.float(), F.linear(x, weight, bias), BFLOAT16_ULPS, dtype=torch.bfloat16)
-
-
-@pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("bias_per_element", [False, True])
-def test_batched_linear_equals_baddbmm_and_runs_one_onednn_linear_per_element(monkeypatch, batch, bias_per_element):
-    """The fusion's per-image weights (B, M, K), contiguous or a transposed view, with a shared or per-element
-    bias: the same as one baddbmm, computed by oneDNN once per batch element on the inference path."""
-    monkeypatch.setattr(linear_module, "_served", None)
-    monkeypatch.setenv("GDINO_ONEDNN_LINEAR", "1")
-    assert linear_module.onednn_linear_available(torch.float32)  # probed before the calls are counted
-    calls = []
-    real = linear_module._onednn
-    monkeypatch.setattr(linear_module, "_onednn", lambda *args: calls.append(args[0].shape) or real(*args))
-    torch.manual_seed(3)
-    x = torch.randn(batch, 500, 96)
-    bias = torch.randn(batch, 48) if bias_per_element else torch.randn(48)
-    for weight in (torch.randn(batch, 48, 96), torch.randn(batch, 96, 48).transpose(1, 2)):
-        expected = torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(1, 2))
-        calls.clear()
-        with torch.inference_mode():
-            actual = batched_linear(x, weight, bias)
-        assert actual.shape == expected.shape and calls == [(500, 96)] * batch
-        assert_within_ulps(actual, expected, SUM_ULPS)
-    recorded = batched_linear(x.requires_grad_(), weight, bias)  # autograd: one baddbmm, no oneDNN
-    assert recorded.grad_fn is not None and len(calls) == batch
-    assert_within_ulps(recorded.detach(), expected, SUM_ULPS)
 
 
 def test_training_records_gradients_through_f_linear():

@@ -10,7 +10,7 @@ from perception.model.attention import MultiHeadAttention
 from perception.model.backbone import MultiScaleFeatures
 from perception.model.config import GroundingDinoConfig
 from perception.model.deformable_attention import MultiScaleDeformableAttention
-from perception.model.linear import Linear, batched_linear, linear
+from perception.model.linear import Linear, linear
 from perception.model.position_encoding import coordinate_position_embedding
 from perception.model.swin import DropPath
 from perception.model.text_encoder import EncodedText
@@ -112,7 +112,7 @@ class BiAttention(nn.Module):
         # similarity = vision @ (keys W_q)^T + keys b_q, as (B, Nv, heads*Nt) with heads outermost.
         folded_query = (keys @ self._head_weights(self.vision_query)).flatten(1, 2)  # (B, heads*Nt, dim)
         query_bias = (keys @ self.vision_query.bias.view(self.num_heads, -1, 1)).flatten(1)  # (B, heads*Nt)
-        similarity = batched_linear(vision, folded_query, query_bias)
+        similarity = torch.baddbmm(query_bias[:, None, :], vision, folded_query.transpose(1, 2))
         similarity = bounded_similarity(similarity)
         # Text side: softmax over image tokens (dim 1), kept in this layout to avoid a transpose copy.
         text_logits = (similarity - similarity.max(1, keepdim=True).values).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
@@ -122,8 +122,7 @@ class BiAttention(nn.Module):
         # Image side: each head's text values already projected by its slice of the output weight.
         output_heads = self.vision_output.weight.view(dim, self.num_heads, -1).permute(1, 2, 0)  # (heads, head_dim, dim)
         projected_values = (self._split_heads(self.text_value(text)) @ output_heads).flatten(1, 2)  # (B, heads*Nt, dim)
-        vision_update = batched_linear(vision_weights.flatten(2), projected_values.transpose(1, 2),
-                                       self.vision_output.bias)
+        vision_update = torch.baddbmm(self.vision_output.bias, vision_weights.flatten(2), projected_values)
         # Text side: the weighted image tokens, then each head's value projection.
         weighted_vision = (text_weights.transpose(1, 2) @ vision).view(batch, self.num_heads, num_text, dim)
         text_values = weighted_vision @ self._head_weights(self.vision_value).transpose(1, 2)

@@ -116,28 +116,13 @@ def onednn_linear_available(dtype: torch.dtype = torch.float32) -> bool:
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "none") -> torch.Tensor:
     """F.linear, then ``activation`` (a key of ACTIVATIONS), through oneDNN with the activation fused when that
     computes the same function faster (see the module docstring)."""
-    if _takes_onednn(x, weight, bias):
-        return _onednn(x, weight, bias, activation)
-    return ACTIVATIONS[activation](F.linear(x, weight, bias))
-
-
-def _takes_onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     # Not under torch.compile: inductor lowers oneDNN's linear only for constant (frozen) weights.
-    return (x.device.type == "cpu" and weight.dtype == x.dtype and x.dim() >= 2 and not torch.compiler.is_compiling()
+    if (x.device.type == "cpu" and weight.dtype == x.dtype and x.dim() >= 2 and not torch.compiler.is_compiling()
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                   or (bias is not None and bias.requires_grad)))
-            and onednn_linear_available(x.dtype))
-
-
-def batched_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``torch.baddbmm(bias, x, weight.transpose(1, 2))`` for x (B, N, K), weight (B, M, K) and bias (M,) or
-    (B, M): a linear layer whose weight differs per batch element, as the fusion's folded text projections do.
-    On CPU where `linear` takes oneDNN, one oneDNN linear per batch element (the fusion's two image-token
-    products at 800x1333: 13.3 -> 5.9 and 7.8 -> 5.9 ms per layer in float32 against baddbmm's BLAS)."""
-    if not _takes_onednn(x, weight, bias):
-        return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(1, 2))
-    rows = [_onednn(x[index], weight[index], bias if bias.dim() == 1 else bias[index]) for index in range(len(x))]
-    return rows[0].unsqueeze(0) if len(rows) == 1 else torch.stack(rows)
+            and onednn_linear_available(x.dtype)):
+        return _onednn(x, weight, bias, activation)
+    return ACTIVATIONS[activation](F.linear(x, weight, bias))
 
 
 class Linear(nn.Linear):
