@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", type=Path, required=True, help="folder for checkpoints (resumes from it)")
     parser.add_argument("--stage", choices=tuple(STAGES), default="scenes",
-                        help="scenes: from scratch (9500 iterations); crowds: from --init with crowds mixed in (1500); "
-                             "mixed: from scratch with crowds mixed in (7000)")
+                        help="scenes: from scratch ({scenes} iterations); crowds: from --init with crowds mixed in "
+                             "({crowds}); mixed: from scratch with crowds mixed in ({mixed})".format(
+                                 **{stage: settings["iterations"] for stage, settings in STAGES.items()}))
     parser.add_argument("--init", type=Path, default=None, help="start from this exported model (stage crowds)")
     parser.add_argument("--iterations", type=int, default=None, help="default: the stage's")
     parser.add_argument("--batch-size", type=int, default=4)
