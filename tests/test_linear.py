@@ -120,3 +120,39 @@ def test_bfloat16_keeps_f_linear_where_onednn_has_no_bfloat16_linear():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert "isa:Intel AVX2" in out and ",brg_matmul:avx2," in out  # the limit took effect: AVX2 kernels ran
     assert out.splitlines()[-1] == "True False"
+
+
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_an_mlp_in_row_chunks_equals_it_whole(monkeypatch, residual, dtype):
+    """Large hidden activations are computed in row chunks (CPU inference): every row, the last short chunk
+    included, gets exactly what the whole product gives it, with the residual added."""
+    torch.manual_seed(3)
+    fc1, fc2 = Linear(24, 96).to(dtype), Linear(96, 24).to(dtype)
+    x = torch.randn(2, 53, 24).to(dtype)  # 106 rows: chunks of 16 leave a last chunk of 10
+    added = torch.randn(2, 53, 24).to(dtype) if residual else None
+    with torch.inference_mode():
+        whole = linear_module.mlp(x, fc1, fc2, "gelu", added)
+        expected = F.linear(F.gelu(F.linear(x, fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
+        if residual:
+            expected = expected + added
+        assert_within_ulps(whole.float(), expected.float(), SUM_ULPS if dtype == torch.float32 else BFLOAT16_ULPS,
+                           dtype=dtype)
+        monkeypatch.setattr(linear_module, "MLP_CHUNKING_ABOVE_BYTES", 0)
+        monkeypatch.setattr(linear_module, "MLP_CHUNK_BYTES", 16 * 96 * x.element_size())
+        calls = []
+        original = linear_module.linear
+        monkeypatch.setattr(linear_module, "linear", lambda *args, **kw: calls.append(args[0].shape[0]) or original(*args, **kw))
+        chunked = linear_module.mlp(x, fc1, fc2, "gelu", added)
+    assert calls[::2] == [16] * 6 + [10]  # fc1's inputs: the rows really went in chunks
+    assert chunked.shape == whole.shape and chunked.dtype == dtype
+    assert torch.equal(chunked, whole)
+
+
+def test_an_mlp_being_trained_is_not_chunked(monkeypatch):
+    monkeypatch.setattr(linear_module, "MLP_CHUNKING_ABOVE_BYTES", 0)
+    fc1, fc2 = Linear(8, 32), Linear(32, 8)
+    x = torch.randn(40, 8)
+    output = linear_module.mlp(x, fc1, fc2, "relu", x)
+    output.sum().backward()
+    assert fc1.weight.grad is not None and output.grad_fn is not None

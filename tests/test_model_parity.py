@@ -7,6 +7,7 @@ from reference_models import full_size_reference, reference_query_ranking, small
 from tolerances import FULL_SIZE_ULPS, MODEL_ULPS, assert_within_ulps
 from transformers import BertTokenizer, GroundingDinoImageProcessorPil, GroundingDinoProcessor
 
+from perception.model import linear as linear_module
 from perception.model.tokenizer import PromptTokenizer, default_vocab_file
 from perception.postprocess import PostprocessConfig, postprocess
 
@@ -62,6 +63,23 @@ def test_padded_batch_of_two_sizes_matches_transformers(models, tokenizer):
     pixel_values[1][~valid[1].expand(3, -1, -1)] = 0.0
     expected, actual = run_both(reference, ours, pixel_values, valid, chunk.input_ids)
     assert_close(expected, actual, chunk.input_ids.shape[1])
+
+
+def test_mlps_in_row_chunks_match_transformers(models, tokenizer, monkeypatch):
+    """Swin's MLPs and the feature enhancer's and decoder's FFNs as CPU inference runs them on large images, in
+    row chunks (`linear.mlp`), forced here on a small one: still transformers' numbers."""
+    reference, ours = models
+    monkeypatch.setattr(linear_module, "MLP_CHUNKING_ABOVE_BYTES", 0)
+    monkeypatch.setattr(linear_module, "MLP_CHUNK_BYTES", 40_000)  # a few dozen rows per chunk
+    rows = []
+    original = linear_module.linear
+    monkeypatch.setattr(linear_module, "linear", lambda x, *args: rows.append(x.shape[0]) or original(x, *args))
+    (chunk,) = tokenizer.chunk_prompt(FIVE_PHRASES)
+    pixel_values = torch.randn(1, 3, 150, 211)
+    expected, actual = run_both(reference, ours, pixel_values, torch.ones(1, 150, 211, dtype=torch.bool),
+                                chunk.input_ids)
+    assert_close(expected, actual, chunk.input_ids.shape[1])
+    assert len(rows) > 4 * sum(ours.config.backbone.depths) and max(rows) < 1000  # many chunks, none whole
 
 
 def test_our_tokens_are_the_reference_tokenizers():

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from perception.model.config import SwinConfig
-from perception.model.linear import Linear, linear
+from perception.model.linear import Linear, mlp
 
 # Additive attention bias between tokens of different shifted regions inside one window.
 SHIFTED_REGION_BIAS = -100.0
@@ -27,8 +27,12 @@ class DropPath(nn.Module):
         super().__init__()
         self.drop_prob = drop_prob
 
+    @property
+    def active(self) -> bool:
+        return self.drop_prob > 0.0 and self.training
+
     def forward(self, branch: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
+        if not self.active:
             return branch
         keep = 1.0 - self.drop_prob
         mask = branch.new_empty((branch.shape[0],) + (1,) * (branch.ndim - 1)).bernoulli_(keep)
@@ -178,8 +182,9 @@ class SwinMlp(nn.Module):
         self.fc1 = Linear(dim, hidden)
         self.fc2 = Linear(hidden, dim)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.fc2(linear(tokens, self.fc1.weight, self.fc1.bias, "gelu"))
+    def forward(self, tokens: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """fc2(GELU(fc1(tokens))), plus ``residual`` if given (`mlp`: in row chunks on large maps)."""
+        return mlp(tokens, self.fc1, self.fc2, "gelu", residual)
 
 
 class SwinBlock(nn.Module):
@@ -212,7 +217,9 @@ class SwinBlock(nn.Module):
         attended = self.attention(windows.view(batch, layout.num_windows, size * size, channels), region_bias)
         attended = attended.view(batch, -1, channels).index_select(1, layout.scatter)
         feature_map = feature_map + self.drop_path(attended.view(batch, height, width, channels))
-        return feature_map + self.drop_path(self.mlp(self.norm_after(feature_map)))
+        if self.drop_path.active:
+            return feature_map + self.drop_path(self.mlp(self.norm_after(feature_map)))
+        return self.mlp(self.norm_after(feature_map), residual=feature_map)
 
 
 class PatchMerging(nn.Module):
