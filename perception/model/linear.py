@@ -130,7 +130,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, act
 # chunks whose hidden part fits the cache skip that round trip: measured on an AMD EPYC (32 MiB L3), float32,
 # oneDNN: encoder FFN 285 -> 243 ms, Swin stage 1 88 -> 60 ms, stage 2 67 -> 53 ms per layer (bfloat16 and MKL's
 # F.linear gain alike); at 25 MiB or less (Swin stage 3, the decoder, the bundled model) chunks gained nothing or
-# lost up to 15%, hence the threshold. Each row is the same products in the same order: results are unchanged.
+# lost up to 15%, hence the threshold. With oneDNN each row is the same products in the same order (equal to the
+# bit here); MKL's sgemm (F.linear) blocks its sums by the number of rows, so there within the sums' rounding.
 MLP_CHUNKING_ABOVE_BYTES = 32 * 2**20
 MLP_CHUNK_BYTES = 4 * 2**20
 
