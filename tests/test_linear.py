@@ -132,13 +132,13 @@ def test_an_mlp_in_row_chunks_equals_it_whole(monkeypatch, residual, dtype):
     fc1, fc2 = Linear(24, 96).to(dtype), Linear(96, 24).to(dtype)
     x = torch.randn(2, 53, 24).to(dtype)  # 106 rows: chunks of 16 leave a last chunk of 10
     added = torch.randn(2, 53, 24).to(dtype) if residual else None
+    ulps = SUM_ULPS if dtype == torch.float32 else BFLOAT16_ULPS
     with torch.inference_mode():
         whole = linear_module.mlp(x, fc1, fc2, "gelu", added)
         expected = F.linear(F.gelu(F.linear(x, fc1.weight, fc1.bias)), fc2.weight, fc2.bias)
         if residual:
             expected = expected + added
-        assert_within_ulps(whole.float(), expected.float(), SUM_ULPS if dtype == torch.float32 else BFLOAT16_ULPS,
-                           dtype=dtype)
+        assert_within_ulps(whole.float(), expected.float(), ulps, dtype=dtype)
         monkeypatch.setattr(linear_module, "MLP_CHUNKING_ABOVE_BYTES", 0)
         monkeypatch.setattr(linear_module, "MLP_CHUNK_BYTES", 16 * 96 * x.element_size())
         calls = []
@@ -147,8 +147,7 @@ def test_an_mlp_in_row_chunks_equals_it_whole(monkeypatch, residual, dtype):
         chunked = linear_module.mlp(x, fc1, fc2, "gelu", added)
     assert calls[::2] == [16] * 6 + [10]  # fc1's inputs: the rows really went in chunks
     assert chunked.shape == whole.shape and chunked.dtype == dtype
-    assert_within_ulps(chunked.float(), whole.float(), SUM_ULPS if dtype == torch.float32 else BFLOAT16_ULPS,
-                       dtype=dtype)
+    assert_within_ulps(chunked.float(), whole.float(), ulps, dtype=dtype)
 
 
 def test_an_mlp_being_trained_is_not_chunked(monkeypatch):

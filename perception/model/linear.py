@@ -113,13 +113,17 @@ def onednn_linear_available(dtype: torch.dtype = torch.float32) -> bool:
     return dtype in _served
 
 
+def _cpu_inference(x: torch.Tensor, *tensors: torch.Tensor | None) -> bool:
+    """x is on the CPU, nothing records gradients through it or ``tensors``, and torch.compile is not tracing
+    (inductor lowers oneDNN's linear only for constant, frozen, weights)."""
+    recording = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *tensors))
+    return x.device.type == "cpu" and not recording and not torch.compiler.is_compiling()
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, activation: str = "none") -> torch.Tensor:
     """F.linear, then ``activation`` (a key of ACTIVATIONS), through oneDNN with the activation fused when that
     computes the same function faster (see the module docstring)."""
-    # Not under torch.compile: inductor lowers oneDNN's linear only for constant (frozen) weights.
-    if (x.device.type == "cpu" and weight.dtype == x.dtype and x.dim() >= 2 and not torch.compiler.is_compiling()
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                                  or (bias is not None and bias.requires_grad)))
+    if (_cpu_inference(x, weight, bias) and weight.dtype == x.dtype and x.dim() >= 2
             and onednn_linear_available(x.dtype)):
         return _onednn(x, weight, bias, activation)
     return ACTIVATIONS[activation](F.linear(x, weight, bias))
@@ -142,9 +146,7 @@ def mlp(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear, activation: str,
     in row chunks when the hidden activations would not fit in the cache (MLP_CHUNKING_ABOVE_BYTES)."""
     rows = x.numel() // x.shape[-1]
     hidden_row_bytes = fc1.out_features * x.element_size()
-    recording = torch.is_grad_enabled() and (x.requires_grad or fc1.weight.requires_grad or fc2.weight.requires_grad
-                                             or (residual is not None and residual.requires_grad))
-    if (x.device.type != "cpu" or recording or torch.compiler.is_compiling()
+    if (not _cpu_inference(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias, residual)
             or rows * hidden_row_bytes <= MLP_CHUNKING_ABOVE_BYTES):
         output = linear(linear(x, fc1.weight, fc1.bias, activation), fc2.weight, fc2.bias)
         return output if residual is None else output.add_(residual)
