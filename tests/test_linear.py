@@ -154,6 +154,10 @@ def test_an_mlp_being_trained_is_not_chunked(monkeypatch):
     monkeypatch.setattr(linear_module, "MLP_CHUNKING_ABOVE_BYTES", 0)
     fc1, fc2 = Linear(8, 32), Linear(32, 8)
     x = torch.randn(40, 8)
+    calls = []
+    original = linear_module.linear
+    monkeypatch.setattr(linear_module, "linear", lambda *args, **kw: calls.append(args[0].shape[0]) or original(*args, **kw))
     output = linear_module.mlp(x, fc1, fc2, "relu", x)
     output.sum().backward()
+    assert calls == [40, 40]  # fc1 and fc2 once each, on all rows
     assert fc1.weight.grad is not None and output.grad_fn is not None

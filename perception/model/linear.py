@@ -144,18 +144,21 @@ def mlp(x: torch.Tensor, fc1: nn.Linear, fc2: nn.Linear, activation: str,
         residual: torch.Tensor | None = None) -> torch.Tensor:
     """fc2(activation(fc1(x))), plus ``residual`` (x's leading shape, fc2's width) if given; in CPU inference,
     in row chunks when the hidden activations would not fit in the cache (MLP_CHUNKING_ABOVE_BYTES)."""
+    def both_layers(inputs: torch.Tensor) -> torch.Tensor:
+        return linear(linear(inputs, fc1.weight, fc1.bias, activation), fc2.weight, fc2.bias)
+
     rows = x.numel() // x.shape[-1]
     hidden_row_bytes = fc1.out_features * x.element_size()
     if (not _cpu_inference(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias, residual)
             or rows * hidden_row_bytes <= MLP_CHUNKING_ABOVE_BYTES):
-        output = linear(linear(x, fc1.weight, fc1.bias, activation), fc2.weight, fc2.bias)
+        output = both_layers(x)
         return output if residual is None else output.add_(residual)
     flat = x.reshape(rows, x.shape[-1])
     added = None if residual is None else residual.reshape(rows, fc2.out_features)
     output = flat.new_empty(rows, fc2.out_features)
     step = max(1, MLP_CHUNK_BYTES // hidden_row_bytes)
     for start in range(0, rows, step):
-        part = linear(linear(flat[start:start + step], fc1.weight, fc1.bias, activation), fc2.weight, fc2.bias)
+        part = both_layers(flat[start:start + step])
         if added is None:
             output[start:start + step] = part
         else:
