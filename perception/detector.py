@@ -229,7 +229,9 @@ class GroundingDinoDetector:
         postprocess config). A very thin one keeps one pixel across (preprocess.resized_size) and is padded
         until the model has enough tokens (:meth:`_minimum_input_size`).
 
-        box_threshold: overrides the configured one for this call (trackers ask for lower scores).
+        box_threshold: overrides the configured one for this call (trackers ask for lower scores). Boxes a
+            lower one adds are labelled by their best phrase even below text_threshold ("phrase" mode), since a
+            tracker uses them only to continue tracks of that phrase.
         prompt_updates: prompt changes that may arrive during the call. Within the call's first model batch
         (the images of one size, up to ``batch_size``; a camera node's batch is one), a change waiting when
         the image side is done is applied before the text side, and one that arrives during the text side
@@ -291,12 +293,14 @@ class GroundingDinoDetector:
         per_chunk = self._text_side(pixel_values, padding, image_features, prompt_updates)
         model_done = time.perf_counter()
         times.model += model_done - start
-        config = self.config.postprocess
+        config, lowered_from = self.config.postprocess, None
         if box_threshold is not None:
+            if box_threshold < config.box_threshold:
+                lowered_from = config.box_threshold  # the extra boxes are a tracker's: named by their phrase
             config = dataclasses.replace(config, box_threshold=box_threshold)
         # Scores and boxes stay on the device until one copy per chunk (one per batch for a prompt that fits).
         per_chunk_detections = [postprocess_batch(output.logits, output.boxes, chunk, original_sizes, config,
-                                                  self.tokenizer) for chunk, output in per_chunk]
+                                                  self.tokenizer, lowered_from) for chunk, output in per_chunk]
         detections = [merge([found[i] for found in per_chunk_detections], config) for i in range(len(original_sizes))]
         times.postprocess += time.perf_counter() - model_done
         return detections

@@ -82,12 +82,20 @@ def rank_queries(logits: torch.Tensor, boxes: torch.Tensor, chunk: PromptChunk, 
 
 
 def detections_from_ranked(rows: torch.Tensor, chunk: PromptChunk, config: PostprocessConfig,
-                           tokenizer: PromptTokenizer) -> Detections:
+                           tokenizer: PromptTokenizer, lowered_from: float | None = None) -> Detections:
     """One image's (K, 5 + L) rows of :func:`rank_queries`, on the host: the queries passing box_threshold,
-    their labels, then per-phrase NMS and max_detections."""
+    their labels, then per-phrase NMS and max_detections.
+
+    lowered_from: the configured box threshold when this call's ``config.box_threshold`` was lowered for a
+    tracker. In "phrase" mode the boxes scored at or below it, which are there only to continue tracks of
+    their phrase, are named by their best phrase whatever text_threshold (otherwise a box between the
+    tracker's floor and text_threshold would be labelled "" and could continue nothing)."""
     rows = rows[rows[:, SCORE] > config.box_threshold]
     if config.label_mode == "phrase":
-        named = (rows[:, SCORE] > config.text_threshold).tolist()
+        named = rows[:, SCORE] > config.text_threshold
+        if lowered_from is not None:
+            named |= rows[:, SCORE] <= lowered_from
+        named = named.tolist()
         phrase_index = rows[:, LABEL].long().tolist()
         labels = [chunk.phrases[index] if is_named else "" for index, is_named in zip(phrase_index, named)]
     else:
@@ -103,11 +111,11 @@ def detections_from_ranked(rows: torch.Tensor, chunk: PromptChunk, config: Postp
 
 def postprocess_batch(logits: torch.Tensor, boxes: torch.Tensor, chunk: PromptChunk,
                       image_sizes: list[tuple[int, int]], config: PostprocessConfig,
-                      tokenizer: PromptTokenizer) -> list[Detections]:
+                      tokenizer: PromptTokenizer, lowered_from: float | None = None) -> list[Detections]:
     """Detections of a batch (shapes as in :func:`rank_queries`): scores and boxes stay on the device until
-    one copy to the host for the whole batch."""
+    one copy to the host for the whole batch. lowered_from: see :func:`detections_from_ranked`."""
     ranked = rank_queries(logits, boxes, chunk, image_sizes, config).cpu()
-    return [detections_from_ranked(rows, chunk, config, tokenizer) for rows in ranked]
+    return [detections_from_ranked(rows, chunk, config, tokenizer, lowered_from) for rows in ranked]
 
 
 def postprocess(logits: torch.Tensor, boxes: torch.Tensor, chunk: PromptChunk, image_size: tuple[int, int],

@@ -238,6 +238,31 @@ def test_a_call_can_lower_the_box_threshold_without_changing_the_config(detector
         lowered = detector.detect(image, box_threshold=0.0)[0]
         assert detector.box_threshold == detector.config.box_threshold == cut
         assert 0 < len(above) < len(lowered) and (above.scores > cut).all()
-        assert_same(lowered, everything)
+        np.testing.assert_array_equal(lowered.boxes, everything.boxes)
+        np.testing.assert_array_equal(lowered.scores, everything.scores)
     finally:
         detector.config.box_threshold = 0.0
+
+
+def test_boxes_a_lowered_threshold_adds_carry_their_phrase_below_the_text_threshold(detector):
+    """A tracker lowers the box threshold to continue its tracks with weak boxes (continue_threshold); a box
+    scored below text_threshold must still carry its best phrase, since "" continues no track of any phrase.
+    A threshold the user configures that low keeps the reference's rule: such boxes are unnamed."""
+    detector.set_prompt("a person . a dog .")
+    image = frames(1)
+    scores = detector.detect(image)[0].scores
+    text_cut, box_cut = (float(np.quantile(scores, q)) for q in (0.5, 0.75))
+    try:
+        detector.config.text_threshold = 0.0
+        named = detector.detect(image)[0]  # configured box threshold 0: every box named by its best phrase
+        detector.config.text_threshold = text_cut
+        unnamed = detector.detect(image)[0]  # configured that low: the reference's rule
+        detector.config.box_threshold = box_cut
+        lowered = detector.detect(image, box_threshold=0.0)[0]
+    finally:
+        detector.config.box_threshold, detector.config.text_threshold = 0.0, PostprocessConfig().text_threshold
+    assert set(named.labels) <= {"a person", "a dog"}
+    weak = unnamed.scores <= text_cut
+    assert weak.any() and all(label == "" for label, is_weak in zip(unnamed.labels, weak) if is_weak)
+    assert lowered.labels == named.labels
+    np.testing.assert_array_equal(lowered.scores, named.scores)

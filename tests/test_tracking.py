@@ -463,6 +463,7 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
         ({"reid_frames": 30}, r"unknown tracking keys \['reid_frames'\]"),
         ({"reid_appearance": 1.0}, r"reid_appearance must be in \[0, 1\) \(0 turns it off\); got 1.0"),
         ({"duplicate_iou": 0}, r"duplicate_iou must be in \(0, 1\]"),
+        ({"new_track_iou": 1.5}, r"new_track_iou must be in \(0, 1\]"),
         ({"cross_phrase_iou": 1.5}, r"cross_phrase_iou must be in \(0, 1\] \(1 never joins phrases\)"),
         ({"hit_counter": 3}, r"unknown tracking keys \['hit_counter'\]"),
         ({"motion": {"points": 3}}, r"unknown tracking motion keys \['points'\]"),
@@ -500,6 +501,37 @@ def test_a_duplicate_box_does_not_start_a_second_track(duplicate_iou, tracks_exp
         detections = Detections(boxes=boxes, scores=np.array([0.6, 0.8, 0.5][:len(boxes)]), labels=labels)
         ids |= {t.track_id for t in tracker.update(detections, frame=SCENE) if t.label == "person"}
     assert len(ids) == tracks_expected
+
+
+def second_box_scene(offset: np.ndarray) -> tuple[np.ndarray, list[Detections]]:
+    """One object tracked alone for 5 frames, then seen as two boxes of its phrase (the second one moved by
+    ``offset``), the two alternating in score, as a detector unsure of an object's extent does."""
+    truth = ground_truth_boxes(frames=30, objects=1, seed=9)
+    detections = []
+    for frame, box in enumerate(truth[:, 0]):
+        if frame < 5:
+            detections.append(Detections(boxes=box[None], scores=np.array([0.8]), labels=["person"]))
+            continue
+        scores = np.array([0.6, 0.7] if frame % 2 else [0.7, 0.6])
+        detections.append(Detections(boxes=np.stack([box, box + offset]), scores=scores, labels=["person"] * 2))
+    return truth, detections
+
+
+# A second box on the object: IoU about 0.6 with the first, below duplicate_iou (0.7), so both reach norfair.
+SECOND_BOX = np.array([0.0, 12.0, 4.0, 18.0], np.float32)
+# Another object of the phrase beside the first: IoU about 0.2.
+NEIGHBOUR = np.array([42.0, 10.0, 42.0, 10.0], np.float32)
+
+
+@pytest.mark.parametrize("new_track_iou, offset, ids_expected", [
+    (TrackerConfig.new_track_iou, SECOND_BOX, 1), (1.0, SECOND_BOX, 2), (TrackerConfig.new_track_iou, NEIGHBOUR, 2)])
+def test_a_second_box_on_a_tracked_object_starts_no_second_track(new_track_iou, offset, ids_expected):
+    truth, detections = second_box_scene(offset)
+    first = truth[5, 0]
+    assert 0.5 < iou(first, first + SECOND_BOX) < 0.7 and 0.15 < iou(first, first + NEIGHBOUR) < new_track_iou
+    config = TrackerConfig(initialization_delay=1, new_track_iou=new_track_iou, reid_seconds=0)
+    tracks = run(ObjectTracker(config), detections)
+    assert len({track.track_id for frame in tracks for track in frame}) == ids_expected
 
 
 def one_box(x0: float = 20.0) -> Detections:

@@ -11,6 +11,10 @@ association) and never start one.
 Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) with a Kalman filter per track and
 starts, confirms and ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own
 re-identification is not used: :mod:`perception.tracking.reidentification` replaces it.
+
+After norfair: of the objects it started, those a low score started and those overlapping a reported
+track of their key by more than ``new_track_iou`` (:meth:`Association.second_boxes`: a second, differently
+drawn box on an object already tracked, which would otherwise become a second track of it) are ended.
 """
 from __future__ import annotations
 
@@ -138,6 +142,18 @@ class Association:
         """(candidates, tracks) IoU of each detection with each track's last estimate."""
         return box_iou(torch.from_numpy(np.stack([xyxy(c.points) for c in candidates])),
                        torch.from_numpy(np.stack([xyxy(o.estimate) for o in tracks]))).numpy()
+
+    def second_boxes(self, started: list, tracks: list) -> list:
+        """Of the norfair objects started in this frame, those whose box overlaps one of ``tracks`` (the older
+        objects reported after this frame's match, as estimated then) of their key by more than
+        config.new_track_iou."""
+        if self.config.new_track_iou >= 1.0 or not started or not tracks:
+            return []
+        overlap = box_iou(torch.from_numpy(np.stack([xyxy(o.estimate) for o in started])),
+                          torch.from_numpy(np.stack([xyxy(o.estimate) for o in tracks]))).numpy()
+        same_key = np.array([[a.label == b.label for b in tracks] for a in started])
+        second = ((overlap > self.config.new_track_iou) & same_key).any(axis=1)
+        return [obj for obj, is_second in zip(started, second) if is_second]
 
     def _near(self, candidates: list[Detection], tracks: list, overlap: np.ndarray | None = None) -> np.ndarray:
         """(candidates, tracks) bool: within the association distance of the track's last estimate (before

@@ -139,11 +139,17 @@ class ObjectTracker:
         existing = {id(obj) for obj in self._tracker.tracked_objects}
         # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
         self._tracker.update(candidates, period=period, coord_transformations=transformation)
-        if low:
-            # A low-scored detection that continued nothing started an object: it may not.
-            started = {id(c) for c in low}
-            self._tracker.tracked_objects = [obj for obj in self._tracker.tracked_objects
-                                             if id(obj) in existing or id(obj.last_detection) not in started]
+        # Objects norfair started that may not start: from a low score, or a second box on a tracked object.
+        low_ids = {id(c) for c in low}
+        started = [obj for obj in self._tracker.tracked_objects if id(obj) not in existing]
+        ended = {id(obj) for obj in started if id(obj.last_detection) in low_ids}
+        tracks = [obj for obj in reported(self._tracker.tracked_objects) if id(obj) in existing]
+        second = self._association.second_boxes([obj for obj in started if id(obj) not in ended], tracks)
+        if second:
+            logger.debug("tracking: %d boxes overlapping a track of their phrase started nothing", len(second))
+        ended |= {id(obj) for obj in second}
+        if ended:
+            self._tracker.tracked_objects = [obj for obj in self._tracker.tracked_objects if id(obj) not in ended]
         return {id(candidate) for candidate in candidates}
 
     def _remember(self, matched: list, now: float, frame_size: tuple[int, int] | None) -> None:
