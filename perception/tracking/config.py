@@ -96,21 +96,20 @@ class TrackerConfig:
     # track's object (the detector drawing one object twice, IoU 0.6 say, below duplicate_iou), which would
     # become a second track and take the first one's id whenever it scored higher. 1 turns it off. 0.3: on
     # the default videos with the bundled model (seeds 0, 500, 5000 and 10000, 24 videos each) identity
-    # switches 22 -> 15 with continue_threshold 0.25; 0.4 gave 17, 0.5 19. It only delays a new person
-    # stepping out from behind a tracked one: in crowds of noisy truth (seeds 0, 100, 200) 29 -> 30 switches,
-    # merged ids 24 -> 24.
+    # switches 36 -> 19 (0.4: 21, 0.5: 24). It only delays a new person stepping out from behind a tracked
+    # one: in crowds of noisy truth (seeds 0, 100, 200) 25 -> 27 switches, merged ids 21 -> 22.
     new_track_iou: float = 0.3
     # ByteTrack's second association: a detection scored below the detector's box threshold but at least
     # this continues a reported track of its phrase that it overlaps (a partly hidden or blurred object
     # whose score dipped) and never starts a track. The pipelines then run the detector down to this
     # score (such boxes carry their best phrase even below the text threshold), so a continued track can
-    # carry a score below the box threshold. 0 turns it off. 0.25: a person half hidden by another scores
+    # carry a score below the box threshold. 0 turns it off. 0.2: a person half hidden by another scores
     # low and keeps its track instead of coasting away from it (crowd scenario, noisy truth, seeds 0-7: IDF1
-    # 0.90 -> 0.92, merged ids 9 -> 5, at 0.2). The bundled model's boxes under 0.25 are mostly second boxes
-    # on objects already seen: at 0.2 the default videos (seeds 0, 500, 5000, 10000) gave 24 identity
-    # switches against 15 at 0.25 (with new_track_iou 0.3); in crowds of noisy truth, whose weak boxes are
-    # all true, 0.2 gave 29 against 30.
-    continue_threshold: float = 0.25
+    # 0.90 -> 0.92, merged ids 9 -> 5). The bundled model's boxes under 0.25 are often second boxes on
+    # objects already tracked: 0.25 gave 15 identity switches on the default videos (seeds 0, 500, 5000,
+    # 10000) against 19 at 0.2 (both with new_track_iou 0.3), but 30 against 27 in crowds of noisy truth
+    # (seeds 0, 100, 200), so it stays at 0.2.
+    continue_threshold: float = 0.2
     # Frames per second assumed when ``ObjectTracker.update`` gets no ``timestamp``: every update is then
     # one frame later than the last. The windows below are in seconds, so a 10 fps video and a 30 fps
     # camera behave alike when each passes its frames' timestamps (or its true rate here).
