@@ -136,20 +136,24 @@ class ObjectTracker:
             # Only for the detections norfair gets: duplicates and unused low scores never need it.
             for candidate in candidates:
                 candidate.data["look"] = appearance(frame, xyxy(candidate.points))
-        existing = {id(obj) for obj in self._tracker.tracked_objects}
+        # By norfair's initializing_id, unique within the tracker: the id() of an object norfair ends in this
+        # update may be given to one it starts, which made the filtering below depend on the allocator.
+        existing = {obj.initializing_id for obj in self._tracker.tracked_objects}
         # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
         self._tracker.update(candidates, period=period, coord_transformations=transformation)
         # Objects norfair started that may not start: from a low score, or a second box on a tracked object.
+        # (The candidates stay alive until this returns, so their id()s name them.)
         low_ids = {id(c) for c in low}
-        started = [obj for obj in self._tracker.tracked_objects if id(obj) not in existing]
-        ended = {id(obj) for obj in started if id(obj.last_detection) in low_ids}
-        tracks = [obj for obj in reported(self._tracker.tracked_objects) if id(obj) in existing]
-        second = self._association.second_boxes([obj for obj in started if id(obj) not in ended], tracks)
+        started = [obj for obj in self._tracker.tracked_objects if obj.initializing_id not in existing]
+        ended = {obj.initializing_id for obj in started if id(obj.last_detection) in low_ids}
+        tracks = [obj for obj in reported(self._tracker.tracked_objects) if obj.initializing_id in existing]
+        second = self._association.second_boxes([obj for obj in started if obj.initializing_id not in ended], tracks)
         if second:
             logger.debug("tracking: %d boxes overlapping a track of their phrase started nothing", len(second))
-        ended |= {id(obj) for obj in second}
+        ended |= {obj.initializing_id for obj in second}
         if ended:
-            self._tracker.tracked_objects = [obj for obj in self._tracker.tracked_objects if id(obj) not in ended]
+            self._tracker.tracked_objects = [obj for obj in self._tracker.tracked_objects
+                                             if obj.initializing_id not in ended]
         return {id(candidate) for candidate in candidates}
 
     def _remember(self, matched: list, now: float, frame_size: tuple[int, int] | None) -> None:
