@@ -39,7 +39,7 @@ TINY_NODE_PARAMETERS = {
     "longest_edge": "128",
     "health_period": "0.3",
     "tracking.initialization_delay": "0",
-    # box_threshold alone decides what is published: with the tracker's default continue_threshold (0.2) a
+    # box_threshold alone decides what is published: with the tracker's default continue_threshold (0.25) a
     # box scored below box_threshold still continues a live track, so box_threshold 1.0 would not empty a frame.
     "tracking.continue_threshold": "0.0",
 }

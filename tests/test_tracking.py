@@ -292,6 +292,35 @@ def test_low_scores_never_start_a_track():
     assert len(tracker._tracker.tracked_objects) == 1  # no hidden, unreported objects either
 
 
+@pytest.mark.parametrize("report_coasting_seconds, reported_in_gap", [(0.5, 5), (600.0, 10)])
+def test_a_missed_track_is_reported_for_report_coasting_seconds_then_returns_with_its_id(
+        report_coasting_seconds, reported_in_gap):
+    """At 10 fps, one object missed for 1 s (frames 10-19): its predicted box is reported for the first 0.5 s
+    only, and the same id comes back with the next detection (the track lived on unreported)."""
+    truth = ground_truth_boxes(frames=30, objects=1, seed=4)
+    tracker = ObjectTracker(TrackerConfig(report_coasting_seconds=report_coasting_seconds, reid_seconds=0))
+    tracker.set_phrases(["person"])
+    reported = []
+    for frame, boxes in enumerate(truth):
+        missed = 10 <= frame < 20
+        detections = Detections(boxes[:0] if missed else boxes, np.full(0 if missed else 1, 0.8), [] if missed else ["person"])
+        reported.append([(t.track_id, t.matched) for t in tracker.update(detections, frame=SCENE, timestamp=frame / 10)])
+    assert [len(tracks) for tracks in reported[10:20]] == [1] * reported_in_gap + [0] * (10 - reported_in_gap)
+    assert not any(matched for tracks in reported[10:20] for _, matched in tracks)
+    assert {track_id for tracks in reported for track_id, _ in tracks} == {1} and reported[20] == [(1, True)]
+
+
+def test_tracks_stay_reported_between_the_runs_of_a_detector_run_every_few_frames():
+    truth = ground_truth_boxes(frames=41, objects=2, seed=4)
+    tracker = ObjectTracker(TrackerConfig(initialization_delay=1, report_coasting_seconds=0.5))
+    tracker.set_phrases(["person"])
+    counts = []
+    for frame, boxes in enumerate(truth):
+        detections = Detections(boxes, np.full(2, 0.8), ["person"] * 2) if frame % 10 == 0 else None
+        counts.append(len(tracker.update(detections, frame=SCENE, period=10, timestamp=frame / 10)))
+    assert counts[10:] == [2] * 31  # reported from the second run on, through every 1 s between runs
+
+
 def reappearing(frames: int, gap: range, shift: float = 0.0, label_after: str = "person") -> list[Detections | None]:
     """One object moving right, unseen during `gap`, then seen again shifted by `shift` pixels."""
     detections: list[Detections | None] = []
@@ -464,6 +493,7 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
         ({"reid_appearance": 1.0}, r"reid_appearance must be in \[0, 1\) \(0 turns it off\); got 1.0"),
         ({"duplicate_iou": 0}, r"duplicate_iou must be in \(0, 1\]"),
         ({"new_track_iou": 1.5}, r"new_track_iou must be in \(0, 1\]"),
+        ({"report_coasting_seconds": -1}, r"report_coasting_seconds must be in \[0, 600\]"),
         ({"cross_phrase_iou": 1.5}, r"cross_phrase_iou must be in \(0, 1\] \(1 never joins phrases\)"),
         ({"hit_counter": 3}, r"unknown tracking keys \['hit_counter'\]"),
         ({"motion": {"points": 3}}, r"unknown tracking motion keys \['points'\]"),
@@ -523,8 +553,7 @@ SECOND_BOX = np.array([0.0, 12.0, 4.0, 18.0], np.float32)
 NEIGHBOUR = np.array([42.0, 10.0, 42.0, 10.0], np.float32)
 
 
-@pytest.mark.parametrize("new_track_iou, offset, ids_expected", [
-    (TrackerConfig.new_track_iou, SECOND_BOX, 1), (1.0, SECOND_BOX, 2), (TrackerConfig.new_track_iou, NEIGHBOUR, 2)])
+@pytest.mark.parametrize("new_track_iou, offset, ids_expected", [(0.5, SECOND_BOX, 1), (1.0, SECOND_BOX, 2), (0.3, NEIGHBOUR, 2)])
 def test_a_second_box_on_a_tracked_object_starts_no_second_track(new_track_iou, offset, ids_expected):
     truth, detections = second_box_scene(offset)
     first = truth[5, 0]

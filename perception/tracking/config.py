@@ -68,6 +68,15 @@ class TrackerConfig:
     # updates, not seconds: it is norfair's counter (it also paces confirmation, initialization_delay); a
     # track it ends is kept for re-identification, whose window is in seconds (reid_seconds).
     hit_counter_max: int = 15
+    # A track without a detection is reported at its predicted box for at most this many seconds after its
+    # last one (or while it was matched in the detector's latest run, for a detector run every few frames);
+    # after that it coasts unreported until matched again (same id) or ended by hit_counter_max. Norfair
+    # alone reports it all along, a ghost box for 1.5 s at 10 fps after someone leaves. 0.5: IDF1 +0.013,
+    # +0.014, +0.016 in crowds of noisy truth (seeds 0, 100, 200; switches 27 -> 26) and +0.005, +0.005,
+    # +0.008, -0.001 on the default videos with the bundled model (seeds 0, 500, 5000, 10000; switches
+    # unchanged); 1.0 gave about 60% of that in crowds. Fragmentations count each unreported gap (crowds
+    # 59 -> 101).
+    report_coasting_seconds: float = 0.5
     # Matches a new track needs before it is reported; 0 reports it on its first detection. Must be
     # below hit_counter_max. Small, because Grounding DINO rarely fires on nothing twice in a row.
     initialization_delay: int = 2
@@ -94,22 +103,24 @@ class TrackerConfig:
     # A detection that continued no track starts one only if it overlaps no reported track of its key by
     # more than this IoU (the track's box after this frame's match): otherwise it is a second box on that
     # track's object (the detector drawing one object twice, IoU 0.6 say, below duplicate_iou), which would
-    # become a second track and take the first one's id whenever it scored higher. 1 turns it off. 0.3: on
-    # the default videos with the bundled model (seeds 0, 500, 5000 and 10000, 24 videos each) identity
-    # switches 36 -> 19 (0.4: 21, 0.5: 24). It only delays a new person stepping out from behind a tracked
-    # one: in crowds of noisy truth (seeds 0, 100, 200) 25 -> 27 switches, merged ids 21 -> 22.
-    new_track_iou: float = 0.3
+    # become a second track and take the first one's id whenever it scored higher. 1 turns it off, the
+    # default: the evidence is mixed. With the bundled model in bfloat16 (the default on a CPU with
+    # AVX512-BF16), default videos seeds 0, 500, 5000, 10000, 0.5 took identity switches from 22 to 19
+    # (continue_threshold 0.25); in float32, seeds 0 and 500, from 2 and 4 to 4 and 4; in crowds of noisy truth
+    # (seeds 0, 100, 200) it added 2 switches and 2 merged ids (31 and 26 against 29 and 24).
+    new_track_iou: float = 1.0
     # ByteTrack's second association: a detection scored below the detector's box threshold but at least
     # this continues a reported track of its phrase that it overlaps (a partly hidden or blurred object
     # whose score dipped) and never starts a track. The pipelines then run the detector down to this
     # score (such boxes carry their best phrase even below the text threshold), so a continued track can
-    # carry a score below the box threshold. 0 turns it off. 0.2: a person half hidden by another scores
-    # low and keeps its track instead of coasting away from it (crowd scenario, noisy truth, seeds 0-7: IDF1
-    # 0.90 -> 0.92, merged ids 9 -> 5). The bundled model's boxes under 0.25 are often second boxes on
-    # objects already tracked: 0.25 gave 15 identity switches on the default videos (seeds 0, 500, 5000,
-    # 10000) against 19 at 0.2 (both with new_track_iou 0.3), but 30 against 27 in crowds of noisy truth
-    # (seeds 0, 100, 200), so it stays at 0.2.
-    continue_threshold: float = 0.2
+    # carry a score below the box threshold. 0 turns it off. 0.25, the text threshold: until boxes under
+    # the text threshold carried their phrase, 0.2 was in effect 0.25 with a model (those boxes came back
+    # labelled "" and continued nothing), and 0.2 made real added identity switches with the bundled model:
+    # float32, default videos seeds 0 and 500, 2 and 4 -> 7 and 9 (its weak boxes are mostly second boxes on
+    # objects already tracked). In crowds of noisy truth, whose weak boxes are all true, 0.2 was better (24
+    # switches and 21 merged ids against 29 and 24 at 0.25, seeds 0, 100, 200): that advantage never reached
+    # a model's detections.
+    continue_threshold: float = 0.25
     # Frames per second assumed when ``ObjectTracker.update`` gets no ``timestamp``: every update is then
     # one frame later than the last. The windows below are in seconds, so a 10 fps video and a 30 fps
     # camera behave alike when each passes its frames' timestamps (or its true rate here).
@@ -168,6 +179,9 @@ class TrackerConfig:
                f"tracking continue_threshold must be in [0, 1) (0 turns it off); got {self.continue_threshold}")
         _check(0.0 < self.frame_rate <= 1000.0,
                f"tracking frame_rate must be in (0, 1000] frames per second; got {self.frame_rate}")
+        _check(0.0 <= self.report_coasting_seconds <= 600.0,
+               "tracking report_coasting_seconds must be in [0, 600] (0 reports only matched tracks); got "
+               f"{self.report_coasting_seconds}")
         _check(0.0 <= self.reid_seconds <= 600.0,
                f"tracking reid_seconds must be in [0, 600] (0 turns it off); got {self.reid_seconds}")
         _check(0.0 < self.reid_distance <= self.reid_max_distance <= 10.0,

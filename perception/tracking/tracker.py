@@ -8,15 +8,17 @@ frame) and returns the reported :class:`Track` objects. Its steps, each in its o
 3. memory: every matched track records where, when and how it was seen (:mod:`.history`);
 4. re-identification: a track confirmed in this frame takes a lost track's id when nothing else explains
    it as well, else a new id (:mod:`.reidentification`);
-5. retirement: tracks norfair ended are kept as lost for ``reid_seconds``.
+5. retirement: tracks norfair ended are kept as lost for ``reid_seconds``;
+6. report: the tracks past their initialization delay and seen within ``report_coasting_seconds``.
 
 Frame skipping: when the detector runs only every ``period`` frames, call ``update(detections,
 period=period)`` on the frames it ran and ``update(None)`` on the others; tracks then coast on their
-Kalman prediction in between (norfair's ``period``).
+Kalman prediction in between (norfair's ``period``), reported as long as the detector's latest run matched them.
 """
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,6 +77,7 @@ class ObjectTracker:
         self._lost: list[TrackHistory] = []  # reported tracks norfair ended, for re-identification
         self._next_id = 1
         self._frame = 0  # updates so far
+        self._last_detector_run = -math.inf  # time of the last update with detections
 
     @property
     def phrases(self) -> tuple[str, ...] | None:
@@ -122,7 +125,13 @@ class ObjectTracker:
         self._forget_ended_objects(retire=True)
         self._confirm_new_tracks(matched, now)
         self._drop_expired_lost_tracks(now)
-        tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in reported(self._tracker.tracked_objects)]
+        if detections is not None:
+            self._last_detector_run = now
+        # Seen recently enough to be reported: within report_coasting_seconds (a microsecond's slack for the
+        # rounding of frame times), or in the detector's latest run.
+        seen_since = min(now - self.config.report_coasting_seconds - 1e-6, self._last_detector_run)
+        tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in reported(self._tracker.tracked_objects)
+                  if self._histories[obj.initializing_id].last_time >= seen_since]
         return sorted(tracks, key=lambda track: track.track_id)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
