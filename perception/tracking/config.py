@@ -70,13 +70,13 @@ class TrackerConfig:
     hit_counter_max: int = 15
     # A track without a detection is reported at its predicted box for at most this many seconds after its
     # last one (or while it was matched in the detector's latest run, for a detector run every few frames);
-    # after that it coasts unreported until matched again (same id) or ended by hit_counter_max. Norfair
-    # alone reports it all along, a ghost box for 1.5 s at 10 fps after someone leaves. 0.5: IDF1 +0.013,
-    # +0.014, +0.016 in crowds of noisy truth (seeds 0, 100, 200; switches 27 -> 26) and +0.005, +0.005,
-    # +0.008, -0.001 on the default videos with the bundled model (seeds 0, 500, 5000, 10000; switches
-    # unchanged); 1.0 gave about 60% of that in crowds. Fragmentations count each unreported gap (crowds
-    # 59 -> 101).
-    report_coasting_seconds: float = 0.5
+    # after that it coasts unreported until matched again (same id) or ended by hit_counter_max. 600, the
+    # default, leaves it to the hit counter (norfair's way: a ghost box for up to 1.5 s at 10 fps after
+    # someone leaves). Measured, not made the default: 0.5 gave IDF1 +0.013, +0.014, +0.016 in crowds of
+    # noisy truth (seeds 0, 100, 200) and +0.001 to +0.008 on the default videos with the bundled model, but
+    # more identity switches there in float32 (seed 0: 2 -> 4; fresh seed 11000: 5 -> 7), as TrackEval may
+    # hand an object to another track during the unreported gap.
+    report_coasting_seconds: float = 600.0
     # Matches a new track needs before it is reported; 0 reports it on its first detection. Must be
     # below hit_counter_max. Small, because Grounding DINO rarely fires on nothing twice in a row.
     initialization_delay: int = 2
