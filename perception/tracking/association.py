@@ -74,6 +74,17 @@ def motion_estimator(config: TrackerConfig) -> MotionEstimator | None:
     )
 
 
+def same_key(objects: list, others: list) -> np.ndarray:
+    """(objects, others) bool: the two share an association key (norfair ``label``); detections or objects."""
+    keyed = np.array([[a.label == b.label for b in others] for a in objects], dtype=bool)
+    return keyed.reshape(len(objects), len(others))
+
+
+def iou(boxes: list[np.ndarray], others: list[np.ndarray]) -> np.ndarray:
+    """(boxes, others) IoU of two lists of xyxy boxes."""
+    return box_iou(torch.from_numpy(np.stack(boxes)), torch.from_numpy(np.stack(others))).numpy()
+
+
 def reported(objects: list) -> list:
     """The norfair objects past their initialization delay whose hit counter has not run out."""
     return [obj for obj in objects if not obj.is_initializing and obj.hit_counter_is_positive]
@@ -126,13 +137,13 @@ class Association:
         if self.config.duplicate_iou >= 1.0 or len(candidates) < 2:
             return candidates
         order = sorted(candidates, key=lambda c: -c.data["score"])
-        boxes = np.stack([xyxy(c.points) for c in order])
-        overlap = box_iou(torch.from_numpy(boxes), torch.from_numpy(boxes)).numpy()
-        same_key = np.array([[a.label == b.label for b in order] for a in order])
-        np.fill_diagonal(same_key, False)
-        if not (overlap[same_key] > self.config.duplicate_iou).any():
+        boxes = [xyxy(c.points) for c in order]
+        overlap = iou(boxes, boxes)
+        keyed = same_key(order, order)
+        np.fill_diagonal(keyed, False)
+        if not (overlap[keyed] > self.config.duplicate_iou).any():
             return candidates  # the usual frame: nothing to suppress, so no greedy pass
-        kept = nms_keep(boxes, [c.label for c in order], self.config.duplicate_iou)
+        kept = nms_keep(np.stack(boxes), [c.label for c in order], self.config.duplicate_iou)
         if len(kept) < len(order):
             logger.debug("tracking: dropped %d duplicate detections", len(order) - len(kept))
         return [order[k] for k in kept]
@@ -140,8 +151,7 @@ class Association:
     @staticmethod
     def _overlap(candidates: list[Detection], tracks: list) -> np.ndarray:
         """(candidates, tracks) IoU of each detection with each track's last estimate."""
-        return box_iou(torch.from_numpy(np.stack([xyxy(c.points) for c in candidates])),
-                       torch.from_numpy(np.stack([xyxy(o.estimate) for o in tracks]))).numpy()
+        return iou([xyxy(c.points) for c in candidates], [xyxy(o.estimate) for o in tracks])
 
     def second_boxes(self, started: list, tracks: list) -> list:
         """Of the norfair objects started in this frame, those whose box overlaps one of ``tracks`` (the older
@@ -149,10 +159,8 @@ class Association:
         config.new_track_iou."""
         if self.config.new_track_iou >= 1.0 or not started or not tracks:
             return []
-        overlap = box_iou(torch.from_numpy(np.stack([xyxy(o.estimate) for o in started])),
-                          torch.from_numpy(np.stack([xyxy(o.estimate) for o in tracks]))).numpy()
-        same_key = np.array([[a.label == b.label for b in tracks] for a in started])
-        second = ((overlap > self.config.new_track_iou) & same_key).any(axis=1)
+        overlap = iou([xyxy(o.estimate) for o in started], [xyxy(o.estimate) for o in tracks])
+        second = ((overlap > self.config.new_track_iou) & same_key(started, tracks)).any(axis=1)
         return [obj for obj, is_second in zip(started, second) if is_second]
 
     def _near(self, candidates: list[Detection], tracks: list, overlap: np.ndarray | None = None) -> np.ndarray:
@@ -172,8 +180,8 @@ class Association:
         low = [candidate for candidate in low if candidate.data["score"] >= self.config.continue_threshold]
         if not low or not tracks:
             return []
-        same_key = np.array([[c.label == o.label for o in tracks] for c in low])
-        return [candidate for candidate, keep in zip(low, (self._near(low, tracks) & same_key).any(axis=1)) if keep]
+        near_own = self._near(low, tracks) & same_key(low, tracks)
+        return [candidate for candidate, keep in zip(low, near_own.any(axis=1)) if keep]
 
     def _join_wavering_phrases(self, candidates: list[Detection], tracks: list) -> None:
         """Give a detection that no track of its own key is near the key of a reported track of another
@@ -181,11 +189,11 @@ class Association:
         key is near the track: the detector wavering between two phrases on one object."""
         if self.config.cross_phrase_iou >= 1.0 or self.config.label_gating == "prompt" or not candidates or not tracks:
             return
-        same_key = np.array([[c.label == o.label for o in tracks] for c in candidates])
+        keyed = same_key(candidates, tracks)
         overlap = self._overlap(candidates, tracks)
-        near_own = self._near(candidates, tracks, overlap) & same_key
+        near_own = self._near(candidates, tracks, overlap) & keyed
         overlap[:, near_own.any(axis=0)] = 0.0  # tracks their own phrase continues are taken
-        overlap[same_key] = 0.0
+        overlap[keyed] = 0.0
         for index in np.flatnonzero(~near_own.any(axis=1)):
             best = int(np.argmax(overlap[index]))
             if overlap[index, best] > self.config.cross_phrase_iou:
