@@ -533,17 +533,20 @@ def test_a_duplicate_box_does_not_start_a_second_track(duplicate_iou, tracks_exp
     assert len(ids) == tracks_expected
 
 
-def second_box_scene(offset: np.ndarray) -> tuple[np.ndarray, list[Detections]]:
-    """One object tracked alone for 5 frames, then seen as two boxes of its phrase (the second one moved by
-    ``offset``), the two alternating in score, as a detector unsure of an object's extent does."""
-    truth = ground_truth_boxes(frames=30, objects=1, seed=9)
+def second_box_scene(offset: np.ndarray, others: int = 0) -> tuple[np.ndarray, list[Detections]]:
+    """One object tracked for 5 frames, then seen as two boxes of its phrase (the second one moved by
+    ``offset``), the two alternating in score, as a detector unsure of an object's extent does; ``others``
+    more objects of the phrase on lanes of their own, seen alone throughout."""
+    truth = ground_truth_boxes(frames=30, objects=1 + others, seed=9)
     detections = []
-    for frame, box in enumerate(truth[:, 0]):
+    for frame, boxes in enumerate(truth):
+        box, rest = boxes[0], list(boxes[1:])
         if frame < 5:
-            detections.append(Detections(boxes=box[None], scores=np.array([0.8]), labels=["person"]))
-            continue
-        scores = np.array([0.6, 0.7] if frame % 2 else [0.7, 0.6])
-        detections.append(Detections(boxes=np.stack([box, box + offset]), scores=scores, labels=["person"] * 2))
+            shown, scores = [box] + rest, [0.8] * (1 + others)
+        else:
+            shown = [box, box + offset] + rest
+            scores = ([0.6, 0.7] if frame % 2 else [0.7, 0.6]) + [0.8] * others
+        detections.append(Detections(boxes=np.stack(shown), scores=np.array(scores), labels=["person"] * len(shown)))
     return truth, detections
 
 
@@ -553,12 +556,25 @@ SECOND_BOX = np.array([0.0, 12.0, 4.0, 18.0], np.float32)
 NEIGHBOUR = np.array([42.0, 10.0, 42.0, 10.0], np.float32)
 
 
-@pytest.mark.parametrize("new_track_iou, offset, ids_expected", [(0.5, SECOND_BOX, 1), (1.0, SECOND_BOX, 2), (0.3, NEIGHBOUR, 2)])
-def test_a_second_box_on_a_tracked_object_starts_no_second_track(new_track_iou, offset, ids_expected):
-    truth, detections = second_box_scene(offset)
+@pytest.mark.parametrize(
+    "new_track_iou, offset, others, ids_expected",
+    [
+        (None, SECOND_BOX, 0, 1),  # the default (0.3): one object of the phrase in view, one track
+        (0.5, SECOND_BOX, 0, 1),
+        (1.0, SECOND_BOX, 0, 2),  # off
+        (None, NEIGHBOUR, 0, 2),  # overlapping by less: another object
+        # Another object of the phrase in view: a box on one of several may be someone partly hidden behind it,
+        # so it starts its track (2 objects + 1).
+        (None, SECOND_BOX, 1, 3),
+    ],
+)
+def test_a_second_box_on_a_tracked_object_starts_no_second_track(new_track_iou, offset, others, ids_expected):
+    truth, detections = second_box_scene(offset, others)
     first = truth[5, 0]
-    assert 0.5 < iou(first, first + SECOND_BOX) < 0.7 and 0.15 < iou(first, first + NEIGHBOUR) < new_track_iou
-    config = TrackerConfig(initialization_delay=1, new_track_iou=new_track_iou, reid_seconds=0)
+    config = TrackerConfig(initialization_delay=1, reid_seconds=0)
+    if new_track_iou is not None:
+        config = TrackerConfig(initialization_delay=1, reid_seconds=0, new_track_iou=new_track_iou)
+    assert 0.5 < iou(first, first + SECOND_BOX) < 0.7 and 0.15 < iou(first, first + NEIGHBOUR) < config.new_track_iou
     tracks = run(ObjectTracker(config), detections)
     assert len({track.track_id for frame in tracks for track in frame}) == ids_expected
 

@@ -12,7 +12,7 @@ Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) with a Kalman 
 starts, confirms and ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own
 re-identification is not used: :mod:`perception.tracking.reidentification` replaces it.
 
-After norfair: of the objects it started, those a low score started and those overlapping a reported
+After norfair: of the objects it started, those a low score started and those overlapping the only reported
 track of their key by more than ``new_track_iou`` (:meth:`Association.second_boxes`: a second, differently
 drawn box on an object already tracked, which would otherwise become a second track of it) are ended.
 """
@@ -156,11 +156,18 @@ class Association:
     def second_boxes(self, started: list, tracks: list) -> list:
         """Of the norfair objects started in this frame, those whose box overlaps one of ``tracks`` (the older
         objects reported after this frame's match, as estimated then) of their key by more than
-        config.new_track_iou."""
+        config.new_track_iou while that track is the only one of ``tracks`` with its key. With one object of a
+        phrase in view, a box overlapping it is likelier the detector's second box on it than a newcomer;
+        among several of one phrase (a crowd), someone partly hidden behind one of them is as likely, and the
+        box starts its track as before."""
         if self.config.new_track_iou >= 1.0 or not started or not tracks:
             return []
-        overlap = iou([xyxy(o.estimate) for o in started], [xyxy(o.estimate) for o in tracks])
-        second = ((overlap > self.config.new_track_iou) & same_key(started, tracks)).any(axis=1)
+        keys = [track.label for track in tracks]
+        alone = [track for track, key in zip(tracks, keys) if keys.count(key) == 1]
+        if not alone:
+            return []
+        overlap = iou([xyxy(o.estimate) for o in started], [xyxy(o.estimate) for o in alone])
+        second = ((overlap > self.config.new_track_iou) & same_key(started, alone)).any(axis=1)
         return [obj for obj, is_second in zip(started, second) if is_second]
 
     def _near(self, candidates: list[Detection], tracks: list, overlap: np.ndarray | None = None) -> np.ndarray:
