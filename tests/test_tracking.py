@@ -393,6 +393,32 @@ def test_re_identification_allows_for_how_far_the_lost_object_moves_at_its_speed
     assert (before == after) == same_id, (before, after)
 
 
+def at_the_right_border(frames: int, hidden: range, last_gap: float) -> list[Detections]:
+    """A 60x80 "person" walking right towards the right border of SCENE (1280 wide) at 3 pixels per frame, last
+    seen before ``hidden`` with its box's right edge ``last_gap`` pixels short of the border, then missed, then
+    seen again reaching the border (its box cut there)."""
+    detections = []
+    for frame in range(frames):
+        x0 = 1280.0 - 60.0 - last_gap - 3.0 * (hidden.start - 1 - frame)
+        box = np.array([[x0, 300.0, min(x0 + 60.0, 1280.0), 380.0]], np.float32)
+        seen = frame not in hidden
+        detections.append(Detections(boxes=box[:int(seen)], scores=np.array([0.8] * int(seen)),
+                                     labels=["person"] * int(seen)))
+    return detections
+
+
+@pytest.mark.parametrize("last_gap", [3.0, 12.0])
+def test_a_track_lost_near_a_border_is_re_identified_when_it_comes_back_at_it(last_gap):
+    """A detector's box edges jitter by more than a few pixels: last seen 12 pixels (a sixth of its size) short
+    of the border, the object counts as seen at that border, so the track entering there takes its id."""
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_seconds=3, frame_rate=10)
+    tracks = run(ObjectTracker(config), at_the_right_border(50, range(30, 40), last_gap))
+    before, after = {t.track_id for t in tracks[25]}, {t.track_id for t in tracks[-1]}
+    assert tracks[-1][0].box_xyxy[2] == 1280.0
+    assert len(before) == len(after) == 1
+    assert before == after
+
+
 def painted(detections: list[Detections | None], colours: list[tuple[int, int, int]]) -> list[np.ndarray]:
     """Frames of a grey, noisy floor with each frame's first box filled with that frame's colour."""
     rng = np.random.default_rng(5)

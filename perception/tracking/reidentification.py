@@ -14,10 +14,10 @@ missed the current frame. A lost track is a candidate when all of these hold:
 - still hidden: when that predicted box is mostly covered by a track matched now, the lost object may
   simply still be behind it, so only a new track within ``reid_distance`` (no growth) counts;
 - borders: a new track that entered touching an image border is someone entering unless the lost track
-  was last seen touching that border too; a track that left through a border (touching it while moving
-  out, or predicted mostly beyond it by then) is measured from where it left, and is a candidate only
-  while no other reported track of its key is known: among others of its kind, someone entering is as
-  likely;
+  was last seen at that border too (within a quarter of its size of it: box edges jitter); a track that
+  left through a border (touching it while moving out, or predicted mostly beyond it by then) is measured
+  from where it left, and is a candidate only while no other reported track of its key is known: among
+  others of its kind, someone entering is as likely;
 - size: the new track's largest box is within 2x of the range of the lost track's recent boxes;
 - colour (``reid_appearance`` > 0): their colour histograms are at least that similar.
 
@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from perception.tracking.appearance import best_similarity
-from perception.tracking.history import TrackHistory, area, centre, overlap, touched_borders
+from perception.tracking.history import LAST_SEEN_BORDER_REACH, TrackHistory, area, centre, overlap, touched_borders
 from perception.tracking.config import TrackerConfig
 
 # The nearest candidate must be at most this fraction as far (in reaches) as the runner-up.
@@ -77,7 +77,7 @@ def _reaches(new: TrackHistory, lost: TrackHistory, config: TrackerConfig, hidde
 
 def _borders_agree(new: TrackHistory, lost: TrackHistory, alone: bool) -> bool:
     entered = touched_borders(new.sightings[0].image_box, new.frame_size)
-    last_seen = touched_borders(lost.sightings[-1].image_box, lost.frame_size)
+    last_seen = touched_borders(lost.sightings[-1].image_box, lost.frame_size, LAST_SEEN_BORDER_REACH)
     return entered <= last_seen and (alone or not lost.left_through(new.sightings[-1].time))
 
 
