@@ -292,22 +292,37 @@ def test_low_scores_never_start_a_track():
     assert len(tracker._tracker.tracked_objects) == 1  # no hidden, unreported objects either
 
 
-@pytest.mark.parametrize("report_coasting_seconds, reported_in_gap", [(0.5, 5), (600.0, 10)])
+@pytest.mark.parametrize(
+    "report_coasting_seconds, objects, reported_in_gap",
+    [
+        (0.5, 2, 5),  # another "person" in view: the missed one's prediction is reported for 0.5 s
+        (None, 2, 5),  # the default (0.5)
+        (600.0, 2, 10),
+        (0.5, 1, 10),  # the only "person": reported until its hit counter ends it
+    ],
+)
 def test_a_missed_track_is_reported_for_report_coasting_seconds_then_returns_with_its_id(
-        report_coasting_seconds, reported_in_gap):
-    """At 10 fps, one object missed for 1 s (frames 10-19): its predicted box is reported for the first 0.5 s
-    only, and the same id comes back with the next detection (the track lived on unreported)."""
-    truth = ground_truth_boxes(frames=30, objects=1, seed=4)
-    tracker = ObjectTracker(TrackerConfig(report_coasting_seconds=report_coasting_seconds, reid_seconds=0))
+        report_coasting_seconds, objects, reported_in_gap):
+    """At 10 fps, one of ``objects`` missed for 1 s (frames 10-19), the other seen throughout: the missed one's
+    predicted box is reported for the first 0.5 s only, and the same id comes back with the next detection (the
+    track lived on unreported)."""
+    truth = ground_truth_boxes(frames=30, objects=objects, seed=4)
+    config = TrackerConfig(reid_seconds=0)
+    if report_coasting_seconds is not None:
+        config = TrackerConfig(report_coasting_seconds=report_coasting_seconds, reid_seconds=0)
+    tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
     reported = []
     for frame, boxes in enumerate(truth):
-        missed = 10 <= frame < 20
-        detections = Detections(boxes[:0] if missed else boxes, np.full(0 if missed else 1, 0.8), [] if missed else ["person"])
+        shown = boxes[1:] if 10 <= frame < 20 else boxes
+        detections = Detections(shown, np.full(len(shown), 0.8), ["person"] * len(shown))
         reported.append([(t.track_id, t.matched) for t in tracker.update(detections, frame=SCENE, timestamp=frame / 10)])
-    assert [len(tracks) for tracks in reported[10:20]] == [1] * reported_in_gap + [0] * (10 - reported_in_gap)
-    assert not any(matched for tracks in reported[10:20] for _, matched in tracks)
-    assert {track_id for tracks in reported for track_id, _ in tracks} == {1} and reported[20] == [(1, True)]
+    coasting = [[track_id for track_id, matched in tracks if not matched] for tracks in reported[10:20]]
+    assert [len(ids) for ids in coasting] == [1] * reported_in_gap + [0] * (10 - reported_in_gap)
+    missed_id = coasting[0][0]
+    assert {track_id for tracks in reported for track_id, _ in tracks} == set(range(1, objects + 1))
+    assert (missed_id, True) in reported[20]
+    assert all(len(tracks) == objects - 1 for tracks in reported[10 + reported_in_gap:20])
 
 
 def test_tracks_stay_reported_between_the_runs_of_a_detector_run_every_few_frames():

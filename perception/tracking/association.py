@@ -19,6 +19,7 @@ drawn box on an object already tracked, which would otherwise become a second tr
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import numpy as np
 import torch
@@ -83,6 +84,12 @@ def same_key(objects: list, others: list) -> np.ndarray:
 def iou(boxes: list[np.ndarray], others: list[np.ndarray]) -> np.ndarray:
     """(boxes, others) IoU of two lists of xyxy boxes."""
     return box_iou(torch.from_numpy(np.stack(boxes)), torch.from_numpy(np.stack(others))).numpy()
+
+
+def only_of_their_key(objects: list) -> list[bool]:
+    """For each norfair object (or detection), whether no other of ``objects`` shares its association key."""
+    counts = Counter(obj.label for obj in objects)
+    return [counts[obj.label] == 1 for obj in objects]
 
 
 def reported(objects: list) -> list:
@@ -162,8 +169,7 @@ class Association:
         box starts its track as before."""
         if self.config.new_track_iou >= 1.0 or not started or not tracks:
             return []
-        keys = [track.label for track in tracks]
-        alone = [track for track, key in zip(tracks, keys) if keys.count(key) == 1]
+        alone = [track for track, single in zip(tracks, only_of_their_key(tracks)) if single]
         if not alone:
             return []
         overlap = iou([xyxy(o.estimate) for o in started], [xyxy(o.estimate) for o in alone])

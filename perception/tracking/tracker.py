@@ -9,7 +9,8 @@ frame) and returns the reported :class:`Track` objects. Its steps, each in its o
 4. re-identification: a track confirmed in this frame takes a lost track's id when nothing else explains
    it as well, else a new id (:mod:`.reidentification`);
 5. retirement: tracks norfair ended are kept as lost for ``reid_seconds``;
-6. report: the tracks past their initialization delay and seen within ``report_coasting_seconds``.
+6. report: the tracks past their initialization delay and seen within ``report_coasting_seconds`` (the only
+   reported track of its key: until its hit counter ends it).
 
 Frame skipping: when the detector runs only every ``period`` frames, call ``update(detections,
 period=period)`` on the frames it ran and ``update(None)`` on the others; tracks then coast on their
@@ -26,7 +27,8 @@ import cv2
 import numpy as np
 
 from perception.tracking.appearance import appearance
-from perception.tracking.association import Association, motion_estimator, norfair_tracker, reported, xyxy
+from perception.tracking.association import (
+    Association, motion_estimator, norfair_tracker, only_of_their_key, reported, xyxy)
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
 from perception.tracking.history import Sighting, TrackHistory, area, overlap
 from perception.tracking.reidentification import reidentify
@@ -128,10 +130,12 @@ class ObjectTracker:
         if detections is not None:
             self._last_detector_run = now
         # Seen recently enough to be reported: within report_coasting_seconds (a microsecond's slack for the
-        # rounding of frame times), or in the detector's latest run.
+        # rounding of frame times), or in the detector's latest run; the only reported track of its key always.
         seen_since = min(now - self.config.report_coasting_seconds - 1e-6, self._last_detector_run)
-        tracks = [self._to_track(obj, id(obj.last_detection) in fresh) for obj in reported(self._tracker.tracked_objects)
-                  if self._histories[obj.initializing_id].last_time >= seen_since]
+        shown = reported(self._tracker.tracked_objects)
+        tracks = [self._to_track(obj, id(obj.last_detection) in fresh)
+                  for obj, alone in zip(shown, only_of_their_key(shown))
+                  if alone or self._histories[obj.initializing_id].last_time >= seen_since]
         return sorted(tracks, key=lambda track: track.track_id)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
