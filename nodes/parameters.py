@@ -133,7 +133,8 @@ SPECS = (
                   value_range=(1e-6, 1.0)),
     ParameterSpec("tracking.report_coasting_seconds", _TRACKER_DEFAULTS.report_coasting_seconds,
                   "Seconds a track without a detection is still published at its predicted box while others of its "
-                  "phrase are published (the only one: until its hit counter ends it); 0: matched only.",
+                  "phrase are published (the only one: until its hit counter ends it; each track says matched); 0: "
+                  "among several of a phrase only matched ones.",
                   value_range=(0.0, 600.0)),
     ParameterSpec("tracking.new_track_iou", _TRACKER_DEFAULTS.new_track_iou,
                   "A detection overlapping the only published track of its phrase by more than this IoU starts no "

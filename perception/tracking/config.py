@@ -184,8 +184,8 @@ class TrackerConfig:
         _check(0.0 < self.frame_rate <= 1000.0,
                f"tracking frame_rate must be in (0, 1000] frames per second; got {self.frame_rate}")
         _check(0.0 <= self.report_coasting_seconds <= 600.0,
-               "tracking report_coasting_seconds must be in [0, 600] (0 reports only matched tracks); got "
-               f"{self.report_coasting_seconds}")
+               "tracking report_coasting_seconds must be in [0, 600] (0: among several tracks of a phrase only the "
+               f"matched ones are reported); got {self.report_coasting_seconds}")
         _check(0.0 <= self.reid_seconds <= 600.0,
                f"tracking reid_seconds must be in [0, 600] (0 turns it off); got {self.reid_seconds}")
         _check(0.0 < self.reid_distance <= self.reid_max_distance <= 10.0,
