@@ -69,11 +69,19 @@ def damaged_copy(source: Path, target: Path, keep: float = 1.0, noise_bytes: int
     return target
 
 
-def decoded_times(path: Path) -> list[float]:
-    """Presentation time in seconds of every frame PyAV decodes from the file."""
+def decoded_times(path: Path, until_damage: bool = False) -> list[float]:
+    """Presentation time in seconds of every frame PyAV decodes from the file; with ``until_damage``, of those
+    before the first undecodable data, as a player plays a file cut mid-write."""
+    times: list[float] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return [float(frame.pts * stream.time_base) for frame in container.decode(stream)]
+        try:
+            for frame in container.decode(stream):
+                times.append(float(frame.pts * stream.time_base))
+        except av.error.FFmpegError:
+            if not until_damage:
+                raise
+    return times
 
 
 def container_duration(path: Path) -> float:
