@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from perception.cli.main import main
-from perception.tracking.evaluation import RecordingDetector
+from perception.tracking.recorded import RecordingDetector
 from perception.training.crowds import generate_crowd_video
 from perception.weights import BUNDLED_MODEL_DIR
 
@@ -80,6 +80,63 @@ def test_recorded_detections_hold_what_the_pipeline_got_and_the_low_scores_besid
         np.testing.assert_array_equal(got.scores, expected.scores)
         assert got.labels == expected.labels and len(expected) > 0
         assert len(recorded) > len(expected) and recorded.scores.min() > 0.1
+
+
+RECORDED_RUN = ["--videos", "2", "--frames", "30", "--seed", "10000", "--stride", "2", "--dtype", "float32"]
+COMPARED = ("HOTA", "IDF1", "MOTA", "id_switches", "merged_ids", "fragmentations", "gt_tracks")
+
+
+def same_scores(one: dict, other: dict) -> None:
+    assert {key: one[key] for key in COMPARED} == {key: other[key] for key in COMPARED}
+    for name in ("norfair", "bytetrack"):
+        assert ({key: one["baselines"][name][key] for key in COMPARED}
+                == {key: other["baselines"][name][key] for key in COMPARED}), name
+
+
+def test_replayed_detections_score_as_the_model_did_with_any_tracker_settings(capsys, tmp_path):
+    recording = tmp_path / "detections.jsonl"
+    recorded = eval_tracking(capsys, *RECORDED_RUN, "--record-detections", str(recording))
+    assert recorded["recorded_detections"] == str(recording) and recorded["id_switches"] + recorded["gt_tracks"] > 0
+    replayed = eval_tracking(capsys, "--replay-detections", str(recording))
+    same_scores(replayed, recorded)
+    assert replayed["seed"] == 10000 and replayed["videos"] == 2 and replayed["frames_per_video"] == 30
+    assert replayed["weights"].endswith(f"(replayed from {recording})") and replayed["dtype"] == "float32"
+    # Other tracker settings on the replay score as the model run with them: the point of recording.
+    changed = ["--reid-seconds", "0", "--continue-threshold", "0.3", "--camera-motion"]
+    with_model = eval_tracking(capsys, *RECORDED_RUN, *changed)
+    replayed = eval_tracking(capsys, "--replay-detections", str(recording), "--seed", "10000", *changed)
+    same_scores(replayed, with_model)
+    assert with_model["IDF1"] != recorded["IDF1"] or with_model["id_switches"] != recorded["id_switches"]
+
+
+def test_a_recording_that_does_not_fit_is_a_one_line_error(capsys, tmp_path):
+    recording = tmp_path / "detections.jsonl"
+    eval_tracking(capsys, "--videos", "1", "--frames", "6", "--size", "160x120", "--record-detections", str(recording),
+                  *TINY_MODEL)
+    lines = recording.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["floor"] == 0.1 and header["size"] == [120, 160] and len(lines) == 2
+
+    def refused(*args: str) -> str:
+        assert main(["eval", "tracking", "--replay-detections", str(recording), *args]) == 2
+        return capsys.readouterr().err
+
+    assert f"--seed 3: {recording} was recorded with 0" in refused("--seed", "3")
+    assert "--weights, --dtype: the detections come from" in refused("--weights", "random:tiny", "--dtype", "float32")
+    # A tracker asking below what was recorded would silently lose boxes.
+    assert "recording holds them down to 0.1 only" in refused("--continue-threshold", "0.05")
+    (tmp_path / "cut.jsonl").write_text(lines[0] + "\n")
+    assert main(["eval", "tracking", "--replay-detections", str(tmp_path / "cut.jsonl")]) == 2
+    assert "0 videos; the header says 1 (a cut-off file?)" in capsys.readouterr().err
+    (tmp_path / "torn.jsonl").write_text(lines[0] + "\n" + lines[1][:40] + "\n")
+    assert main(["eval", "tracking", "--replay-detections", str(tmp_path / "torn.jsonl")]) == 2
+    assert "line 2: not JSON" in capsys.readouterr().err
+    assert main(["eval", "tracking", "--replay-detections", str(tmp_path / "absent.jsonl")]) == 2
+    assert "cannot read recorded detections" in capsys.readouterr().err
+    assert main(["eval", "tracking", "--detections", "noisy-truth", "--record-detections", str(recording)]) == 2
+    assert "--record-detections records a model's detections" in capsys.readouterr().err
+    assert main(["eval", "tracking", "--record-detections", str(tmp_path / "missing" / "d.jsonl"), *TINY_MODEL]) == 2
+    assert "not a file in an existing folder" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -84,5 +84,5 @@ def test_tracker_on_noisy_truth_meets_the_identity_targets(tmp_path):
 
 
 def test_evaluation_needs_exactly_one_source(tmp_path):
-    with pytest.raises(ValueError, match="either a detector or a noise model"):
+    with pytest.raises(ValueError, match="one of a detector, a recording of one and a noise model"):
         evaluate_on_synthetic_videos(tmp_path, TrackingEvalConfig(videos=1, frames=2))

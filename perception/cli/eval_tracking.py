@@ -26,7 +26,7 @@ def register_eval(eval_subparsers) -> None:
     parser = eval_subparsers.add_parser("tracking", help="tracking metrics on generated videos with ground truth",
                                         description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--scenario", choices=tuple(SCENARIO_SIZES), default="default",
+    parser.add_argument("--scenario", choices=tuple(SCENARIO_SIZES), default=None,
                         help="default: a few objects of mostly distinct phrases; crowd: 6-15 walkers of one phrase "
                              "entering, leaving, crossing and hiding under a panning camera; mixed: a crowd and a "
                              "few walkers of other phrases (default: default)")
@@ -35,10 +35,18 @@ def register_eval(eval_subparsers) -> None:
                              "ground truth with jitter, misses, dropouts and false positives (scores them alone)")
     parser.add_argument("--videos", type=int, help="generated videos (default: 24 for default, 8 for crowds)")
     parser.add_argument("--frames", type=int, help="frames per video (default: 60 for default, 150 for crowds)")
-    parser.add_argument("--size", type=parse_size, default=(320, 240), help="video WIDTHxHEIGHT (default 320x240)")
-    parser.add_argument("--seed", type=int, default=0, help="video i is generated from seed + i (default 0)")
-    parser.add_argument("--stride", type=int, default=1, help="detector on every n-th frame (default 1)")
+    parser.add_argument("--size", type=parse_size, default=None, help="video WIDTHxHEIGHT (default 320x240)")
+    parser.add_argument("--seed", type=int, default=None, help="video i is generated from seed + i (default 0)")
+    parser.add_argument("--stride", type=int, default=None, help="detector on every n-th frame (default 1)")
     parser.add_argument("--work-dir", type=Path, help="keep the generated videos, outputs and MOT files here")
+    recorded = parser.add_mutually_exclusive_group()
+    recorded.add_argument("--record-detections", type=Path, metavar="FILE",
+                          help="with the model: write its output on every video (down to ByteTrack's low "
+                               "threshold) to FILE, JSON lines, for --replay-detections")
+    recorded.add_argument("--replay-detections", type=Path, metavar="FILE",
+                          help="run the pipeline on the detections recorded in FILE instead of the model, on the "
+                               "videos they were recorded on (scenario, seed, videos, frames, size and stride "
+                               "come from FILE): tracker settings compared on a model's boxes without running it")
     noise = parser.add_argument_group("noisy truth (with --detections noisy-truth)")
     noise.add_argument("--jitter", type=float, help="std of each box corner's offset, fraction of the box size "
                                                     "(default 0.05)")
@@ -89,10 +97,77 @@ def _summary(scores) -> dict:
     return {**scores.as_dict(), "id_switches_per_20_gt_tracks": round(switches_per_20_tracks(scores), 3)}
 
 
+# The options that say which videos are generated, with their defaults, and where a recording keeps each.
+VIDEO_OPTIONS = {"scenario": ("default", "scenario"), "seed": (0, "seed"), "stride": (1, "frame_stride"),
+                 "videos": (None, "videos"), "frames": (None, "frames"), "size": ((320, 240), "size")}
+# Model options a replay cannot honour: (attribute, value when not given).
+MODEL_OPTIONS = (("weights", None), ("preset", None), ("box_threshold", None), ("text_threshold", None),
+                 ("nms_iou", None), ("shortest_edge", None), ("longest_edge", None), ("compile", False),
+                 ("device", "cpu"), ("dtype", "auto"))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _replayed(args: argparse.Namespace):
+    """The recording --replay-detections names, with the video options taken from it (a given one that
+    differs is an error); None without the option."""
+    from perception.tracking.recorded import RecordingError, read_recording
+
+    if args.replay_detections is None:
+        return None
+    if args.detections != "model":
+        raise CliError("--replay-detections replays a model's detections; it does not go with --detections "
+                       f"{args.detections}")
+    given = [_flag(name) for name, unset in MODEL_OPTIONS if getattr(args, name) != unset]
+    if given:
+        raise CliError(f"{', '.join(given)}: the detections come from {args.replay_detections}, not from a model "
+                       "(record them again with these options)")
+    try:
+        recording = read_recording(args.replay_detections)
+    except RecordingError as error:
+        raise CliError(str(error)) from error
+    for option, (_, key) in VIDEO_OPTIONS.items():
+        recorded = recording.header[key]
+        recorded = tuple(reversed(recorded)) if option == "size" else recorded  # (width, height) on the command line
+        value = getattr(args, option)
+        if value is not None and value != recorded:
+            raise CliError(f"{_flag(option)} {value}: {args.replay_detections} was recorded with {recorded}")
+        setattr(args, option, recorded)
+    return recording
+
+
+def _record_to(args: argparse.Namespace) -> Path | None:
+    path = args.record_detections
+    if path is None:
+        return None
+    if args.detections != "model":
+        raise CliError(f"--record-detections records a model's detections; --detections is {args.detections}")
+    if path.is_dir() or not path.parent.is_dir():
+        raise CliError(f"--record-detections {path}: not a file in an existing folder")
+    return path
+
+
+def _write_recording(path: Path, config, comparison, detector) -> None:
+    from perception.tracking.recorded import write_recording
+
+    header = {"scenario": config.scenario, "seed": config.seed, "videos": config.videos, "frames": config.frames,
+              "size": config.size, "frame_rate": config.frame_rate, "frame_stride": config.job.frame_stride,
+              "box_threshold": detector.box_threshold, "floor": comparison.floor, "weights": detector.description,
+              "dtype": str(detector.dtype).removeprefix("torch.")}
+    write_recording(path, header, comparison.detections)
+
+
 def run(args: argparse.Namespace) -> int:
     from perception.tracking.evaluation import TrackingEvalConfig, baseline_settings, evaluate_on_synthetic_videos
+    from perception.tracking.recorded import RecordingError
     from perception.video.job import VideoJobConfig
 
+    replay, record_to = _replayed(args), _record_to(args)
+    for option, (default, _) in VIDEO_OPTIONS.items():
+        if getattr(args, option) is None:
+            setattr(args, option, default)
     videos, frames = SCENARIO_SIZES[args.scenario]
     try:
         noise = _noise(args)
@@ -102,11 +177,18 @@ def run(args: argparse.Namespace) -> int:
                                     size=(args.size[1], args.size[0]), seed=args.seed, job=job)
     except ValueError as error:
         raise CliError(str(error)) from error
-    detector, agreement = build_compared_detector(args) if args.detections == "model" else (None, None)
+    with_model = args.detections == "model" and replay is None
+    detector, agreement = build_compared_detector(args) if with_model else (None, None)
     started = time.perf_counter()
     keep = contextlib.nullcontext(args.work_dir) if args.work_dir else None
     with keep or tempfile.TemporaryDirectory(prefix="gdino-eval-tracking-") as work_dir:
-        comparison = evaluate_on_synthetic_videos(Path(work_dir), config, detector=detector, noise=noise)
+        try:
+            comparison = evaluate_on_synthetic_videos(Path(work_dir), config, detector=detector, noise=noise,
+                                                      replay=replay)
+        except RecordingError as error:
+            raise CliError(str(error)) from error
+    if record_to is not None:
+        _write_recording(record_to, config, comparison, detector)
     result = _summary(comparison.ours)
     targets = _targets(args.scenario, args.detections, comparison.baselines)
     result.update({
@@ -119,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
         "noise": noise.as_dict() if noise is not None else None,
         "weights": detector.description if detector is not None else None,
         **(precision_report(detector, agreement) if detector is not None else {}),
+        **({"weights": f"{replay.header['weights']} (replayed from {args.replay_detections})",
+            "dtype": replay.header["dtype"], "agreement_with_float32": None} if replay is not None else {}),
+        "recorded_detections": str(record_to) if record_to is not None else None,
         "videos": config.videos,
         "frames_per_video": config.frames,
         "seed": config.seed,

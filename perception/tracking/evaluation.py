@@ -7,7 +7,9 @@ Two sources of detections:
 - the detector: each video is written to an MP4 file and run through the whole offline pipeline (decode,
   batched detection, our tracker, encode), prompted with the phrases of that video's objects; every frame's
   detector output is recorded once (down to ByteTrack's low threshold) and replayed to the baselines;
-- noisy ground truth (perception.tracking.noise): drawn once per frame and fed to every tracker.
+- noisy ground truth (perception.tracking.noise): drawn once per frame and fed to every tracker;
+- a recording of an earlier run's detector output (perception.tracking.recorded), replayed through the same
+  pipeline in place of the model.
 Every tracker gets the identical detections per frame and the same box threshold: detections below it
 only serve the trackers that use low scores (ByteTrack's second association, our continue_threshold).
 Scores come from TrackEval (perception.tracking.metrics), for ours and each baseline in one run.
@@ -26,6 +28,7 @@ from perception.tracking.records import mot_lines
 from perception.tracking import ObjectTracker
 from perception.tracking.baselines import ByteTrack, ByteTrackConfig, NorfairBaseline
 from perception.tracking.noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
+from perception.tracking.recorded import Recording, RecordingDetector, ReplayedDetector
 from perception.training.crowds import CROWD, MIXED_CROWD, generate_crowd_video
 from perception.training.prompts import build_prompt
 from perception.training.synthetic import TrackedObject, generate_video, write_mot_sequence
@@ -71,6 +74,10 @@ class TrackingComparison:
 
     ours: TrackingScores
     baselines: dict[str, TrackingScores]
+    # Per video, each frame's detections as every tracker got them (None where skipped); with a detector, down
+    # to `floor`: what perception.tracking.recorded writes.
+    detections: dict[str, list[Detections | None]] = field(default_factory=dict)
+    floor: float | None = None
 
 
 def scenario_video(scenario: str, seed: int, frames: int,
@@ -79,39 +86,6 @@ def scenario_video(scenario: str, seed: int, frames: int,
     if scenario == "default":
         return generate_video(seed, frames, size)
     return generate_crowd_video(seed, frames, size, CROWD if scenario == "crowd" else MIXED_CROWD)
-
-
-class RecordingDetector:
-    """A FrameDetector for the pipeline that keeps what the wrapped detector found in each frame it ran on,
-    down to `floor` (lower than the pipeline asks for, for ByteTrack), and hands the pipeline exactly the
-    detections it asked for (the postprocessing keeps boxes in score order and suppresses only lower-scored
-    ones, so a lower threshold adds boxes and changes none)."""
-
-    def __init__(self, detector: FrameDetector, floor: float) -> None:
-        self.detector, self.floor = detector, floor
-        self.recorded: list[Detections] = []  # one per detected frame, in frame order
-
-    @property
-    def box_threshold(self) -> float:
-        return self.detector.box_threshold
-
-    @property
-    def device(self):
-        return getattr(self.detector, "device", "cpu")
-
-    def set_prompt(self, prompt: str) -> list[str]:
-        return self.detector.set_prompt(prompt)
-
-    def detect(self, images: list[np.ndarray], box_threshold: float | None = None) -> list[Detections]:
-        asked = self.detector.box_threshold if box_threshold is None else box_threshold
-        found = self.detector.detect(images, box_threshold=min(asked, self.floor))
-        self.recorded.extend(found)
-        return [_above(detections, asked) for detections in found]
-
-
-def _above(detections: Detections, threshold: float) -> Detections:
-    keep = np.flatnonzero(detections.scores > threshold)  # strict, as the postprocessing's box threshold
-    return Detections(detections.boxes[keep], detections.scores[keep], [detections.labels[k] for k in keep])
 
 
 def _phrases(objects_per_frame: list[list[TrackedObject]]) -> list[str]:
@@ -141,8 +115,10 @@ def _track_noisy_truth(frames: list[np.ndarray], objects_per_frame: list[list[Tr
 
 
 def _track_with_detector(frames: list[np.ndarray], objects_per_frame: list[list[TrackedObject]],
-                         detector: FrameDetector, config: TrackingEvalConfig, clip: Path, mot_path: Path) -> list:
-    """Run the pipeline on the video; returns the detector's output of each frame (None where skipped)."""
+                         detector: FrameDetector, config: TrackingEvalConfig, clip: Path,
+                         mot_path: Path) -> tuple[list, float]:
+    """Run the pipeline on the video; returns the detector's output of each frame (None where skipped) and the
+    lowest score it reaches down to."""
     height, width = config.size
     rate = Fraction(config.frame_rate)
     with VideoWriter(str(clip), width, height, rate, 1 / rate) as writer:
@@ -153,8 +129,11 @@ def _track_with_detector(frames: list[np.ndarray], objects_per_frame: list[list[
                            overwrite=True)
     recorder = RecordingDetector(detector, ByteTrackConfig().low_threshold)
     process_video(recorder, build_prompt(_phrases(objects_per_frame)).text, str(clip), outputs, config.job)
+    if isinstance(detector, ReplayedDetector):
+        detector.check_done()
     recorded = iter(recorder.recorded)
-    return [next(recorded) if index % config.job.frame_stride == 0 else None for index in range(len(frames))]
+    return [next(recorded) if index % config.job.frame_stride == 0 else None for index in range(len(frames))], \
+        recorder.lowest
 
 
 def _baseline(name: str, frame_rate: int):
@@ -162,39 +141,51 @@ def _baseline(name: str, frame_rate: int):
 
 
 def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, detector: FrameDetector | None = None,
-                                 noise: NoiseConfig | None = None,
-                                 baselines: tuple[str, ...] = BASELINES) -> TrackingComparison:
+                                 noise: NoiseConfig | None = None, baselines: tuple[str, ...] = BASELINES,
+                                 replay: Recording | None = None) -> TrackingComparison:
     """Generate config.videos videos of config.scenario under work_dir, track them with ours and each of
     `baselines` (() for ours alone), and score every tracker with TrackEval.
 
-    Pass a detector to evaluate the whole pipeline, or noise (and no detector) to evaluate the trackers on
-    corrupted ground truth.
+    Pass a detector to evaluate the whole pipeline, a recording of a detector's output on these videos to
+    run the pipeline on it instead (perception.tracking.recorded.RecordingError if it was made on other
+    videos or cannot serve the tracker's thresholds), or noise to evaluate the trackers on corrupted
+    ground truth: exactly one of the three.
     """
-    _check((detector is None) != (noise is None), "evaluate with either a detector or a noise model, not both")
+    _check(sum(source is not None for source in (detector, noise, replay)) == 1,
+           "evaluate with one of a detector, a recording of one and a noise model")
+    if replay is not None:
+        replay.check_fits({"scenario": config.scenario, "seed": config.seed, "videos": config.videos,
+                           "frames": config.frames, "size": config.size, "frame_rate": config.frame_rate,
+                           "frame_stride": config.job.frame_stride})
     unknown = sorted(set(baselines) - set(BASELINES))
     _check(not unknown, f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
     gt_root, trackers_root, clips = work_dir / "gt", work_dir / "trackers", work_dir / "clips"
     for directory in (gt_root, clips, *(trackers_root / name for name in (TRACKER_NAME, *baselines))):
         directory.mkdir(parents=True, exist_ok=True)
-    box_threshold = NOISY_TRUTH_BOX_THRESHOLD if detector is None else detector.box_threshold
-    lengths = {}
+    box_threshold = (NOISY_TRUTH_BOX_THRESHOLD if noise is not None
+                     else replay.header["box_threshold"] if replay is not None else detector.box_threshold)
+    lengths, detections_of, floor = {}, {}, None
     for offset in range(config.videos):
         seed = config.seed + offset
         name = f"{config.scenario}-{seed:04d}" if config.scenario != "default" else f"synthetic-{seed:04d}"
         frames, objects_per_frame = scenario_video(config.scenario, seed, config.frames, config.size)
         write_mot_sequence(gt_root / name, objects_per_frame, config.size, fps=config.frame_rate)
         mot_path = trackers_root / TRACKER_NAME / f"{name}.txt"
-        if detector is None:
+        if noise is not None:
             detections = _track_noisy_truth(frames, objects_per_frame, config, noise, seed, mot_path)
         else:
-            detections = _track_with_detector(frames, objects_per_frame, detector, config, clips / f"{name}.mp4",
-                                              mot_path)
+            video_detector = ReplayedDetector(replay, name) if replay is not None else detector
+            detections, lowest = _track_with_detector(frames, objects_per_frame, video_detector, config,
+                                                      clips / f"{name}.mp4", mot_path)
+            floor = lowest if floor is None else min(floor, lowest)
+        detections_of[name] = detections
         for baseline in baselines:
             _replay(_baseline(baseline, config.frame_rate), detections, box_threshold, config.job.frame_stride,
                     trackers_root / baseline / f"{name}.txt")
         lengths[name] = config.frames
     scores = evaluate_trackers(gt_root, trackers_root, [TRACKER_NAME, *baselines], lengths)
-    return TrackingComparison(ours=scores[TRACKER_NAME], baselines={name: scores[name] for name in baselines})
+    return TrackingComparison(ours=scores[TRACKER_NAME], baselines={name: scores[name] for name in baselines},
+                              detections=detections_of, floor=floor)
 
 
 def baseline_settings(name: str, frame_rate: int) -> dict:
