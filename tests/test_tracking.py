@@ -434,6 +434,29 @@ def test_a_track_lost_near_a_border_is_re_identified_when_it_comes_back_at_it(la
     assert before == after
 
 
+@pytest.mark.parametrize("with_another", [False, True])
+def test_a_lone_object_hidden_near_a_border_keeps_its_id_when_it_reappears_cut_by_it(with_another):
+    """An object alone of its phrase, last seen half its width short of the right border, hidden while it walks
+    on (behind something) and seen again cut by the border: with nobody else of its kind around, someone new
+    entering there is the less likely explanation, so it keeps its id. With another of its phrase in view the
+    border rule holds (someone entering is as likely): a new id."""
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_seconds=3, frame_rate=10)
+    detections = at_the_right_border(50, range(30, 40), 30.0)
+    if with_another:  # someone standing still on the left
+        still = Detections(np.array([[100.0, 300.0, 160.0, 380.0]], np.float32), np.array([0.8]), ["person"])
+        detections = [Detections(np.concatenate([d.boxes, still.boxes]), np.concatenate([d.scores, still.scores]),
+                                 d.labels + still.labels) for d in detections]
+    tracks = run(ObjectTracker(config), detections)
+
+    def walker(frame_tracks: list[Track]) -> set[int]:
+        return {t.track_id for t in frame_tracks if t.box_xyxy[0] > 640}
+
+    before, after = walker(tracks[25]), walker(tracks[-1])
+    assert tracks[-1][0].box_xyxy[2] == 1280.0 or tracks[-1][1].box_xyxy[2] == 1280.0
+    assert len(before) == len(after) == 1
+    assert (before == after) == (not with_another), (before, after)
+
+
 def painted(detections: list[Detections | None], colours: list[tuple[int, int, int]]) -> list[np.ndarray]:
     """Frames of a grey, noisy floor with each frame's first box filled with that frame's colour."""
     rng = np.random.default_rng(5)

@@ -22,8 +22,8 @@ missed the current frame. A lost track is a candidate when all of these hold:
 - colour (``reid_appearance`` > 0): their colour histograms are at least that similar.
 
 A lost track alone of its key (no other reported track of it known, live or lost) gets a larger reach and
-no "still hidden" rule: with nobody else of its kind around, a newcomer of that kind is the less likely
-explanation. Among candidates, the nearest (distance over reach) wins only with a margin: at most half
+neither the "still hidden" nor the border rules: with nobody else of its kind around, a newcomer of that
+kind is the less likely explanation (an object hidden behind another near a border comes back cut by it). Among candidates, the nearest (distance over reach) wins only with a margin: at most half
 the runner-up's, or else a clearly higher colour similarity (by ``_APPEARANCE_MARGIN``); people dressed
 alike never decide by colour. The same margin applies against the other new tracks that appeared within
 the lost track's reach since it was lost (another claimant of the same id), except one overlapping the new
@@ -76,9 +76,11 @@ def _reaches(new: TrackHistory, lost: TrackHistory, config: TrackerConfig, hidde
 
 
 def _borders_agree(new: TrackHistory, lost: TrackHistory, alone: bool) -> bool:
+    if alone:  # nobody else of its kind around: someone new entering is the less likely explanation
+        return True
     entered = touched_borders(new.sightings[0].image_box, new.frame_size)
     last_seen = touched_borders(lost.sightings[-1].image_box, lost.frame_size, LAST_SEEN_BORDER_REACH)
-    return entered <= last_seen and (alone or not lost.left_through(new.sightings[-1].time))
+    return entered <= last_seen and not lost.left_through(new.sightings[-1].time)
 
 
 def _similar_size(new: TrackHistory, lost: TrackHistory) -> bool:
