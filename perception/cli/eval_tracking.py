@@ -152,10 +152,8 @@ def _record_to(args: argparse.Namespace) -> Path | None:
 def _write_recording(path: Path, config, comparison, detector) -> None:
     from perception.tracking.recorded import write_recording
 
-    header = {"scenario": config.scenario, "seed": config.seed, "videos": config.videos, "frames": config.frames,
-              "size": config.size, "frame_rate": config.frame_rate, "frame_stride": config.job.frame_stride,
-              "box_threshold": detector.box_threshold, "floor": comparison.floor, "weights": detector.description,
-              "dtype": str(detector.dtype).removeprefix("torch.")}
+    header = {**config.videos_described(), "box_threshold": detector.box_threshold, "floor": comparison.floor,
+              "weights": detector.description, "dtype": str(detector.dtype).removeprefix("torch.")}
     write_recording(path, header, comparison.detections)
 
 

@@ -67,6 +67,11 @@ class TrackingEvalConfig:
         _check(height >= 64 and width >= 64 and height % 2 == 0 and width % 2 == 0,
                f"eval size must be even numbers >= 64 (4:2:0 video); got {width}x{height}")
 
+    def videos_described(self) -> dict:
+        """What the generated videos are, as a recording of detections on them keeps it (recorded.VIDEO_KEYS)."""
+        return {"scenario": self.scenario, "seed": self.seed, "videos": self.videos, "frames": self.frames,
+                "size": self.size, "frame_rate": self.frame_rate, "frame_stride": self.job.frame_stride}
+
 
 @dataclass(frozen=True)
 class TrackingComparison:
@@ -154,9 +159,7 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
     _check(sum(source is not None for source in (detector, noise, replay)) == 1,
            "evaluate with one of a detector, a recording of one and a noise model")
     if replay is not None:
-        replay.check_fits({"scenario": config.scenario, "seed": config.seed, "videos": config.videos,
-                           "frames": config.frames, "size": config.size, "frame_rate": config.frame_rate,
-                           "frame_stride": config.job.frame_stride})
+        replay.check_fits(config.videos_described())
     unknown = sorted(set(baselines) - set(BASELINES))
     _check(not unknown, f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
     gt_root, trackers_root, clips = work_dir / "gt", work_dir / "trackers", work_dir / "clips"
