@@ -63,13 +63,17 @@ def register_eval(eval_subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def _noise(args: argparse.Namespace):
     from perception.tracking.noise import NoiseConfig
 
     given = {name: getattr(args, name) for name in NOISE_FLAGS if getattr(args, name) is not None}
     if args.detections == "model":
         if given:
-            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            flags = ", ".join(_flag(name) for name in given)
             raise CliError(f"{flags} apply to --detections noisy-truth only")
         return None
     return NoiseConfig(**given)
@@ -104,10 +108,6 @@ VIDEO_OPTIONS = {"scenario": ("default", "scenario"), "seed": (0, "seed"), "stri
 MODEL_OPTIONS = (("weights", None), ("preset", None), ("box_threshold", None), ("text_threshold", None),
                  ("nms_iou", None), ("shortest_edge", None), ("longest_edge", None), ("compile", False),
                  ("device", "cpu"), ("dtype", "auto"))
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _replayed(args: argparse.Namespace):

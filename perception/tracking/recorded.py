@@ -141,7 +141,7 @@ def read_recording(path: Path) -> Recording:
     videos = {}
     for number, row in enumerate(rows[1:], start=2):
         where = f"{path} line {number}"
-        if not isinstance(row, dict) or not isinstance(row.get("video"), str) or not isinstance(row.get("frames"), list):
+        if not (isinstance(row, dict) and isinstance(row.get("video"), str) and isinstance(row.get("frames"), list)):
             raise RecordingError(f"{where}: not a video's detections")
         if len(row["frames"]) != header["frames"]:
             raise RecordingError(f"{where}: {len(row['frames'])} frames; the header says {header['frames']}")

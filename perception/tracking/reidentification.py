@@ -23,9 +23,10 @@ missed the current frame. A lost track is a candidate when all of these hold:
 
 A lost track alone of its key (no other reported track of it known, live or lost) gets a larger reach and
 neither the "still hidden" nor the border rules: with nobody else of its kind around, a newcomer of that
-kind is the less likely explanation (an object hidden behind another near a border comes back cut by it). Among candidates, the nearest (distance over reach) wins only with a margin: at most half
-the runner-up's, or else a clearly higher colour similarity (by ``_APPEARANCE_MARGIN``); people dressed
-alike never decide by colour. The same margin applies against the other new tracks that appeared within
+kind is the less likely explanation (an object hidden behind another near a border comes back cut by it).
+Among candidates, the nearest (distance over reach) wins only with a margin: at most half the runner-up's,
+or else a clearly higher colour similarity (by ``_APPEARANCE_MARGIN``); people dressed alike never decide by
+colour. The same margin applies against the other new tracks that appeared within
 the lost track's reach since it was lost (another claimant of the same id), except one overlapping the new
 track (a second box the detector put on the same object). Otherwise the new track keeps a new id.
 """
