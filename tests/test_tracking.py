@@ -6,6 +6,8 @@ import pytest
 
 from perception.tracking import ObjectTracker, Track, appearance, appearance_similarity, detection_floor
 from perception.tracking.config import TrackerConfig
+from perception.tracking.history import Sighting, TrackHistory
+from perception.tracking.reidentification import reidentify
 from perception.types import Detections
 
 # A featureless frame: every box in it looks alike, so appearance (reid_appearance) never decides in the tests
@@ -488,6 +490,45 @@ def test_re_identification_compares_colours(colour_after, reid_appearance, same_
     before, after = {t.track_id for t in tracks[19]}, {t.track_id for t in tracks[-1]}
     assert len(before) == len(after) == 1
     assert (before == after) == same_id, (before, after)
+
+
+def history(track_id: int | None, left: float, times: list[float], look: list[float]) -> TrackHistory:
+    """A person standing still with its box's left edge at ``left``, seen at ``times``, histogram ``look``."""
+    track = TrackHistory("person", first_frame=0, first_time=times[0])
+    track.track_id = track_id
+    box = np.array([left, 100.0, left + 60.0, 220.0])
+    for time in times:
+        track.see(Sighting(time, box, box, np.array(look)), "person", None)
+    return track
+
+
+# Three-bin colour histograms: the newcomer's Bhattacharyya coefficient is 0.60 with LOOK_060 and 0.85 with
+# LOOK_085, both above reid_appearance (0.5).
+NEW_LOOK, LOOK_060, LOOK_085 = [1.0, 0.0, 0.0], [0.36, 0.64, 0.0], [0.7225, 0.2775, 0.0]
+
+
+@pytest.mark.parametrize(
+    "nearer_look, farther_look, expected",
+    [
+        (LOOK_060, LOOK_085, 2),  # as near as each other, and the farther one looks clearly more alike
+        (LOOK_085, LOOK_060, 1),  # the nearer one looks clearly more alike
+        (LOOK_085, LOOK_085, None),  # nothing tells them apart: a new id
+    ],
+)
+def test_a_newcomer_between_two_lost_people_goes_to_the_one_that_looks_clearly_more_alike(
+        nearer_look, farther_look, expected):
+    """Two people of one phrase lost at the same time, a newcomer about as far from both (0.65 and 0.77 of
+    the reach): the distance does not decide, so the one whose colours are clearly more alike does, whichever
+    is nearer (before, only the nearer could win: the newcomer got a new id where the farther one's colours
+    matched it clearly better)."""
+    config = TrackerConfig(frame_rate=10)
+    nearer = history(1, 100.0, [0.5, 0.6, 0.7, 0.8, 0.9, 1.0], nearer_look)
+    farther = history(2, 220.0, [0.5, 0.6, 0.7, 0.8, 0.9, 1.0], farther_look)
+    new = history(None, 155.0, [1.3, 1.4, 1.5], NEW_LOOK)
+    assert appearance_similarity(np.array(NEW_LOOK), np.array(LOOK_060)) == pytest.approx(0.60)
+    assert appearance_similarity(np.array(NEW_LOOK), np.array(LOOK_085)) == pytest.approx(0.85)
+    chosen = reidentify(new, [nearer, farther], [new], lambda lost: False, config)
+    assert (chosen.track_id if chosen is not None else None) == expected
 
 
 def test_appearance_is_a_colour_histogram_of_the_middle_of_the_box():

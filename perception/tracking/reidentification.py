@@ -26,9 +26,11 @@ neither the "still hidden" nor the border rules: with nobody else of its kind ar
 kind is the less likely explanation (an object hidden behind another near a border comes back cut by it).
 Among candidates, the nearest (distance over reach) wins only with a margin: at most half the runner-up's,
 or else a clearly higher colour similarity (by ``_APPEARANCE_MARGIN``); people dressed alike never decide by
-colour. The same margin applies against the other new tracks that appeared within
-the lost track's reach since it was lost (another claimant of the same id), except one overlapping the new
-track (a second box the detector put on the same object). Otherwise the new track keeps a new id.
+colour. Failing that, a farther candidate wins if its colours are clearly more alike than every other's and
+none is clearly nearer (two lost about as far away, one of them the newcomer's colours). The same margins
+apply against the other new tracks that appeared within the lost track's reach since it was lost (another
+claimant of the same id), except one overlapping the new track (a second box the detector put on the same
+object). Otherwise the new track keeps a new id.
 """
 from __future__ import annotations
 
@@ -135,13 +137,16 @@ def reidentify(new: TrackHistory, lost_tracks: Sequence[TrackHistory], claimants
     """
     known = [track for track in (*lost_tracks, *claimants) if track.track_id is not None]
     candidates = _candidates(new, lost_tracks, known, hidden, config)
-    if not candidates:
-        return None
-    reaches, similarity, lost = candidates[0]
-    rivals = [(other_reaches, other_similarity) for other_reaches, other_similarity, _ in candidates[1:]]
-    for other in claimants:
-        if other is not new and other.first_time > lost.last_time and not _same_object(new, other):
-            rivals.append((_reaches(other, lost, config, hidden(lost), alone=False),
-                           _similarity(other, lost) if config.reid_appearance > 0 else None))
-    rivals = [rival for rival in rivals if rival[0] <= 1.0]
-    return lost if all(_clearly_better((reaches, similarity), rival) for rival in rivals) else None
+    for rank, (reaches, similarity, lost) in enumerate(candidates):
+        rivals = [(other_reaches, other_similarity) for other_reaches, other_similarity, other_lost in candidates
+                  if other_lost is not lost]
+        for other in claimants:
+            if other is not new and other.first_time > lost.last_time and not _same_object(new, other):
+                rivals.append((_reaches(other, lost, config, hidden(lost), alone=False),
+                               _similarity(other, lost) if config.reid_appearance > 0 else None))
+        rivals = [rival for rival in rivals if rival[0] <= 1.0]
+        best = (reaches, similarity)
+        # The nearest wins by either margin; a farther one (by colour) also must not be clearly beaten back.
+        if all(_clearly_better(best, rival) and (rank == 0 or not _clearly_better(rival, best)) for rival in rivals):
+            return lost
+    return None
