@@ -459,6 +459,32 @@ def test_a_lone_object_hidden_near_a_border_keeps_its_id_when_it_reappears_cut_b
     assert (before == after) == (not with_another), (before, after)
 
 
+@pytest.mark.parametrize("with_another", [False, True])
+def test_a_lone_object_coming_back_half_hidden_keeps_its_id(with_another):
+    """A person walks behind something and comes back with only a third of its box showing (smaller than half
+    its size, the size rule's lower bound): alone of its phrase, it keeps its id (a partly hidden object's box
+    is small); with another person in view, a small newcomer there may be someone else: a new id."""
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_seconds=3, frame_rate=10)
+    detections = reappearing(45, range(20, 30))
+    for frame in range(30, 45):  # the right two thirds still hidden
+        box = detections[frame].boxes.copy()
+        box[0, 2] = box[0, 0] + 20.0
+        detections[frame] = Detections(boxes=box, scores=[0.8], labels=["person"])
+    if with_another:  # someone standing still far below
+        detections = [Detections(np.concatenate([d.boxes, [[600.0, 500.0, 660.0, 580.0]]]).astype(np.float32),
+                                 np.concatenate([d.scores, [0.8]]), d.labels + ["person"]) if d is not None else
+                      Detections(np.array([[600.0, 500.0, 660.0, 580.0]], np.float32), np.array([0.8]), ["person"])
+                      for d in detections]
+    tracks = run(ObjectTracker(config), detections)
+
+    def walker(frame_tracks: list[Track]) -> set[int]:
+        return {t.track_id for t in frame_tracks if t.box_xyxy[1] < 300}
+
+    before, after = walker(tracks[15]), walker(tracks[-1])
+    assert len(before) == len(after) == 1
+    assert (before == after) == (not with_another), (before, after)
+
+
 def painted(detections: list[Detections | None], colours: list[tuple[int, int, int]]) -> list[np.ndarray]:
     """Frames of a grey, noisy floor with each frame's first box filled with that frame's colour."""
     rng = np.random.default_rng(5)
