@@ -22,9 +22,10 @@ missed the current frame. A lost track is a candidate when all of these hold:
 - colour (``reid_appearance`` > 0): their colour histograms are at least that similar.
 
 A lost track alone of its key (no other reported track of it known, live or lost) gets a larger reach and
-neither the "still hidden" nor the border rules nor the size rule's lower bound: with nobody else of its kind
-around, a newcomer of that kind is the less likely explanation (an object hidden behind another comes back
-cut by it, near a border or not).
+neither the "still hidden" nor the border rules: with nobody else of its kind around, a newcomer of that kind
+is the less likely explanation (an object hidden behind another near a border comes back cut by it). When a
+track matched now also covers where it should be, the size rule's lower bound is waived too: it may come
+back with most of its box still hidden.
 Among candidates, the nearest (distance over reach) wins only with a margin: at most half the runner-up's,
 or else a clearly higher colour similarity (by ``_APPEARANCE_MARGIN``); people dressed alike never decide by
 colour. Failing that, a farther candidate wins if its colours are clearly more alike than every other's and
@@ -87,12 +88,12 @@ def _borders_agree(new: TrackHistory, lost: TrackHistory, alone: bool) -> bool:
     return entered <= last_seen and not lost.left_through(new.sightings[-1].time)
 
 
-def _similar_size(new: TrackHistory, lost: TrackHistory, alone: bool) -> bool:
-    """Whether new's largest box is within _SIZE_RATIO of the range of the lost track's recent boxes (alone: at
-    most _SIZE_RATIO times its largest, however small)."""
+def _similar_size(new: TrackHistory, lost: TrackHistory, cut: bool) -> bool:
+    """Whether new's largest box is within _SIZE_RATIO of the range of the lost track's recent boxes (``cut``,
+    it may be partly hidden: at most _SIZE_RATIO times its largest, however small)."""
     new_area = max(area(s.box) for s in new.sightings)
     lost_areas = [area(s.box) for s in lost.sightings]
-    return (alone or min(lost_areas) / _SIZE_RATIO <= new_area) and new_area <= _SIZE_RATIO * max(lost_areas)
+    return (cut or min(lost_areas) / _SIZE_RATIO <= new_area) and new_area <= _SIZE_RATIO * max(lost_areas)
 
 
 def _similarity(new: TrackHistory, lost: TrackHistory) -> float | None:
@@ -119,10 +120,11 @@ def _candidates(new: TrackHistory, lost_tracks: Sequence[TrackHistory], known: l
     candidates = []
     for lost in lost_tracks:
         alone = all(track is lost for track in known)
+        covered = hidden(lost)
         if not (lost.last_time < new.first_time <= lost.last_time + config.reid_seconds
-                and _similar_size(new, lost, alone) and _borders_agree(new, lost, alone)):
+                and _similar_size(new, lost, alone and covered) and _borders_agree(new, lost, alone)):
             continue
-        reaches = _reaches(new, lost, config, hidden(lost), alone)
+        reaches = _reaches(new, lost, config, covered, alone)
         similarity = _similarity(new, lost) if config.reid_appearance > 0 else None
         if reaches <= 1.0 and (config.reid_appearance == 0 or (similarity or 0.0) >= config.reid_appearance):
             candidates.append((reaches, similarity, lost))
