@@ -472,7 +472,6 @@ def test_a_lone_object_coming_back_partly_hidden_keeps_its_id(occluded, with_ano
     box showing, under half its size (the size rule's lower bound). The bound is waived only for a lost track
     alone of its phrase whose predicted box a matched track now covers."""
     config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_seconds=3, frame_rate=10)
-    others = {"car": occluded, "person": with_another}
     detections = []
     for frame, walker in enumerate(reappearing(45, range(20, 30))):
         boxes, labels = [], []
@@ -480,12 +479,15 @@ def test_a_lone_object_coming_back_partly_hidden_keeps_its_id(occluded, with_ano
             box = walker.boxes[0].copy()
             if frame >= 30:  # the right two thirds still hidden
                 box[2] = box[0] + 20.0
-            boxes.append(box), labels.append("person")
+            boxes.append(box)
+            labels.append("person")
         x0 = 40.0 + 3.0 * frame
-        if others["car"] and frame >= 20:  # a car in front of the walker's right two thirds, at its speed
-            boxes.append([x0 + 20.0, 90.0, x0 + 100.0, 190.0]), labels.append("car")
-        if others["person"]:  # someone standing still far below
-            boxes.append([600.0, 500.0, 660.0, 580.0]), labels.append("person")
+        if occluded and frame >= 20:  # a car in front of the walker's right two thirds, at its speed
+            boxes.append([x0 + 20.0, 90.0, x0 + 100.0, 190.0])
+            labels.append("car")
+        if with_another:  # someone standing still far below
+            boxes.append([600.0, 500.0, 660.0, 580.0])
+            labels.append("person")
         detections.append(Detections(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.8), labels))
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person", "car"])
