@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from perception.bench.floor import floor
 from perception.bench.long_prompts import time_long_prompt
 from perception.bench.measure import StageTimer, interleaved_latencies_ms, latencies_ms, latency_summary, median_ms
 from perception.detector import DTYPES, DetectorConfig, GroundingDinoDetector, resolve_device
@@ -73,7 +74,8 @@ def _megabytes(module: torch.nn.Module) -> float:
 
 def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int = 3, implementation: str = "auto",
         device: str = "cpu", dtype: str = "auto", compile: bool = False, batch_sizes=(1,), warmup: int = 1,
-        prompt: str = PROMPT, phrases: tuple[int, ...] = (), reference_dtype: str | None = None) -> dict:
+        prompt: str = PROMPT, phrases: tuple[int, ...] = (), reference_dtype: str | None = None,
+        with_floor: bool = False) -> dict:
     """Time ours (eager, and compiled when ``compile``) in ``dtype`` and transformers in ``reference_dtype``
     (default: ``dtype``) on every frame size and batch size.
 
@@ -84,6 +86,9 @@ def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int
     phrases: instead of ``prompt``, prompts of so many distinct phrases (perception.bench.long_prompts), each
     timed on every frame size with a batch of ``batch_sizes[0]`` (eager only); per count and size under
     "phrases", the first count's first size at the top, with its ``chunks`` and ``chunk_cost_ratio``.
+
+    with_floor: also "floor" (perception.bench.floor) for the first size and batch size: the forward's GFLOP
+    at the best product rate in ``dtype`` on this machine, and that time over transformers' (floor_ratio).
     """
     device = resolve_device(device)  # a GPU torch does not see is refused before any model is built
     dtype = resolve_dtype(dtype, device)
@@ -129,6 +134,11 @@ def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int
                 entry["stages_ms"] = _stage_split(detector, reference, frames, input_ids, text_ms)
             per_batch[str(batch)] = entry
         result["sizes"][f"{height}x{width}"] = per_batch
+        if with_floor and "floor" not in result:
+            frames = [test_image(height, width, shift=17 * index) for index in range(batch_sizes[0])]
+            reference_ms = (per_batch[str(batch_sizes[0])]["reference"] or {}).get("p50_ms")
+            result["floor"] = floor(_reference_call(reference, frames, detector, input_ids), DTYPES[dtype], device,
+                                    reference_ms)
     first_size = f"{frame_sizes[0][0]}x{frame_sizes[0][1]}"
     if phrases:
         first = result["phrases"][str(phrases[0])][first_size]

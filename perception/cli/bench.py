@@ -38,6 +38,10 @@ def register(subparsers) -> None:
                           help="time prompts of N distinct phrases instead of the short default prompt, e.g. 150 or "
                                "48,150,1203 (a long prompt runs in chunks of 256 tokens): also prints chunks and "
                                "chunk_cost_ratio (time with the whole prompt / time with its first chunk alone)")
+    detector.add_argument("--floor", action="store_true",
+                          help="also print the floor on this machine: the forward's GFLOP (text encoder left out) at "
+                               "the best rate of single linear products in --dtype, and floor_ratio (that time / "
+                               "transformers'): no ratio under it is reachable here")
     detector.set_defaults(run=run_detector)
     for module_name in BENCH_MODULES:
         try:
@@ -89,10 +93,12 @@ def run_detector(args: argparse.Namespace) -> int:
         raise CliError(f"--phrases must be between 1 and {MAX_PHRASES}, got {args.phrases}")
     if phrases and (args.compile or len(batch_sizes) > 1):
         raise CliError("--phrases times the eager model on one batch size: drop --compile and give one --batch-sizes")
+    if phrases and args.floor:
+        raise CliError("--floor is measured with the short prompt: drop --phrases")
     try:
         result = run(args.model, sizes, args.repeats, args.implementation, device=args.device, dtype=args.dtype,
                      compile=args.compile, batch_sizes=batch_sizes, phrases=tuple(phrases),
-                     reference_dtype=args.reference_dtype)
+                     reference_dtype=args.reference_dtype, with_floor=args.floor)
     except (ValueError, RuntimeError) as error:  # a device torch does not have, an implementation not built
         raise CliError(str(error)) from error
     if args.json:
@@ -115,4 +121,8 @@ def run_detector(args: argparse.Namespace) -> int:
                   + (f"; transformers failed: {figures['reference_error']}" if "reference_error" in figures else ""))
             if "stages_ms" in figures:
                 print(f"  stages (ms): {figures['stages_ms']}")
+    if "floor" in result:
+        floor = result["floor"]
+        print(f"floor: {floor['gflop']} GFLOP at {floor['product_gflops']} GFLOP/s ({floor['dtype']} products) = "
+              f"{floor['floor_ms']} ms; floor_ratio {floor['floor_ratio']}")
     return 0
