@@ -10,12 +10,12 @@ element-wise work come on top.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from perception.bench.measure import latencies_ms
 from perception.model.linear import linear
 
 # Shapes (rows, inputs, outputs) of the products timed for the best rate: those of Grounding DINO's largest
@@ -46,16 +46,8 @@ def best_product_gflops(dtype: torch.dtype, device: torch.device, shapes=PRODUCT
             x = torch.randn(rows, inputs, generator=generator).to(device, dtype)
             weight = torch.randn(outputs, inputs, generator=generator).to(device, dtype)
             for kernel in (torch.nn.functional.linear, linear):
-                for index in range(repeats + 1):
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                    start = time.perf_counter()
-                    kernel(x, weight, None)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize(device)
-                    seconds = time.perf_counter() - start
-                    if index:  # the first call warms up
-                        best = max(best, 2.0 * rows * inputs * outputs / seconds / 1e9)
+                fastest_ms = min(latencies_ms(lambda: kernel(x, weight, None), repeats, warmup=1, device=device))
+                best = max(best, 2.0 * rows * inputs * outputs / fastest_ms / 1e6)
     return best
 
 
