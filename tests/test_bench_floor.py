@@ -48,4 +48,4 @@ def test_bench_detector_floor_is_below_both_timings(capsys):
 
 def test_bench_detector_floor_with_phrases_is_a_usage_error(capsys):
     assert main(["bench", "detector", "--model", "tiny", "--phrases", "10", "--floor"]) == 2
-    assert "--floor is measured with the short prompt" in capsys.readouterr().err
+    assert "the floor (--floor) is measured with the short prompt: drop --phrases" in capsys.readouterr().err

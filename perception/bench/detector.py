@@ -90,6 +90,8 @@ def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int
     with_floor: also "floor" (perception.bench.floor) for the first size and batch size: the forward's GFLOP
     at the best product rate in ``dtype`` on this machine, and that time over transformers' (floor_ratio).
     """
+    if phrases and with_floor:
+        raise ValueError("the floor (--floor) is measured with the short prompt: drop --phrases")
     device = resolve_device(device)  # a GPU torch does not see is refused before any model is built
     dtype = resolve_dtype(dtype, device)
     reference_dtype = reference_dtype or dtype

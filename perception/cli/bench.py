@@ -93,8 +93,6 @@ def run_detector(args: argparse.Namespace) -> int:
         raise CliError(f"--phrases must be between 1 and {MAX_PHRASES}, got {args.phrases}")
     if phrases and (args.compile or len(batch_sizes) > 1):
         raise CliError("--phrases times the eager model on one batch size: drop --compile and give one --batch-sizes")
-    if phrases and args.floor:
-        raise CliError("--floor is measured with the short prompt: drop --phrases")
     try:
         result = run(args.model, sizes, args.repeats, args.implementation, device=args.device, dtype=args.dtype,
                      compile=args.compile, batch_sizes=batch_sizes, phrases=tuple(phrases),
