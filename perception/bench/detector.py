@@ -134,13 +134,11 @@ def run(size: str = "swint", frame_sizes=((800, 1333), (480, 640)), repeats: int
             entry = _time_batch(detector, compiled, reference, frames, input_ids, device, repeats, warmup)
             if device.type == "cpu" and batch == batch_sizes[0]:
                 entry["stages_ms"] = _stage_split(detector, reference, frames, input_ids, text_ms)
+            if with_floor and batch == batch_sizes[0] and "floor" not in result:
+                result["floor"] = floor(_reference_call(reference, frames, detector, input_ids), DTYPES[dtype],
+                                        device, (entry["reference"] or {}).get("p50_ms"))
             per_batch[str(batch)] = entry
         result["sizes"][f"{height}x{width}"] = per_batch
-        if with_floor and "floor" not in result:
-            frames = [test_image(height, width, shift=17 * index) for index in range(batch_sizes[0])]
-            reference_ms = (per_batch[str(batch_sizes[0])]["reference"] or {}).get("p50_ms")
-            result["floor"] = floor(_reference_call(reference, frames, detector, input_ids), DTYPES[dtype], device,
-                                    reference_ms)
     first_size = f"{frame_sizes[0][0]}x{frame_sizes[0][1]}"
     if phrases:
         first = result["phrases"][str(phrases[0])][first_size]

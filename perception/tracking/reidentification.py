@@ -144,9 +144,10 @@ def reidentify(new: TrackHistory, lost_tracks: Sequence[TrackHistory], claimants
     for rank, (reaches, similarity, lost) in enumerate(candidates):
         rivals = [(other_reaches, other_similarity) for other_reaches, other_similarity, other_lost in candidates
                   if other_lost is not lost]
+        covered = hidden(lost)
         for other in claimants:
             if other is not new and other.first_time > lost.last_time and not _same_object(new, other):
-                rivals.append((_reaches(other, lost, config, hidden(lost), alone=False),
+                rivals.append((_reaches(other, lost, config, covered, alone=False),
                                _similarity(other, lost) if config.reid_appearance > 0 else None))
         rivals = [rival for rival in rivals if rival[0] <= 1.0]
         best = (reaches, similarity)
