@@ -1,7 +1,8 @@
-"""`gdino eval tracking [--scenario default|crowd|mixed] [--json]`: HOTA, IDF1, MOTA, identity switches, merged
-ids and fragmentations (TrackEval) on generated videos with exact ground truth, for the whole pipeline with a
-model or for the tracker alone on noisy truth; plain norfair and ByteTrack are scored beside ours on the
-identical detections in the same run."""
+"""`gdino eval tracking [--scenario default|crowd|mixed|trajectories] [--json]`: HOTA, IDF1, MOTA, identity
+switches, merged ids and fragmentations (TrackEval) on generated videos with exact ground truth, for the whole
+pipeline with a model or for the tracker alone on noisy truth, or on real annotated pedestrians (MOT Challenge
+ground truth: two TUD sequences come with motmetrics, or name your own with --ground-truth) with noisy truth;
+plain norfair and ByteTrack are scored beside ours on the identical detections in the same run."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,9 @@ from perception.cli.video import add_tracker_arguments, parse_size, tracker_conf
 # 20 tracks by about 0.2); a crowd's 8 x 150 hold about 180 (by about 0.1) and take about a minute on
 # noisy truth on 2 CPU cores.
 SCENARIO_SIZES = {"default": (24, 60), "crowd": (8, 150), "mixed": (8, 150)}
+TRAJECTORIES = "trajectories"
+# Noise draws per annotated sequence: the TUD pair drawn 10 times holds 180 tracks.
+TRAJECTORY_DRAWS = 10
 NOISE_FLAGS = ("jitter", "miss_rate", "dropout_rate", "dropout_frames", "false_positives", "min_visibility")
 
 
@@ -26,10 +30,12 @@ def register_eval(eval_subparsers) -> None:
     parser = eval_subparsers.add_parser("tracking", help="tracking metrics on generated videos with ground truth",
                                         description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--scenario", choices=tuple(SCENARIO_SIZES), default=None,
+    parser.add_argument("--scenario", choices=(*SCENARIO_SIZES, TRAJECTORIES), default=None,
                         help="default: a few objects of mostly distinct phrases; crowd: 6-15 walkers of one phrase "
                              "entering, leaving, crossing and hiding under a panning camera; mixed: a crowd and a "
-                             "few walkers of other phrases (default: default)")
+                             "few walkers of other phrases; trajectories: real annotated pedestrians with noisy "
+                             "truth (motmetrics' TUD-Campus and TUD-Stadtmitte, or --ground-truth) (default: "
+                             "default)")
     parser.add_argument("--detections", choices=("model", "noisy-truth"), default="model",
                         help="model: run the detector on the videos (default); noisy-truth: feed the trackers "
                              "ground truth with jitter, misses, dropouts and false positives (scores them alone)")
@@ -39,6 +45,16 @@ def register_eval(eval_subparsers) -> None:
     parser.add_argument("--seed", type=int, default=None, help="video i is generated from seed + i (default 0)")
     parser.add_argument("--stride", type=int, default=None, help="detector on every n-th frame (default 1)")
     parser.add_argument("--work-dir", type=Path, help="keep the generated videos, outputs and MOT files here")
+    real = parser.add_argument_group("real trajectories (--scenario trajectories, with --detections noisy-truth)")
+    real.add_argument("--ground-truth", type=Path, nargs="+", metavar="PATH",
+                      help="MOT Challenge sequences: gt.txt files or sequence folders (gt/gt.txt, seqinfo.ini, "
+                           "images if any); implies --scenario trajectories (default: motmetrics' two TUD "
+                           "sequences); --videos is the noise draws per sequence (default 10)")
+    real.add_argument("--frame-rate", type=float,
+                      help="frames per second of ground truth without a seqinfo.ini (with --size WIDTHxHEIGHT)")
+    real.add_argument("--no-occlusion", action="store_true",
+                      help="every annotated person is fully visible (default: as annotated in MOT17's visibility "
+                           "column, or estimated from the boxes in front)")
     recorded = parser.add_mutually_exclusive_group()
     recorded.add_argument("--record-detections", type=Path, metavar="FILE",
                           help="with the model: write its output on every video (down to ByteTrack's low "
@@ -158,10 +174,18 @@ def _write_recording(path: Path, config, comparison, detector) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception.tracking.evaluation import TrackingEvalConfig, baseline_settings, evaluate_on_synthetic_videos
+    from perception.tracking.evaluation import TrackingEvalConfig, evaluate_on_synthetic_videos
     from perception.tracking.recorded import RecordingError
     from perception.video.job import VideoJobConfig
 
+    if args.ground_truth is not None and args.scenario is None:
+        args.scenario = TRAJECTORIES
+    if args.scenario == TRAJECTORIES:
+        return _report(args, *_run_trajectories(args))
+    given = [flag for flag, value in (("--ground-truth", args.ground_truth), ("--frame-rate", args.frame_rate),
+                                      ("--no-occlusion", args.no_occlusion or None)) if value is not None]
+    if given:
+        raise CliError(f"{', '.join(given)}: for --scenario {TRAJECTORIES} only")
     replay, record_to = _replayed(args), _record_to(args)
     for option, (default, _) in VIDEO_OPTIONS.items():
         if getattr(args, option) is None:
@@ -187,16 +211,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(error)) from error
     if record_to is not None:
         _write_recording(record_to, config, comparison, detector)
-    result = _summary(comparison.ours)
-    targets = _targets(args.scenario, args.detections, comparison.baselines)
-    result.update({
-        "baselines": {name: {**_summary(scores), "settings": baseline_settings(name, config.frame_rate)}
-                      for name, scores in comparison.baselines.items()},
-        "targets": targets,
-        "meets_targets": _meets(targets, result),
-        "scenario": args.scenario,
-        "detections": args.detections,
-        "noise": noise.as_dict() if noise is not None else None,
+    return _report(args, comparison, config.frame_rate, noise, {
         "weights": detector.description if detector is not None else None,
         **(precision_report(detector, agreement) if detector is not None else {}),
         **({"weights": f"{replay.header['weights']} (replayed from {args.replay_detections})",
@@ -207,6 +222,61 @@ def run(args: argparse.Namespace) -> int:
         "seed": config.seed,
         "seconds": round(time.perf_counter() - started, 1),
     })
+
+
+def _run_trajectories(args: argparse.Namespace):
+    """Noisy truth on annotated sequences: (comparison, frame rate of the baselines' settings, noise, report)."""
+    from perception.tracking.evaluation import evaluate_on_trajectories
+    from perception.tracking.trajectories import TrajectoriesError, bundled_sequences, read_sequence
+    from perception.video.job import VideoJobConfig
+
+    if args.detections != "noisy-truth":
+        raise CliError(f"--scenario {TRAJECTORIES} scores the trackers on noisy truth: add --detections noisy-truth "
+                       "(the model needs video, and MOT ground truth is boxes)")
+    given = [_flag(name) for name in ("frames", "record_detections", "replay_detections")
+             if getattr(args, name) is not None]
+    if given:
+        raise CliError(f"{', '.join(given)}: not for --scenario {TRAJECTORIES} (the sequences set their frames)")
+    started = time.perf_counter()
+    size = None if args.size is None else (args.size[1], args.size[0])
+    try:
+        paths = args.ground_truth or bundled_sequences()
+        sequences = [read_sequence(path, size, args.frame_rate, occlusion=not args.no_occlusion) for path in paths]
+        noise = _noise(args)
+        job = VideoJobConfig(batch_size=args.batch_size, frame_stride=args.stride or 1,
+                             tracker=tracker_config_from_args(args))
+        with (contextlib.nullcontext(args.work_dir) if args.work_dir
+              else tempfile.TemporaryDirectory(prefix="gdino-eval-trajectories-")) as work_dir:
+            comparison = evaluate_on_trajectories(Path(work_dir), sequences, noise, args.videos or TRAJECTORY_DRAWS,
+                                                  args.seed or 0, job)
+    except (TrajectoriesError, ValueError, OSError) as error:
+        raise CliError(str(error)) from error
+    rates = {sequence.frame_rate for sequence in sequences}
+    return comparison, max(rates), noise, {
+        "sequences": [{"name": sequence.name, "frames": len(sequence.objects_per_frame),
+                       "size": [sequence.size[1], sequence.size[0]], "frame_rate": sequence.frame_rate,
+                       "appearance": "images" if sequence.images is not None else "none (uniform grey frames)"}
+                      for sequence in sequences],
+        "occlusion": "none" if args.no_occlusion else "annotated or estimated from the boxes",
+        "videos": len(comparison.detections), "noise_draws_per_sequence": args.videos or TRAJECTORY_DRAWS,
+        "seed": args.seed or 0, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _report(args: argparse.Namespace, comparison, frame_rate: float, noise, details: dict) -> int:
+    from perception.tracking.evaluation import baseline_settings
+
+    result = _summary(comparison.ours)
+    targets = _targets(args.scenario, args.detections, comparison.baselines)
+    result.update({
+        "baselines": {name: {**_summary(scores), "settings": baseline_settings(name, frame_rate)}
+                      for name, scores in comparison.baselines.items()},
+        "targets": targets,
+        "meets_targets": _meets(targets, result),
+        "scenario": args.scenario,
+        "detections": args.detections,
+        "noise": noise.as_dict() if noise is not None else None,
+        **details,
+    })
     if args.json:
         print(json.dumps(result))
     else:
@@ -214,8 +284,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:>9}: HOTA {scores['HOTA']:.3f}  IDF1 {scores['IDF1']:.3f}  MOTA {scores['MOTA']:.3f}  "
                   f"id switches {scores['id_switches']} ({scores['id_switches_per_20_gt_tracks']:.2f} per 20 tracks)  "
                   f"merged ids {scores['merged_ids']}  fragmentations {scores['fragmentations']}")
-        print(f"{result['gt_tracks']} ground-truth tracks [{args.scenario}, {args.detections}, "
-              f"{config.videos} videos x {config.frames} frames]; targets {targets}: "
+        shape = (f"{result['videos']} videos x {result['frames_per_video']} frames" if "frames_per_video" in result
+                 else f"{len(result['sequences'])} sequences x {result['noise_draws_per_sequence']} noise draws")
+        print(f"{result['gt_tracks']} ground-truth tracks [{args.scenario}, {args.detections}, {shape}]; "
+              f"targets {targets}: "
               f"{'met' if result['meets_targets'] else 'not met'}")
         if result.get("agreement_with_float32") is not None:
             print(f"{result['dtype']} against float32 on the same frames: {result['agreement_with_float32']} of "

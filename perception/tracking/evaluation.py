@@ -28,6 +28,7 @@ from perception.tracking.records import mot_lines
 from perception.tracking import ObjectTracker
 from perception.tracking.baselines import ByteTrack, ByteTrackConfig, NorfairBaseline
 from perception.tracking.noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
+from perception.tracking.trajectories import Sequence
 from perception.tracking.recorded import Recording, RecordingDetector, ReplayedDetector
 from perception.training.crowds import CROWD, MIXED_CROWD, generate_crowd_video
 from perception.training.prompts import build_prompt
@@ -103,18 +104,20 @@ def _replay(tracker, detections: list[Detections | None], box_threshold: float, 
             mot.write(mot_lines(index, tracker.update(frame_detections, period=stride, box_threshold=box_threshold)))
 
 
-def _track_noisy_truth(frames: list[np.ndarray], objects_per_frame: list[list[TrackedObject]],
-                       config: TrackingEvalConfig, noise: NoiseConfig, seed: int, mot_path: Path) -> list:
-    """Track noisy truth with our tracker; returns the detections of each frame (None where skipped)."""
-    noisy = NoisyTruth(noise, config.size, np.random.default_rng(seed))
-    stride = config.job.frame_stride
+def _track_noisy_truth(frame_at, objects_per_frame: list[list[TrackedObject]], size: tuple[int, int],
+                       frame_rate: float, job: VideoJobConfig, noise: NoiseConfig, rng: np.random.Generator,
+                       mot_path: Path) -> list:
+    """Track noisy truth with our tracker (frame_at(index): the frame the tracker sees); returns the detections
+    of each frame (None where skipped)."""
+    noisy = NoisyTruth(noise, size, rng)
+    stride = job.frame_stride
     detections = [noisy(objects) if index % stride == 0 else None for index, objects in enumerate(objects_per_frame)]
-    tracker = ObjectTracker(config.job.tracker)
+    tracker = ObjectTracker(job.tracker)
     tracker.set_phrases(_phrases(objects_per_frame))
     with open(mot_path, "w", encoding="utf-8") as mot:
-        for index, (image, frame_detections) in enumerate(zip(frames, detections)):
-            tracks = tracker.update(frame_detections, frame=image, period=stride,
-                                    start_threshold=NOISY_TRUTH_BOX_THRESHOLD, timestamp=index / config.frame_rate)
+        for index, frame_detections in enumerate(detections):
+            tracks = tracker.update(frame_detections, frame=frame_at(index), period=stride,
+                                    start_threshold=NOISY_TRUTH_BOX_THRESHOLD, timestamp=index / frame_rate)
             mot.write(mot_lines(index, tracks))
     return detections
 
@@ -141,7 +144,7 @@ def _track_with_detector(frames: list[np.ndarray], objects_per_frame: list[list[
         recorder.lowest
 
 
-def _baseline(name: str, frame_rate: int):
+def _baseline(name: str, frame_rate: float):
     return NorfairBaseline() if name == "norfair" else ByteTrack(ByteTrackConfig.for_frame_rate(frame_rate))
 
 
@@ -175,7 +178,8 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
         write_mot_sequence(gt_root / name, objects_per_frame, config.size, fps=config.frame_rate)
         mot_path = trackers_root / TRACKER_NAME / f"{name}.txt"
         if noise is not None:
-            detections = _track_noisy_truth(frames, objects_per_frame, config, noise, seed, mot_path)
+            detections = _track_noisy_truth(frames.__getitem__, objects_per_frame, config.size, config.frame_rate,
+                                            config.job, noise, np.random.default_rng(seed), mot_path)
         else:
             video_detector = ReplayedDetector(replay, name) if replay is not None else detector
             detections, lowest = _track_with_detector(frames, objects_per_frame, video_detector, config,
@@ -189,6 +193,42 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
     scores = evaluate_trackers(gt_root, trackers_root, [TRACKER_NAME, *baselines], lengths)
     return TrackingComparison(ours=scores[TRACKER_NAME], baselines={name: scores[name] for name in baselines},
                               detections=detections_of, floor=floor)
+
+
+def evaluate_on_trajectories(work_dir: Path, sequences: list[Sequence], noise: NoiseConfig, draws: int = 10,
+                             seed: int = 0, job: VideoJobConfig | None = None,
+                             baselines: tuple[str, ...] = BASELINES) -> TrackingComparison:
+    """Track each annotated sequence (perception.tracking.trajectories) `draws` times, with noisy truth drawn
+    from seeds seed, seed + 1, ... in place of a detector, by ours and each of `baselines` on the identical
+    detections; scored with TrackEval over all sequences and draws (files under work_dir)."""
+    _check(sequences, "evaluate on at least one sequence")
+    _check(1 <= draws <= 1000, f"noise draws per sequence must be in [1, 1000]; got {draws}")
+    unknown = sorted(set(baselines) - set(BASELINES))
+    _check(not unknown, f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
+    job = job or VideoJobConfig()
+    gt_root, trackers_root = work_dir / "gt", work_dir / "trackers"
+    for directory in (gt_root, *(trackers_root / name for name in (TRACKER_NAME, *baselines))):
+        directory.mkdir(parents=True, exist_ok=True)
+    names = [sequence.name for sequence in sequences]
+    _check(len(set(names)) == len(names), f"sequences need distinct names; got {names}")
+    lengths, detections_of = {}, {}
+    for index, sequence in enumerate(sequences):
+        grey = None if sequence.images is not None else sequence.frame(0)
+        frame_at = sequence.frame if grey is None else (lambda _, grey=grey: grey)
+        for draw in range(seed, seed + draws):
+            name = f"{sequence.name}-noise{draw:04d}"
+            write_mot_sequence(gt_root / name, sequence.objects_per_frame, sequence.size, fps=sequence.frame_rate)
+            rng = np.random.default_rng([draw, index])
+            detections = _track_noisy_truth(frame_at, sequence.objects_per_frame, sequence.size, sequence.frame_rate,
+                                            job, noise, rng, trackers_root / TRACKER_NAME / f"{name}.txt")
+            detections_of[name] = detections
+            for baseline in baselines:
+                _replay(_baseline(baseline, sequence.frame_rate), detections, NOISY_TRUTH_BOX_THRESHOLD,
+                        job.frame_stride, trackers_root / baseline / f"{name}.txt")
+            lengths[name] = len(sequence.objects_per_frame)
+    scores = evaluate_trackers(gt_root, trackers_root, [TRACKER_NAME, *baselines], lengths)
+    return TrackingComparison(ours=scores[TRACKER_NAME], baselines={name: scores[name] for name in baselines},
+                              detections=detections_of)
 
 
 def baseline_settings(name: str, frame_rate: int) -> dict:
