@@ -10,7 +10,10 @@ association) and never start one.
 
 Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) with a Kalman filter per track and
 starts, confirms and ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own
-re-identification is not used: :mod:`perception.tracking.reidentification` replaces it.
+re-identification is not used: :mod:`perception.tracking.reidentification` replaces it. Its confirmation is
+corrected for the detector's stride (:func:`hold_until_confirmed`, applied by the tracker to a new track that
+nothing else explains): its counter starts at the stride, so from stride 3 on a single box was a confirmed
+track.
 
 After norfair: of the objects it started, those a low score started and those overlapping the only reported
 track of their key by more than ``new_track_iou`` (:meth:`Association.second_boxes`: a second, differently
@@ -19,6 +22,7 @@ drawn box on an object already tracked, which would otherwise become a second tr
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 
 import numpy as np
@@ -59,6 +63,28 @@ def norfair_tracker(config: TrackerConfig) -> Tracker:
         filter_factory=filter_factory,
         past_detections_length=0,
     )
+
+
+def confirmation_matches(initialization_delay: int, period: int) -> int:
+    """Matches after its first detection that a new track needs before it is confirmed: initialization_delay
+    frames of evidence at the detector's stride (period), and at least one whatever the stride."""
+    return 0 if initialization_delay == 0 else max(1, math.ceil(initialization_delay / period))
+
+
+def hold_until_confirmed(obj, initialization_delay: int, period: int) -> None:
+    """Make an object norfair started in an update of this period wait for confirmation_matches.
+
+    norfair starts an object's hit counter at the period, adds two periods per match and takes one per
+    update, and confirms the object once the counter exceeds its initialization delay: with delay 2, a track
+    started at stride 3 was confirmed (reported, and offered a lost track's id) on its first box, a false
+    positive included. Unmatched, the counter of a track k matches on stands near period * (k + 1), so the
+    delay it must exceed becomes one less than that for k = confirmation_matches (at stride 1 the configured
+    delay itself; at stride 2 the same confirmation as norfair's; within norfair's counter range).
+    """
+    matches = confirmation_matches(initialization_delay, period)
+    delay = min(period * (matches + 1) - 1, obj.hit_counter_max - 1) if matches else 0
+    obj.initialization_delay = delay
+    obj.is_initializing = obj.hit_counter <= delay
 
 
 def motion_estimator(config: TrackerConfig) -> MotionEstimator | None:

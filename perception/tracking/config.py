@@ -80,7 +80,15 @@ class TrackerConfig:
     # object to another track during the unreported gap.
     report_coasting_seconds: float = 0.5
     # Matches a new track needs before it is reported; 0 reports it on its first detection. Must be
-    # below hit_counter_max. Small, because Grounding DINO rarely fires on nothing twice in a row.
+    # below hit_counter_max. Small, because Grounding DINO rarely fires on nothing twice in a row. Counted in
+    # frames of the detector's evidence: with the detector on every n-th frame (``period`` n), a new track needs
+    # ceil(delay / n) matches after its first box and at least one (association.hold_until_confirmed; norfair's
+    # own counter confirmed a single box at once from stride 3 on, a false positive included, which could take a
+    # lost track's id), unless that box is the second of an unconfirmed track that moved too far for norfair to
+    # match it (a long stride). Stride 1 and 2 are as norfair does them. Fresh noisy truth at stride 3: identity
+    # switches and merged ids fewer in crowds and on real trajectories; the cost is one detector run's delay
+    # before a new (or returning) track is reported, and an object moving most of its width per run is then
+    # reported on every other run only.
     initialization_delay: int = 2
     # "phrase": a detection continues only a track of the same phrase (or of the same synonym group).
     # "prompt": any phrase of the current prompt continues any track, for prompts whose phrases all

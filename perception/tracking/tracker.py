@@ -7,7 +7,9 @@ frame) and returns the reported :class:`Track` objects. Its steps, each in its o
 2. association: detections are matched to live tracks, norfair doing the matching (:mod:`.association`);
 3. memory: every matched track records where, when and how it was seen (:mod:`.history`);
 4. re-identification: a track confirmed in this frame takes a lost track's id when nothing else explains
-   it as well, else a new id (:mod:`.reidentification`);
+   it as well, else a new id (:mod:`.reidentification`); one that norfair confirmed on its first box (from
+   stride 3 on) waits for a second box first, whatever id it would take, unless its box is the second of an
+   unconfirmed track norfair could not match (``initialization_delay`` in :mod:`.config`);
 5. retirement: tracks norfair ended are kept as lost for ``reid_seconds``;
 6. report: the tracks past their initialization delay and seen within ``report_coasting_seconds`` (the only
    reported track of its key: until its hit counter ends it).
@@ -28,10 +30,10 @@ import numpy as np
 
 from perception.tracking.appearance import appearance
 from perception.tracking.association import (
-    Association, motion_estimator, norfair_tracker, only_of_their_key, reported, xyxy)
+    Association, hold_until_confirmed, motion_estimator, norfair_tracker, only_of_their_key, reported, xyxy)
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
-from perception.tracking.history import Sighting, TrackHistory, area, overlap
-from perception.tracking.reidentification import reidentify
+from perception.tracking.history import Sighting, TrackHistory, area, centre, overlap
+from perception.tracking.reidentification import reach, reidentify
 from perception.tracking.config import TrackerConfig
 from perception.types import Detections
 
@@ -77,6 +79,7 @@ class ObjectTracker:
         self._phrases: tuple[str, ...] | None = None
         self._histories: dict[int, TrackHistory] = {}  # by norfair initializing_id, for live norfair objects
         self._lost: list[TrackHistory] = []  # reported tracks norfair ended, for re-identification
+        self._started: set[int] = set()  # initializing_id of the objects norfair started in this update
         self._next_id = 1
         self._frame = 0  # updates so far
         self._last_detector_run = -math.inf  # time of the last update with detections
@@ -125,7 +128,7 @@ class ObjectTracker:
         matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
         self._remember(matched, now, None if frame is None else frame.shape[:2])
         self._forget_ended_objects(retire=True)
-        self._confirm_new_tracks(matched, now)
+        self._confirm_new_tracks(matched, now, period)
         self._drop_expired_lost_tracks(now)
         if detections is not None:
             self._last_detector_run = now
@@ -158,6 +161,7 @@ class ObjectTracker:
         # (The candidates stay alive until this returns, so their id()s name them.)
         low_ids = {id(c) for c in low}
         started = [obj for obj in self._tracker.tracked_objects if obj.initializing_id not in existing]
+        self._started = {obj.initializing_id for obj in started}
         ended = {obj.initializing_id for obj in started if id(obj.last_detection) in low_ids}
         tracks = [obj for obj in reported(self._tracker.tracked_objects) if obj.initializing_id in existing]
         second = self._association.second_boxes([obj for obj in started if obj.initializing_id not in ended], tracks)
@@ -203,12 +207,24 @@ class ObjectTracker:
                              "each frame's detections, or set reid_appearance to 0")
         return frame
 
-    def _confirm_new_tracks(self, matched: list, now: float) -> None:
+    def _confirm_new_tracks(self, matched: list, now: float, period: int) -> None:
         """Give every track confirmed in this frame a lost track's id (re-identification) or a new one."""
         confirmed = [obj for obj in matched if self._histories[obj.initializing_id].track_id is None
                      and not obj.is_initializing]
         for obj in confirmed:
             history = self._histories[obj.initializing_id]
+            if obj.initializing_id in self._started:
+                # Confirmed by norfair on its first box (a box counts `period` frames there): wait for a second
+                # one unless this box is already it, near an unconfirmed track of its key that missed it.
+                earlier = self._unconfirmed_predecessor(history, now)
+                if earlier is None:
+                    hold_until_confirmed(obj, self.config.initialization_delay, period)
+                    if obj.is_initializing:
+                        continue
+                else:
+                    history.take_over(earlier)
+                    history.first_time = earlier.first_time
+                    self._end(earlier)
             lost = None
             if self.config.reid_seconds > 0:
                 lost = reidentify(history, self._lost_tracks(history), self._claimants(history),
@@ -222,9 +238,28 @@ class ObjectTracker:
             if lost in self._lost:
                 self._lost.remove(lost)
             else:  # still coasting in norfair: end it
-                self._tracker.tracked_objects = [o for o in self._tracker.tracked_objects
-                                                 if self._histories.get(o.initializing_id) is not lost]
-                self._forget_ended_objects(retire=False)
+                self._end(lost)
+
+    def _unconfirmed_predecessor(self, new: TrackHistory, now: float) -> TrackHistory | None:
+        """The nearest unconfirmed track of new's key not matched now whose last box lies within re-identification
+        reach of new's first: at a long stride an object moves too far between two of the detector's runs for
+        norfair to match it while its filter knows no velocity yet, and new is its second box."""
+        nearest, best = None, math.inf
+        for obj in self._tracker.tracked_objects:
+            earlier = self._histories.get(obj.initializing_id)
+            if (earlier is None or earlier is new or earlier.key != new.key or earlier.track_id is not None
+                    or earlier.last_time >= now or not obj.is_initializing):
+                continue
+            distance = float(np.linalg.norm(centre(new.sightings[0].box) - centre(earlier.predicted(now))))
+            if distance <= reach(earlier, now, self.config) and distance < best:
+                nearest, best = earlier, distance
+        return nearest
+
+    def _end(self, history: TrackHistory) -> None:
+        """End the norfair object of a history whose identity another object continues."""
+        self._tracker.tracked_objects = [o for o in self._tracker.tracked_objects
+                                         if self._histories.get(o.initializing_id) is not history]
+        self._forget_ended_objects(retire=False)
 
     def _lost_tracks(self, new: TrackHistory) -> list[TrackHistory]:
         """Reported tracks of new's key not seen since before new's first detection, live (coasting) or ended."""
