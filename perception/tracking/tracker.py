@@ -80,6 +80,7 @@ class ObjectTracker:
         self._histories: dict[int, TrackHistory] = {}  # by norfair initializing_id, for live norfair objects
         self._lost: list[TrackHistory] = []  # reported tracks norfair ended, for re-identification
         self._started: set[int] = set()  # initializing_id of the objects norfair started in this update
+        self._update_seconds: float | None = None  # time since the previous update
         self._next_id = 1
         self._frame = 0  # updates so far
         self._last_detector_run = -math.inf  # time of the last update with detections
@@ -122,7 +123,9 @@ class ObjectTracker:
         Returns the reported tracks (past their initialization delay), ordered by id.
         """
         frame = self._checked(detections, frame, period)
+        previous = self._clock.now
         now = self._clock.tick(timestamp)
+        self._update_seconds = None if previous is None else now - previous
         self._frame += 1
         fresh = self._associate(detections, frame, period, start_threshold)
         matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
@@ -225,6 +228,7 @@ class ObjectTracker:
                     history.take_over(earlier)
                     history.first_time = earlier.first_time
                     self._end(earlier)
+                    self._carry_velocity(obj, history)
             lost = None
             if self.config.reid_seconds > 0:
                 lost = reidentify(history, self._lost_tracks(history), self._claimants(history),
@@ -254,6 +258,16 @@ class ObjectTracker:
             if distance <= reach(earlier, now, self.config) and distance < best:
                 nearest, best = earlier, distance
         return nearest
+
+    def _carry_velocity(self, obj, history: TrackHistory) -> None:
+        """Start the Kalman filter of a norfair object that continues an earlier one at the velocity its sightings
+        show, in pixels per update (norfair starts every object at rest: one that moves most of its width
+        between two of the detector's runs would again be out of its reach at the next)."""
+        state = getattr(obj.filter, "x", None)
+        if self._update_seconds is None or state is None or not hasattr(obj.filter, "dim_z"):
+            return  # no filter ("none"), or no time step yet
+        points = obj.filter.dim_z // 2
+        state[obj.filter.dim_z:] = np.tile(history.velocity() * self._update_seconds, points).reshape(-1, 1)
 
     def _end(self, history: TrackHistory) -> None:
         """End the norfair object of a history whose identity another object continues."""
