@@ -85,10 +85,9 @@ class TrackerConfig:
     # ceil(delay / n) matches after its first box and at least one (association.hold_until_confirmed; norfair's
     # own counter confirmed a single box at once from stride 3 on, a false positive included, which could take a
     # lost track's id), unless that box is the second of an unconfirmed track that moved too far for norfair to
-    # match it (a long stride). Stride 1 and 2 are as norfair does them. Fresh noisy truth at stride 3: identity
-    # switches and merged ids fewer in crowds and on real trajectories; the cost is one detector run's delay
-    # before a new (or returning) track is reported, and an object moving most of its width per run is then
-    # reported on every other run only.
+    # match it (a long stride; the track then starts at the velocity its two boxes show). Stride 1 and 2 are as
+    # norfair does them. Fresh noisy truth at stride 3: identity switches and merged ids fewer in crowds and on
+    # real trajectories; the cost is one detector run's delay before a new (or returning) track is reported.
     initialization_delay: int = 2
     # "phrase": a detection continues only a track of the same phrase (or of the same synonym group).
     # "prompt": any phrase of the current prompt continues any track, for prompts whose phrases all
