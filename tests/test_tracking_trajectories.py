@@ -74,6 +74,7 @@ def test_mot17_sequence_keeps_pedestrians_with_their_visibility_and_reads_its_im
     (["1,1,10,5,10"], "5 values where MOT ground truth has at least 6"),
     (["1,1,10,5,ten,20,1"], "not comma-separated numbers"),
     (["0,1,10,5,10,20,1"], "frame numbers count from 1"),
+    (["1,1,10,nan,10,20,1"], "boxes finite"),
     (["1,1,10,5,0,20,1"], "a box of 0.0x20.0"),
     (["1,1,10,5,10,20,1", "1,1,12,5,10,20,1"], "id 1 twice in frame 1"),
     (["1,1,10,5,10,20,1,1,1.5"], "visibility 1.5"),
@@ -87,7 +88,7 @@ def test_unreadable_ground_truth_is_refused_with_the_line(tmp_path, rows, messag
 
 def test_a_bare_gt_file_needs_its_size_and_rate_and_a_sequence_folder_keeps_its_own(tmp_path):
     bare = tmp_path / "walk.txt"
-    bare.write_text("1,1,10,5,10,20,1,-1,-1,-1\n2,1,12,5,10,20,1,-1,-1,-1\n")
+    bare.write_text("1,1,10,5,10,20,1,-1,-1,-1\n2,1,12,5,10,20,1,-1,-1,-1,\n")  # a trailing comma is common
     with pytest.raises(TrajectoriesError, match=r"give them \(--size WIDTHxHEIGHT --frame-rate FPS\)"):
         read_sequence(bare)
     sequence = read_sequence(bare, size=(48, 64), frame_rate=12.5)

@@ -198,9 +198,10 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
 def evaluate_on_trajectories(work_dir: Path, sequences: list[Sequence], noise: NoiseConfig, draws: int = 10,
                              seed: int = 0, job: VideoJobConfig | None = None,
                              baselines: tuple[str, ...] = BASELINES) -> TrackingComparison:
-    """Track each annotated sequence (perception.tracking.trajectories) `draws` times, with noisy truth drawn
-    from seeds seed, seed + 1, ... in place of a detector, by ours and each of `baselines` on the identical
-    detections; scored with TrackEval over all sequences and draws (files under work_dir)."""
+    """Track each annotated sequence (perception.tracking.trajectories) `draws` times, with noisy truth in place
+    of a detector (draw d of the i-th sequence from the generator seeded (d, i), d = seed, seed + 1, ...), by
+    ours and each of `baselines` on the identical detections; scored with TrackEval over all sequences and
+    draws (files under work_dir)."""
     _check(sequences, "evaluate on at least one sequence")
     _check(1 <= draws <= 1000, f"noise draws per sequence must be in [1, 1000]; got {draws}")
     unknown = sorted(set(baselines) - set(BASELINES))
@@ -231,7 +232,7 @@ def evaluate_on_trajectories(work_dir: Path, sequences: list[Sequence], noise: N
                               detections=detections_of)
 
 
-def baseline_settings(name: str, frame_rate: int) -> dict:
+def baseline_settings(name: str, frame_rate: float) -> dict:
     """The settings a baseline runs with in this evaluation, for the report."""
     return _baseline(name, frame_rate).settings
 

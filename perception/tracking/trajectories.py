@@ -89,16 +89,16 @@ def _rows(path: Path) -> np.ndarray:
             if not line.strip():
                 continue
             try:
-                values = [float(value) for value in line.replace(" ", "").split(",")]
+                values = [float(value) for value in line.replace(" ", "").strip().rstrip(",").split(",")]
             except ValueError:
                 raise TrajectoriesError(f"{path}:{number}: not comma-separated numbers: {line.strip()!r}") from None
             if len(values) < 6:
                 raise TrajectoriesError(f"{path}:{number}: {len(values)} values where MOT ground truth has at least "
                                         "6 (frame,id,left,top,width,height)")
             frame, track_id, left, top, width, height = values[:6]
-            if frame < 1 or frame != int(frame) or track_id != int(track_id) or not np.isfinite(values[:6]).all():
-                raise TrajectoriesError(f"{path}:{number}: frame numbers count from 1 and ids are whole numbers: "
-                                        f"{line.strip()!r}")
+            if not np.isfinite(values[:6]).all() or frame < 1 or frame != int(frame) or track_id != int(track_id):
+                raise TrajectoriesError(f"{path}:{number}: frame numbers count from 1, ids are whole numbers and "
+                                        f"boxes finite: {line.strip()!r}")
             if width <= 0 or height <= 0:
                 raise TrajectoriesError(f"{path}:{number}: a box of {width}x{height}")
             if len(values) >= 7 and values[6] == 0:
