@@ -135,6 +135,9 @@ def test_own_sequences_and_their_errors_reach_the_command_line(capsys, tmp_path)
         (["--ground-truth", str(tmp_path / "none"), "--detections", "noisy-truth"], "neither a MOT ground-truth"),
         (["--ground-truth", str(folder), "--detections", "noisy-truth", "--frames", "5"], "--frames: not for"),
         (["--scenario", "crowd", "--no-occlusion", "--detections", "noisy-truth"], "--no-occlusion: for --scenario"),
+        (["--ground-truth", str(folder), "--detections", "noisy-truth", "--weights", "random:tiny", "--dtype",
+          "bfloat16"], "--weights, --dtype: no model runs with --detections noisy-truth"),
+        (["--detections", "noisy-truth", "--box-threshold", "0.3"], "--box-threshold: no model runs"),
     ]:
         assert main(["eval", "tracking", *args]) != 0
         assert message in capsys.readouterr().err

@@ -120,10 +120,17 @@ def _summary(scores) -> dict:
 # The options that say which videos are generated, with their defaults, and where a recording keeps each.
 VIDEO_OPTIONS = {"scenario": ("default", "scenario"), "seed": (0, "seed"), "stride": (1, "frame_stride"),
                  "videos": (None, "videos"), "frames": (None, "frames"), "size": ((320, 240), "size")}
-# Model options a replay cannot honour: (attribute, value when not given).
+# Model options a replay or noisy truth cannot honour: (attribute, value when not given).
 MODEL_OPTIONS = (("weights", None), ("preset", None), ("box_threshold", None), ("text_threshold", None),
                  ("nms_iou", None), ("shortest_edge", None), ("longest_edge", None), ("compile", False),
                  ("device", "cpu"), ("dtype", "auto"))
+
+
+def _refuse_model_options(args: argparse.Namespace, why: str) -> None:
+    """A CliError naming the model options given, when no model runs (``why`` says what stands in for it)."""
+    given = [_flag(name) for name, unset in MODEL_OPTIONS if getattr(args, name) != unset]
+    if given:
+        raise CliError(f"{', '.join(given)}: {why}")
 
 
 def _replayed(args: argparse.Namespace):
@@ -136,10 +143,8 @@ def _replayed(args: argparse.Namespace):
     if args.detections != "model":
         raise CliError("--replay-detections replays a model's detections; it does not go with --detections "
                        f"{args.detections}")
-    given = [_flag(name) for name, unset in MODEL_OPTIONS if getattr(args, name) != unset]
-    if given:
-        raise CliError(f"{', '.join(given)}: the detections come from {args.replay_detections}, not from a model "
-                       "(record them again with these options)")
+    _refuse_model_options(args, f"the detections come from {args.replay_detections}, not from a model (record "
+                                "them again with these options)")
     try:
         recording = read_recording(args.replay_detections)
     except RecordingError as error:
@@ -180,6 +185,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.ground_truth is not None and args.scenario is None:
         args.scenario = TRAJECTORIES
+    if args.detections == "noisy-truth":
+        _refuse_model_options(args, "no model runs with --detections noisy-truth (the trackers get corrupted ground "
+                                    "truth)")
     if args.scenario == TRAJECTORIES:
         return _report(args, *_run_trajectories(args))
     given = [flag for flag, value in (("--ground-truth", args.ground_truth), ("--frame-rate", args.frame_rate),
