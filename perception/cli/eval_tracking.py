@@ -178,6 +178,11 @@ def _write_recording(path: Path, config, comparison, detector) -> None:
     write_recording(path, header, comparison.detections)
 
 
+def _work_dir(args: argparse.Namespace, prefix: str):
+    """--work-dir, kept; else a temporary folder removed afterwards."""
+    return contextlib.nullcontext(args.work_dir) if args.work_dir else tempfile.TemporaryDirectory(prefix=prefix)
+
+
 def run(args: argparse.Namespace) -> int:
     from perception.tracking.evaluation import TrackingEvalConfig, evaluate_on_synthetic_videos
     from perception.tracking.recorded import RecordingError
@@ -210,8 +215,7 @@ def run(args: argparse.Namespace) -> int:
     with_model = args.detections == "model" and replay is None
     detector, agreement = build_compared_detector(args) if with_model else (None, None)
     started = time.perf_counter()
-    keep = contextlib.nullcontext(args.work_dir) if args.work_dir else None
-    with keep or tempfile.TemporaryDirectory(prefix="gdino-eval-tracking-") as work_dir:
+    with _work_dir(args, "gdino-eval-tracking-") as work_dir:
         try:
             comparison = evaluate_on_synthetic_videos(Path(work_dir), config, detector=detector, noise=noise,
                                                       replay=replay)
@@ -253,8 +257,7 @@ def _run_trajectories(args: argparse.Namespace):
         noise = _noise(args)
         job = VideoJobConfig(batch_size=args.batch_size, frame_stride=args.stride or 1,
                              tracker=tracker_config_from_args(args))
-        with (contextlib.nullcontext(args.work_dir) if args.work_dir
-              else tempfile.TemporaryDirectory(prefix="gdino-eval-trajectories-")) as work_dir:
+        with _work_dir(args, "gdino-eval-trajectories-") as work_dir:
             comparison = evaluate_on_trajectories(Path(work_dir), sequences, noise, args.videos or TRAJECTORY_DRAWS,
                                                   args.seed or 0, job)
     except (TrajectoriesError, ValueError, OSError) as error:

@@ -65,24 +65,29 @@ class Clock:
         self._frame_rate = frame_rate
         self._with_timestamps: bool | None = None
         self.now: float | None = None  # time of the current update, None before the first
+        self.step: float | None = None  # seconds since the update before it, None before the second
 
     def tick(self, timestamp: float | None) -> float:
+        previous = self.now
+        self.now = self._next(timestamp)
+        self.step = None if previous is None else self.now - previous
+        return self.now
+
+    def _next(self, timestamp: float | None) -> float:
         given = timestamp is not None
         if self._with_timestamps is not None and given != self._with_timestamps:
             raise ValueError("tracking: pass a timestamp with every update of a stream or with none "
                              f"({'earlier updates had one' if self._with_timestamps else 'earlier updates had none'})")
         self._with_timestamps = given
         if not given:
-            self.now = 0.0 if self.now is None else self.now + 1.0 / self._frame_rate
-            return self.now
+            return 0.0 if self.now is None else self.now + 1.0 / self._frame_rate
         timestamp = float(timestamp)
         if not math.isfinite(timestamp):
             raise ValueError(f"tracking timestamp must be a finite number of seconds; got {timestamp}")
         if self.now is not None and timestamp < self.now:
             raise ValueError(f"tracking timestamps must not go backwards: {timestamp} s after {self.now} s "
                              "(one ObjectTracker per stream)")
-        self.now = timestamp
-        return self.now
+        return timestamp
 
 
 def check_boxes_finite(boxes: np.ndarray) -> None:

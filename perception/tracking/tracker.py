@@ -79,8 +79,6 @@ class ObjectTracker:
         self._phrases: tuple[str, ...] | None = None
         self._histories: dict[int, TrackHistory] = {}  # by norfair initializing_id, for live norfair objects
         self._lost: list[TrackHistory] = []  # reported tracks norfair ended, for re-identification
-        self._started: set[int] = set()  # initializing_id of the objects norfair started in this update
-        self._update_seconds: float | None = None  # time since the previous update
         self._next_id = 1
         self._frame = 0  # updates so far
         self._last_detector_run = -math.inf  # time of the last update with detections
@@ -123,9 +121,7 @@ class ObjectTracker:
         Returns the reported tracks (past their initialization delay), ordered by id.
         """
         frame = self._checked(detections, frame, period)
-        previous = self._clock.now
         now = self._clock.tick(timestamp)
-        self._update_seconds = None if previous is None else now - previous
         self._frame += 1
         fresh = self._associate(detections, frame, period, start_threshold)
         matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
@@ -164,7 +160,6 @@ class ObjectTracker:
         # (The candidates stay alive until this returns, so their id()s name them.)
         low_ids = {id(c) for c in low}
         started = [obj for obj in self._tracker.tracked_objects if obj.initializing_id not in existing]
-        self._started = {obj.initializing_id for obj in started}
         ended = {obj.initializing_id for obj in started if id(obj.last_detection) in low_ids}
         tracks = [obj for obj in reported(self._tracker.tracked_objects) if obj.initializing_id in existing]
         second = self._association.second_boxes([obj for obj in started if obj.initializing_id not in ended], tracks)
@@ -216,7 +211,7 @@ class ObjectTracker:
                      and not obj.is_initializing]
         for obj in confirmed:
             history = self._histories[obj.initializing_id]
-            if obj.initializing_id in self._started:
+            if history.first_frame == self._frame:  # norfair started it in this update
                 # Confirmed by norfair on its first box (a box counts `period` frames there): wait for a second
                 # one unless this box is already it, near an unconfirmed track of its key that missed it.
                 earlier = self._unconfirmed_predecessor(history, now)
@@ -264,10 +259,10 @@ class ObjectTracker:
         show, in pixels per update (norfair starts every object at rest: one that moves most of its width
         between two of the detector's runs would again be out of its reach at the next)."""
         state = getattr(obj.filter, "x", None)
-        if self._update_seconds is None or state is None or not hasattr(obj.filter, "dim_z"):
+        if self._clock.step is None or state is None or not hasattr(obj.filter, "dim_z"):
             return  # no filter ("none"), or no time step yet
         points = obj.filter.dim_z // 2
-        state[obj.filter.dim_z:] = np.tile(history.velocity() * self._update_seconds, points).reshape(-1, 1)
+        state[obj.filter.dim_z:] = np.tile(history.velocity() * self._clock.step, points).reshape(-1, 1)
 
     def _end(self, history: TrackHistory) -> None:
         """End the norfair object of a history whose identity another object continues."""
