@@ -120,7 +120,8 @@ SPECS = (
                   "Largest association distance that still matches: (0, 1] for iou, pixels for euclidean.",
                   value_range=(1e-6, 1e6)),
     ParameterSpec("tracking.hit_counter_max", _TRACKER_DEFAULTS.hit_counter_max,
-                  "Frames a track survives without a match.", value_range=(1, 10_000)),
+                  "Frames a track survives without a match: camera frames, or frames at tracking.frame_rate "
+                  "while the detector is slower.", value_range=(1, 10_000)),
     ParameterSpec("tracking.initialization_delay", _TRACKER_DEFAULTS.initialization_delay,
                   "Matches a new track needs before it is published; below hit_counter_max.", value_range=(0, 9_999)),
     ParameterSpec("tracking.label_gating", _TRACKER_DEFAULTS.label_gating,
@@ -143,7 +144,8 @@ SPECS = (
                   "Detections scored from this up to box_threshold continue tracks, never start one; 0: off.",
                   value_range=(0.0, 0.999)),
     ParameterSpec("tracking.frame_rate", _TRACKER_DEFAULTS.frame_rate,
-                  "Frames per second assumed for a frame without a stamp; stamped frames are timed by their stamps.",
+                  "Frames per second assumed for a frame without a stamp (stamped frames are timed by their stamps), "
+                  "and the least often a camera's tracker is stepped while the detector is busy.",
                   value_range=(0.1, 1000.0)),
     ParameterSpec("tracking.reid_seconds", _TRACKER_DEFAULTS.reid_seconds,
                   "Seconds a lost track can be re-identified by a new track of its phrase nearby; 0: off.",

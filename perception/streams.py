@@ -139,9 +139,12 @@ class MultiStreamDetector:
             if frame_detections is None:
                 objects.append(None)
                 continue
-            # The tracker reads the frame for camera-motion compensation and the appearance of boxes.
-            tracks = self._tracker(stream).update(frame_detections, frame=rgb, start_threshold=box_threshold,
-                                                  timestamp=self._stream_time(stream, stamp))
+            # Frames arrive at the detector's pace: the tracker first steps through the frames it did not see.
+            # It reads the frame for camera-motion compensation and the appearance of boxes.
+            tracker, now = self._tracker(stream), self._stream_time(stream, stamp)
+            period = tracker.catch_up(now, frame=rgb)
+            tracks = tracker.update(frame_detections, frame=rgb, period=period, start_threshold=box_threshold,
+                                    timestamp=now)
             objects.append(
                 [LabeledBox(t.label, t.score, t.box_xyxy, str(t.track_id)) for t in tracks if t.matched]
             )

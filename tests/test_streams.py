@@ -183,3 +183,54 @@ def test_camera_stamps_time_the_trackers_and_a_clock_stepping_back_stops_no_stre
                for stamp in (100.0, 100.1, 99.0, 100.2)]
     assert all(objects for result in results for objects in result.objects)
     assert pipeline._stream_times == {"left": 100.2, "right": pytest.approx(3 / TrackerConfig().frame_rate)}
+
+
+def test_a_stream_at_the_detectors_pace_is_tracked_as_if_the_tracker_saw_every_frame():
+    """The node takes a camera's frames while its detector is free, and drops the others: with the detector
+    on an uneven ~1-7 frames of the tracker's frame rate, its tracks must be those of a tracker fed every frame
+    (None where the detector did not run, as `gdino video` feeds it). Updated once per detector run, the hit
+    counter counted runs (a track outlived an absence of 15 runs, 15 s at one run a second) and the Kalman
+    filter took each gap for one frame."""
+    from perception.tracking import ObjectTracker
+    from perception.tracking.recorded import Recording, ReplayedDetector
+    from perception.types import Detections
+
+    frame_rate, frames = 10.0, 140
+    runs = [0, 1, 2, 3, 5, 6, 9, 10, 11, 18, 19, 20, 24, 25, 26, 27, 33, 34, 40, 41, 42, 43, 44, 46]
+    runs += list(range(50, 100, 5)) + [100, 101, 102, 110, 111, 112, 113, 114, 118, 125, 126, 127, 133, 139]
+
+    def boxes_at(frame: int) -> Detections:
+        # One walker at 3 px a frame; one still object that is away from frame 45 to 99 (5.5 s), then back.
+        boxes = [[20 + 3 * frame, 100, 60 + 3 * frame, 180]]
+        if not 45 <= frame < 100:
+            boxes.append([400, 200, 440, 280])
+        return Detections(boxes=np.array(boxes, np.float32), scores=np.full(len(boxes), 0.9, np.float32),
+                          labels=["a person"] * len(boxes))
+
+    image = np.zeros((240, 560, 3), np.uint8)
+    config = TrackerConfig(frame_rate=frame_rate)
+    reference = ObjectTracker(config)
+    reference.set_phrases(["a person"])
+    expected, last_run = {}, None
+    for frame in range(frames):
+        if frame in runs:
+            period = 1 if last_run is None else frame - last_run
+            tracks = reference.update(boxes_at(frame), frame=image, period=min(period, config.hit_counter_max),
+                                      timestamp=frame / frame_rate)
+            expected[frame] = [(str(t.track_id), tuple(np.round(t.box_xyxy, 3))) for t in tracks if t.matched]
+            last_run = frame
+        else:
+            reference.update(None, frame=image, timestamp=frame / frame_rate)
+
+    recording = Recording({"box_threshold": 0.35, "floor": 0.0}, {"camera": [boxes_at(frame) for frame in runs]})
+    pipeline = MultiStreamDetector(ReplayedDetector(recording, "camera"), config)
+    pipeline.set_prompt("a person .")
+    actual = {}
+    for frame in runs:
+        objects = pipeline.process([("camera", image)], [frame / frame_rate]).objects[0]
+        actual[frame] = [(o.object_id, tuple(np.round(o.box_xyxy, 3))) for o in objects]
+    assert actual == expected
+    # The still object came back after longer than its hit counter and re-identification window: a new id.
+    ids_before = {object_id for object_id, box in expected[44] if box[0] == 400}
+    ids_after = {object_id for object_id, box in expected[139] if box[0] == 400}
+    assert ids_before and ids_after and ids_before != ids_after

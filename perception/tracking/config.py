@@ -66,7 +66,9 @@ class TrackerConfig:
     distance_threshold: float = 0.6
     # Frames a track survives without a match once its counter is full (see the module docstring). Counted in
     # updates, not seconds: it is norfair's counter (it also paces confirmation, initialization_delay); a
-    # track it ends is kept for re-identification, whose window is in seconds (reid_seconds).
+    # track it ends is kept for re-identification, whose window is in seconds (reid_seconds). On the node and
+    # in `gdino bag` an update is a frame at frame_rate or a camera frame, whichever comes more often (15: 1.5 s
+    # at 10 fps), however seldom the detector runs.
     hit_counter_max: int = 15
     # A track without a detection, while another reported track shares its association key (phrase or synonym
     # group), is reported at its predicted box for at most this many seconds after its last detection (or while
@@ -134,7 +136,9 @@ class TrackerConfig:
     continue_threshold: float = 0.25
     # Frames per second assumed when ``ObjectTracker.update`` gets no ``timestamp``: every update is then
     # one frame later than the last. The windows below are in seconds, so a 10 fps video and a 30 fps
-    # camera behave alike when each passes its frames' timestamps (or its true rate here).
+    # camera behave alike when each passes its frames' timestamps (or its true rate here). A stream updated
+    # at the detector's pace (the node, `gdino bag`: ``ObjectTracker.catch_up``) is stepped at least this often,
+    # so that its hit counter and Kalman filter count frames of this rate, not the detector's runs.
     frame_rate: float = 10.0
     # Re-identification (perception.tracking.reidentification): a new track of a lost track's phrase (or
     # synonym group) first seen at most this many seconds after the lost one was, confirmed within reach of

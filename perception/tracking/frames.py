@@ -67,6 +67,11 @@ class Clock:
         self.now: float | None = None  # time of the current update, None before the first
         self.step: float | None = None  # seconds since the update before it, None before the second
 
+    @property
+    def stamped(self) -> bool | None:
+        """Whether the updates carry timestamps; None before the first."""
+        return self._with_timestamps
+
     def tick(self, timestamp: float | None) -> float:
         previous = self.now
         self.now = self._next(timestamp)

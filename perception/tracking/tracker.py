@@ -17,6 +17,11 @@ frame) and returns the reported :class:`Track` objects. Its steps, each in its o
 Frame skipping: when the detector runs only every ``period`` frames, call ``update(detections,
 period=period)`` on the frames it ran and ``update(None)`` on the others; tracks then coast on their
 Kalman prediction in between (norfair's ``period``), reported as long as the detector's latest run matched them.
+
+A stream updated at the detector's pace (a camera whose frames arrive while the detector is busy, and are
+dropped): call ``catch_up(timestamp)`` before each update; it steps the tracks through the frames at
+``config.frame_rate`` that passed unseen, so that the hit counter and the Kalman filter, which count updates,
+count time, and returns the period to pass to that update.
 """
 from __future__ import annotations
 
@@ -139,6 +144,37 @@ class ObjectTracker:
                   for obj, alone in zip(shown, only_of_their_key(shown))
                   if alone or self._histories[obj.initializing_id].last_time >= seen_since]
         return sorted(tracks, key=lambda track: track.track_id)
+
+    def catch_up(self, timestamp: float, frame: np.ndarray | None = None) -> int:
+        """Step the tracks through the frames at ``config.frame_rate`` that passed unseen before ``timestamp``,
+        for a stream updated only on the frames the detector took; returns the ``period`` to pass to the update
+        at ``timestamp``: the frames since the previous update, this one included, at most hit_counter_max.
+
+        Without it such a stream's tracks live for hit_counter_max of the detector's runs, not frames (15 s at one
+        run a second), and the filter takes every gap between runs, long or short, for one frame. The frames
+        stepped are empty updates one frame apart, at most hit_counter_max + 1 (after which norfair has ended
+        every track); the gap's seconds still count whole for re-identification. ``frame``: the frame of the
+        update at ``timestamp``, needed only with camera-motion compensation (the camera's motion over the gap
+        is then applied at its first frame). Before the first update, or with ``timestamp`` less than 1.5
+        frames after the last update, nothing is stepped and the period is 1.
+        """
+        if self._motion is not None and frame is None:
+            raise ValueError("camera-motion compensation is enabled: pass the frame to catch_up")
+        last = self._clock.now
+        if last is None:
+            return 1
+        if not self._clock.stamped:
+            raise ValueError("tracking catch_up needs updates with timestamps: pass each update's timestamp")
+        timestamp = float(timestamp)
+        if not math.isfinite(timestamp) or timestamp < last:
+            raise ValueError(f"tracking catch_up: timestamp must be a finite number of seconds, not before the last "
+                             f"update's {last} s; got {timestamp}")
+        frame_time = 1.0 / self.config.frame_rate
+        frames = math.floor((timestamp - last) / frame_time + 0.5)
+        skipped = min(max(frames - 1, 0), self.config.hit_counter_max + 1)
+        for step in range(1, skipped + 1):
+            self.update(None, frame=frame, timestamp=min(last + step * frame_time, timestamp))
+        return min(max(frames, 1), self.config.hit_counter_max)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
                    start_threshold: float) -> set[int]:
