@@ -141,10 +141,8 @@ class MultiStreamDetector:
                 continue
             # Frames arrive at the detector's pace: the tracker first steps through the frames it did not see.
             # It reads the frame for camera-motion compensation and the appearance of boxes.
-            tracker, now = self._tracker(stream), self._stream_time(stream, stamp)
-            period = tracker.catch_up(now, frame=rgb)
-            tracks = tracker.update(frame_detections, frame=rgb, period=period, start_threshold=box_threshold,
-                                    timestamp=now)
+            tracks = self._tracker(stream).update_at_detector_pace(frame_detections, rgb,
+                                                                   self._stream_time(stream, stamp), box_threshold)
             objects.append(
                 [LabeledBox(t.label, t.score, t.box_xyxy, str(t.track_id)) for t in tracks if t.matched]
             )

@@ -141,3 +141,32 @@ def test_own_sequences_and_their_errors_reach_the_command_line(capsys, tmp_path)
     ]:
         assert main(["eval", "tracking", *args]) != 0
         assert message in capsys.readouterr().err
+
+
+def test_at_the_detectors_pace_the_trackers_see_and_are_scored_on_the_frames_it_took(capsys, tmp_path):
+    """The node's path: the detector takes a frame, then one 3 to 12 frames later (0.1-0.4 s at 30 fps); two people
+    walking apart at 3 px a frame (3 to 36 px between two frames taken, boxes 40 px wide), detected exactly, are
+    each one track. Updated once per frame taken (period 1), ours lost them (IDF1 0.12), as plain norfair does."""
+    rows = [f"{frame},{person},{20 + 3 * frame + 200 * person},{40 + 10 * person},40,80,1,1,1.0"
+            for frame in range(1, 241) for person in (0, 1)]
+    folder = write_sequence(tmp_path / "walk", rows, frames=240, size=(240, 1040))
+    noiseless = ["--jitter", "0", "--miss-rate", "0", "--dropout-rate", "0", "--false-positives", "0"]
+    result = eval_trajectories(capsys, "--ground-truth", str(folder), "--no-occlusion", "--videos", "2",
+                               "--detector-pace", "3-12", *noiseless)
+    assert result["detector_pace"] == [3, 12]
+    assert 2 * 240 / 12 <= result["frames"] <= 2 * 240 / 3 + 2  # the frames taken, in two draws
+    assert result["id_switches"] == 0 and result["merged_ids"] == 0 and result["gt_tracks"] == 4
+    assert result["IDF1"] >= 0.95, result
+    assert result["baselines"]["norfair"]["IDF1"] < 0.5
+    # Each draw takes other frames; the same draw takes the same ones.
+    again = eval_trajectories(capsys, "--ground-truth", str(folder), "--no-occlusion", "--videos", "2",
+                              "--detector-pace", "3-12", *noiseless)
+    assert again["frames"] == result["frames"] and again["IDF1"] == result["IDF1"]
+    for args, message in [
+        (["--detector-pace", "3-12"], "--detector-pace applies to --detections noisy-truth only"),
+        (["--detections", "noisy-truth", "--detector-pace", "3-12", "--stride", "3"], "replaces --stride"),
+        (["--detections", "noisy-truth", "--detector-pace", "12-3"], "1 <= SHORTEST <= LONGEST"),
+        (["--detections", "noisy-truth", "--detector-pace", "every 3"], "N or SHORTEST-LONGEST"),
+    ]:
+        assert main(["eval", "tracking", *args]) != 0
+        assert message in capsys.readouterr().err

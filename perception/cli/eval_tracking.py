@@ -74,6 +74,12 @@ def register_eval(eval_subparsers) -> None:
                        help="false positives per frame as a fraction of the objects in view (default 0.05)")
     noise.add_argument("--min-visibility", type=float,
                        help="objects less visible than this are never detected (default 0.2)")
+    noise.add_argument("--detector-pace", metavar="N|SHORTEST-LONGEST",
+                       help="the node's path: the detector takes a frame, then the one SHORTEST to LONGEST frames "
+                            "later (drawn evenly; e.g. 3-12), dropping those between as the node does when it is "
+                            "slower than the camera; the trackers see and are scored on those frames only, by the "
+                            "boxes they matched (ours steps through the frames it did not see, as on the node; "
+                            "the baselines update once per frame taken). Not with --stride")
     add_tracker_arguments(parser)
     add_detector_arguments(parser)
     parser.set_defaults(run=run)
@@ -81,6 +87,22 @@ def register_eval(eval_subparsers) -> None:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _pace(args: argparse.Namespace):
+    """The --detector-pace, or None."""
+    from perception.tracking.pace import DetectorPace
+
+    if args.detector_pace is None:
+        return None
+    if args.detections != "noisy-truth":
+        raise CliError("--detector-pace applies to --detections noisy-truth only")
+    if args.stride not in (None, 1):
+        raise CliError("--detector-pace replaces --stride: give one of them")
+    try:
+        return DetectorPace.parse(args.detector_pace)
+    except ValueError as error:
+        raise CliError(f"--detector-pace: {error}") from error
 
 
 def _noise(args: argparse.Namespace):
@@ -205,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, option, default)
     videos, frames = SCENARIO_SIZES[args.scenario]
     try:
-        noise = _noise(args)
+        noise, pace = _noise(args), _pace(args)
         job = VideoJobConfig(batch_size=args.batch_size, frame_stride=args.stride,
                              tracker=tracker_config_from_args(args))
         config = TrackingEvalConfig(scenario=args.scenario, videos=args.videos or videos, frames=args.frames or frames,
@@ -218,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     with _work_dir(args, "gdino-eval-tracking-") as work_dir:
         try:
             comparison = evaluate_on_synthetic_videos(Path(work_dir), config, detector=detector, noise=noise,
-                                                      replay=replay)
+                                                      replay=replay, pace=pace)
         except RecordingError as error:
             raise CliError(str(error)) from error
     if record_to is not None:
@@ -231,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
         "recorded_detections": str(record_to) if record_to is not None else None,
         "videos": config.videos,
         "frames_per_video": config.frames,
+        "detector_pace": pace.as_list() if pace is not None else None,
         "seed": config.seed,
         "seconds": round(time.perf_counter() - started, 1),
     })
@@ -254,12 +277,12 @@ def _run_trajectories(args: argparse.Namespace):
     try:
         paths = args.ground_truth or bundled_sequences()
         sequences = [read_sequence(path, size, args.frame_rate, occlusion=not args.no_occlusion) for path in paths]
-        noise = _noise(args)
+        noise, pace = _noise(args), _pace(args)
         job = VideoJobConfig(batch_size=args.batch_size, frame_stride=args.stride or 1,
                              tracker=tracker_config_from_args(args))
         with _work_dir(args, "gdino-eval-trajectories-") as work_dir:
             comparison = evaluate_on_trajectories(Path(work_dir), sequences, noise, args.videos or TRAJECTORY_DRAWS,
-                                                  args.seed or 0, job)
+                                                  args.seed or 0, job, pace=pace)
     except (TrajectoriesError, ValueError, OSError) as error:
         raise CliError(str(error)) from error
     rates = {sequence.frame_rate for sequence in sequences}
@@ -269,6 +292,7 @@ def _run_trajectories(args: argparse.Namespace):
                        "appearance": "images" if sequence.images is not None else "none (uniform grey frames)"}
                       for sequence in sequences],
         "occlusion": "none" if args.no_occlusion else "annotated or estimated from the boxes",
+        "detector_pace": pace.as_list() if pace is not None else None,
         "videos": len(comparison.detections), "noise_draws_per_sequence": args.videos or TRAJECTORY_DRAWS,
         "seed": args.seed or 0, "seconds": round(time.perf_counter() - started, 1)}
 
@@ -297,6 +321,9 @@ def _report(args: argparse.Namespace, comparison, frame_rate: float, noise, deta
                   f"merged ids {scores['merged_ids']}  fragmentations {scores['fragmentations']}")
         shape = (f"{result['videos']} videos x {result['frames_per_video']} frames" if "frames_per_video" in result
                  else f"{len(result['sequences'])} sequences x {result['noise_draws_per_sequence']} noise draws")
+        if result["detector_pace"] is not None:
+            shape += (f", the detector on every {'-'.join(map(str, result['detector_pace']))} frames "
+                      f"({result['frames']} frames scored)")
         print(f"{result['gt_tracks']} ground-truth tracks [{args.scenario}, {args.detections}, {shape}]; "
               f"targets {targets}: "
               f"{'met' if result['meets_targets'] else 'not met'}")

@@ -28,6 +28,7 @@ from perception.tracking.records import mot_lines
 from perception.tracking import ObjectTracker
 from perception.tracking.baselines import ByteTrack, ByteTrackConfig, NorfairBaseline
 from perception.tracking.noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
+from perception.tracking.pace import DetectorPace, track_at_pace
 from perception.tracking.trajectories import Sequence
 from perception.tracking.recorded import Recording, RecordingDetector, ReplayedDetector
 from perception.training.crowds import CROWD, MIXED_CROWD, generate_crowd_video
@@ -98,27 +99,39 @@ def _phrases(objects_per_frame: list[list[TrackedObject]]) -> list[str]:
     return sorted({item.phrase for objects in objects_per_frame for item in objects})
 
 
-def _replay(tracker, detections: list[Detections | None], box_threshold: float, stride: int, mot_path: Path) -> None:
+def _replay(tracker, detections: list[Detections | None], box_threshold: float, stride: int, mot_path: Path,
+            matched_only: bool = False) -> None:
     with open(mot_path, "w", encoding="utf-8") as mot:
         for index, frame_detections in enumerate(detections):
-            mot.write(mot_lines(index, tracker.update(frame_detections, period=stride, box_threshold=box_threshold)))
+            tracks = tracker.update(frame_detections, period=stride, box_threshold=box_threshold)
+            mot.write(mot_lines(index, [track for track in tracks if track.matched] if matched_only else tracks))
 
 
-def _track_noisy_truth(frame_at, objects_per_frame: list[list[TrackedObject]], size: tuple[int, int],
-                       frame_rate: float, job: VideoJobConfig, noise: NoiseConfig, rng: np.random.Generator,
-                       mot_path: Path) -> list:
-    """Track noisy truth with our tracker (frame_at(index): the frame the tracker sees); returns the detections
-    of each frame (None where skipped)."""
-    noisy = NoisyTruth(noise, size, rng)
-    stride = job.frame_stride
-    detections = [noisy(objects) if index % stride == 0 else None for index, objects in enumerate(objects_per_frame)]
+def _noisy_truth_run(name: str, frame_at, objects_per_frame: list[list[TrackedObject]], size: tuple[int, int],
+                     frame_rate: float, job: VideoJobConfig, noise: NoiseConfig, rng: np.random.Generator,
+                     pace: DetectorPace | None, work_dir: Path, baselines: tuple[str, ...]) -> list:
+    """One video of noisy truth, tracked by ours (frame_at(index): the frame it sees) and each baseline on the
+    identical detections, its ground truth and every tracker's MOT file written under work_dir; returns each
+    frame's detections (None where the detector skipped it). With ``pace``, only the frames the detector takes
+    (drawn from ``rng`` before any noise) are tracked and scored, as on the node (perception.tracking.pace)."""
+    taken = list(range(len(objects_per_frame))) if pace is None else pace.taken(len(objects_per_frame), rng)
+    truth = [objects_per_frame[index] for index in taken]
+    write_mot_sequence(work_dir / "gt" / name, truth, size, fps=frame_rate)
+    noisy, stride = NoisyTruth(noise, size, rng), job.frame_stride
+    detections = [noisy(objects) if index % stride == 0 else None for index, objects in enumerate(truth)]
     tracker = ObjectTracker(job.tracker)
     tracker.set_phrases(_phrases(objects_per_frame))
-    with open(mot_path, "w", encoding="utf-8") as mot:
-        for index, frame_detections in enumerate(detections):
-            tracks = tracker.update(frame_detections, frame=frame_at(index), period=stride,
-                                    start_threshold=NOISY_TRUTH_BOX_THRESHOLD, timestamp=index / frame_rate)
-            mot.write(mot_lines(index, tracks))
+    if pace is None:
+        tracks = [tracker.update(frame_detections, frame=frame_at(index), period=stride,
+                                 start_threshold=NOISY_TRUTH_BOX_THRESHOLD, timestamp=index / frame_rate)
+                  for index, frame_detections in enumerate(detections)]
+    else:
+        tracks = track_at_pace(tracker, detections, taken, frame_at, frame_rate, NOISY_TRUTH_BOX_THRESHOLD)
+    with open(work_dir / "trackers" / TRACKER_NAME / f"{name}.txt", "w", encoding="utf-8") as mot:
+        mot.write("".join(mot_lines(index, frame_tracks) for index, frame_tracks in enumerate(tracks)))
+    for baseline in baselines:
+        _replay(_baseline(baseline, frame_rate), detections, NOISY_TRUTH_BOX_THRESHOLD, stride,
+                work_dir / "trackers" / baseline / f"{name}.txt", matched_only=pace is not None)
     return detections
 
 
@@ -144,23 +157,32 @@ def _track_with_detector(frames: list[np.ndarray], objects_per_frame: list[list[
         recorder.lowest
 
 
+def _check_pace(pace: DetectorPace | None, noise: NoiseConfig | None, job: VideoJobConfig) -> None:
+    if pace is not None:
+        _check(noise is not None, "a detector pace is for noisy truth (the model path runs gdino video's stride)")
+        _check(job.frame_stride == 1, "a detector pace replaces the frame stride: leave the stride at 1")
+
+
 def _baseline(name: str, frame_rate: float):
     return NorfairBaseline() if name == "norfair" else ByteTrack(ByteTrackConfig.for_frame_rate(frame_rate))
 
 
 def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, detector: FrameDetector | None = None,
                                  noise: NoiseConfig | None = None, baselines: tuple[str, ...] = BASELINES,
-                                 replay: Recording | None = None) -> TrackingComparison:
+                                 replay: Recording | None = None, pace: DetectorPace | None = None
+                                 ) -> TrackingComparison:
     """Generate config.videos videos of config.scenario under work_dir, track them with ours and each of
     `baselines` (() for ours alone), and score every tracker with TrackEval.
 
     Pass a detector to evaluate the whole pipeline, a recording of a detector's output on these videos to
     run the pipeline on it instead (perception.tracking.recorded.RecordingError if it was made on other
     videos or cannot serve the tracker's thresholds), or noise to evaluate the trackers on corrupted
-    ground truth: exactly one of the three.
+    ground truth: exactly one of the three. ``pace``: with noise only, the detector takes an uneven subset
+    of the frames and the trackers see only those, as on the node (perception.tracking.pace).
     """
     _check(sum(source is not None for source in (detector, noise, replay)) == 1,
            "evaluate with one of a detector, a recording of one and a noise model")
+    _check_pace(pace, noise, config.job)
     if replay is not None:
         replay.check_fits(config.videos_described())
     unknown = sorted(set(baselines) - set(BASELINES))
@@ -175,21 +197,20 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
         seed = config.seed + offset
         name = f"{config.scenario}-{seed:04d}" if config.scenario != "default" else f"synthetic-{seed:04d}"
         frames, objects_per_frame = scenario_video(config.scenario, seed, config.frames, config.size)
-        write_mot_sequence(gt_root / name, objects_per_frame, config.size, fps=config.frame_rate)
-        mot_path = trackers_root / TRACKER_NAME / f"{name}.txt"
         if noise is not None:
-            detections = _track_noisy_truth(frames.__getitem__, objects_per_frame, config.size, config.frame_rate,
-                                            config.job, noise, np.random.default_rng(seed), mot_path)
+            detections = _noisy_truth_run(name, frames.__getitem__, objects_per_frame, config.size, config.frame_rate,
+                                          config.job, noise, np.random.default_rng(seed), pace, work_dir, baselines)
         else:
+            write_mot_sequence(gt_root / name, objects_per_frame, config.size, fps=config.frame_rate)
             video_detector = ReplayedDetector(replay, name) if replay is not None else detector
             detections, lowest = _track_with_detector(frames, objects_per_frame, video_detector, config,
-                                                      clips / f"{name}.mp4", mot_path)
+                                                      clips / f"{name}.mp4", trackers_root / TRACKER_NAME / f"{name}.txt")
             floor = lowest if floor is None else min(floor, lowest)
+            for baseline in baselines:
+                _replay(_baseline(baseline, config.frame_rate), detections, box_threshold, config.job.frame_stride,
+                        trackers_root / baseline / f"{name}.txt")
         detections_of[name] = detections
-        for baseline in baselines:
-            _replay(_baseline(baseline, config.frame_rate), detections, box_threshold, config.job.frame_stride,
-                    trackers_root / baseline / f"{name}.txt")
-        lengths[name] = config.frames
+        lengths[name] = len(detections)
     scores = evaluate_trackers(gt_root, trackers_root, [TRACKER_NAME, *baselines], lengths)
     return TrackingComparison(ours=scores[TRACKER_NAME], baselines={name: scores[name] for name in baselines},
                               detections=detections_of, floor=floor)
@@ -197,16 +218,19 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
 
 def evaluate_on_trajectories(work_dir: Path, sequences: list[Sequence], noise: NoiseConfig, draws: int = 10,
                              seed: int = 0, job: VideoJobConfig | None = None,
-                             baselines: tuple[str, ...] = BASELINES) -> TrackingComparison:
+                             baselines: tuple[str, ...] = BASELINES, pace: DetectorPace | None = None
+                             ) -> TrackingComparison:
     """Track each annotated sequence (perception.tracking.trajectories) `draws` times, with noisy truth in place
     of a detector (draw d of the i-th sequence from the generator seeded (d, i), d = seed, seed + 1, ...), by
     ours and each of `baselines` on the identical detections; scored with TrackEval over all sequences and
-    draws (files under work_dir)."""
+    draws (files under work_dir). ``pace``: the detector takes an uneven subset of the frames and the trackers see
+    only those, as on the node (perception.tracking.pace)."""
     _check(sequences, "evaluate on at least one sequence")
     _check(1 <= draws <= 1000, f"noise draws per sequence must be in [1, 1000]; got {draws}")
     unknown = sorted(set(baselines) - set(BASELINES))
     _check(not unknown, f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
     job = job or VideoJobConfig()
+    _check_pace(pace, noise, job)
     gt_root, trackers_root = work_dir / "gt", work_dir / "trackers"
     for directory in (gt_root, *(trackers_root / name for name in (TRACKER_NAME, *baselines))):
         directory.mkdir(parents=True, exist_ok=True)
@@ -218,15 +242,11 @@ def evaluate_on_trajectories(work_dir: Path, sequences: list[Sequence], noise: N
         frame_at = sequence.frame if grey is None else (lambda _, grey=grey: grey)
         for draw in range(seed, seed + draws):
             name = f"{sequence.name}-noise{draw:04d}"
-            write_mot_sequence(gt_root / name, sequence.objects_per_frame, sequence.size, fps=sequence.frame_rate)
-            rng = np.random.default_rng([draw, index])
-            detections = _track_noisy_truth(frame_at, sequence.objects_per_frame, sequence.size, sequence.frame_rate,
-                                            job, noise, rng, trackers_root / TRACKER_NAME / f"{name}.txt")
+            detections = _noisy_truth_run(name, frame_at, sequence.objects_per_frame, sequence.size,
+                                          sequence.frame_rate, job, noise, np.random.default_rng([draw, index]), pace,
+                                          work_dir, baselines)
             detections_of[name] = detections
-            for baseline in baselines:
-                _replay(_baseline(baseline, sequence.frame_rate), detections, NOISY_TRUTH_BOX_THRESHOLD,
-                        job.frame_stride, trackers_root / baseline / f"{name}.txt")
-            lengths[name] = len(sequence.objects_per_frame)
+            lengths[name] = len(detections)
     scores = evaluate_trackers(gt_root, trackers_root, [TRACKER_NAME, *baselines], lengths)
     return TrackingComparison(ours=scores[TRACKER_NAME], baselines={name: scores[name] for name in baselines},
                               detections=detections_of)

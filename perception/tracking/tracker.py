@@ -19,9 +19,9 @@ period=period)`` on the frames it ran and ``update(None)`` on the others; tracks
 Kalman prediction in between (norfair's ``period``), reported as long as the detector's latest run matched them.
 
 A stream updated at the detector's pace (a camera whose frames arrive while the detector is busy, and are
-dropped): call ``catch_up(timestamp)`` before each update; it steps the tracks through the frames at
-``config.frame_rate`` that passed unseen, so that the hit counter and the Kalman filter, which count updates,
-count time, and returns the period to pass to that update.
+dropped): call ``update_at_detector_pace``, which first steps the tracks through the frames at
+``config.frame_rate`` that passed unseen (``catch_up``), so that the hit counter and the Kalman filter, which
+count updates, count time.
 """
 from __future__ import annotations
 
@@ -175,6 +175,14 @@ class ObjectTracker:
         for step in range(1, skipped + 1):
             self.update(None, frame=frame, timestamp=min(last + step * frame_time, timestamp))
         return min(max(frames, 1), self.config.hit_counter_max)
+
+    def update_at_detector_pace(self, detections: Detections, frame: np.ndarray | None, timestamp: float,
+                                start_threshold: float = 0.0) -> list[Track]:
+        """Update on a frame of a stream updated only on the frames its detector took: :meth:`catch_up` to
+        ``timestamp``, then :meth:`update` there with the period it gives."""
+        period = self.catch_up(timestamp, frame=frame)
+        return self.update(detections, frame=frame, period=period, start_threshold=start_threshold,
+                           timestamp=timestamp)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
                    start_threshold: float) -> set[int]:
