@@ -172,4 +172,4 @@ def test_bad_settings_are_one_line_errors(capsys):
     assert main(["eval", "tracking", "--detections", "noisy-truth", "--miss-rate", "1.5"]) == 2
     assert "noise miss_rate must be in [0, 1); got 1.5" in capsys.readouterr().err
     assert main(["eval", "tracking", "--scenario", "crowd", "--jitter", "0.1", "--dropout-frames", "2"]) == 2
-    assert "--jitter, --dropout-frames apply to --detections noisy-truth only" in capsys.readouterr().err
+    assert "--jitter, --dropout-frames: for --detections noisy-truth only" in capsys.readouterr().err

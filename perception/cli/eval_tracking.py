@@ -96,7 +96,7 @@ def _pace(args: argparse.Namespace):
     if args.detector_pace is None:
         return None
     if args.detections != "noisy-truth":
-        raise CliError("--detector-pace applies to --detections noisy-truth only")
+        _refuse(args, ("detector_pace",), "for --detections noisy-truth only")
     if args.stride not in (None, 1):
         raise CliError("--detector-pace replaces --stride: give one of them")
     try:
@@ -108,13 +108,10 @@ def _pace(args: argparse.Namespace):
 def _noise(args: argparse.Namespace):
     from perception.tracking.noise import NoiseConfig
 
-    given = {name: getattr(args, name) for name in NOISE_FLAGS if getattr(args, name) is not None}
     if args.detections == "model":
-        if given:
-            flags = ", ".join(_flag(name) for name in given)
-            raise CliError(f"{flags} apply to --detections noisy-truth only")
+        _refuse(args, NOISE_FLAGS, "for --detections noisy-truth only")
         return None
-    return NoiseConfig(**given)
+    return NoiseConfig(**{name: getattr(args, name) for name in NOISE_FLAGS if getattr(args, name) is not None})
 
 
 def _targets(scenario: str, detections: str, baselines: dict) -> dict:
@@ -148,9 +145,11 @@ MODEL_OPTIONS = (("weights", None), ("preset", None), ("box_threshold", None), (
                  ("device", "cpu"), ("dtype", "auto"))
 
 
-def _refuse_model_options(args: argparse.Namespace, why: str) -> None:
-    """A CliError naming the model options given, when no model runs (``why`` says what stands in for it)."""
-    given = [_flag(name) for name, unset in MODEL_OPTIONS if getattr(args, name) != unset]
+def _refuse(args: argparse.Namespace, options, why: str) -> None:
+    """A CliError naming those of ``options`` that were given, with ``why`` they do not apply. options: names
+    (not given: None) or (name, value when not given) pairs."""
+    pairs = [(option, None) if isinstance(option, str) else option for option in options]
+    given = [_flag(name) for name, unset in pairs if getattr(args, name) != unset]
     if given:
         raise CliError(f"{', '.join(given)}: {why}")
 
@@ -165,7 +164,7 @@ def _replayed(args: argparse.Namespace):
     if args.detections != "model":
         raise CliError("--replay-detections replays a model's detections; it does not go with --detections "
                        f"{args.detections}")
-    _refuse_model_options(args, f"the detections come from {args.replay_detections}, not from a model (record "
+    _refuse(args, MODEL_OPTIONS, f"the detections come from {args.replay_detections}, not from a model (record "
                                 "them again with these options)")
     try:
         recording = read_recording(args.replay_detections)
@@ -213,14 +212,11 @@ def run(args: argparse.Namespace) -> int:
     if args.ground_truth is not None and args.scenario is None:
         args.scenario = TRAJECTORIES
     if args.detections == "noisy-truth":
-        _refuse_model_options(args, "no model runs with --detections noisy-truth (the trackers get corrupted ground "
+        _refuse(args, MODEL_OPTIONS, "no model runs with --detections noisy-truth (the trackers get corrupted ground "
                                     "truth)")
     if args.scenario == TRAJECTORIES:
         return _report(args, *_run_trajectories(args))
-    given = [flag for flag, value in (("--ground-truth", args.ground_truth), ("--frame-rate", args.frame_rate),
-                                      ("--no-occlusion", args.no_occlusion or None)) if value is not None]
-    if given:
-        raise CliError(f"{', '.join(given)}: for --scenario {TRAJECTORIES} only")
+    _refuse(args, ("ground_truth", "frame_rate", ("no_occlusion", False)), f"for --scenario {TRAJECTORIES} only")
     replay, record_to = _replayed(args), _record_to(args)
     for option, (default, _) in VIDEO_OPTIONS.items():
         if getattr(args, option) is None:
@@ -268,10 +264,8 @@ def _run_trajectories(args: argparse.Namespace):
     if args.detections != "noisy-truth":
         raise CliError(f"--scenario {TRAJECTORIES} scores the trackers on noisy truth: add --detections noisy-truth "
                        "(the model needs video, and MOT ground truth is boxes)")
-    given = [_flag(name) for name in ("frames", "record_detections", "replay_detections")
-             if getattr(args, name) is not None]
-    if given:
-        raise CliError(f"{', '.join(given)}: not for --scenario {TRAJECTORIES} (the sequences set their frames)")
+    _refuse(args, ("frames", "record_detections", "replay_detections"),
+            f"not for --scenario {TRAJECTORIES} (the sequences set their frames)")
     started = time.perf_counter()
     size = None if args.size is None else (args.size[1], args.size[0])
     try:
