@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from perception.camera_messages import stamp_seconds
+
 
 @dataclass(frozen=True)
 class PendingFrame:
@@ -19,6 +21,15 @@ class PendingFrame:
     camera: str
     msg: Any
     received: float
+
+    @property
+    def time(self) -> float:
+        """When the frame was taken, in seconds, for its camera's tracker: its header stamp, or for a frame
+        without one (a zero stamp) its arrival here, so that the tracker still counts the time between two of
+        the frames the detector takes (perception.tracking.ObjectTracker.catch_up): timed one frame at the
+        tracker's frame_rate apart, unstamped frames looked like a 10 fps camera however slow the detector."""
+        stamp = stamp_seconds(self.msg.header)
+        return self.received if stamp is None else stamp
 
 
 class FrameSlots:

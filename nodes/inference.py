@@ -23,7 +23,7 @@ from nodes.detection_conversion import detection_array_msg, label_info_msg
 from nodes.frame_slots import FrameSlots, PendingFrame
 from nodes.health import BatchRecord, Health, stamp_in_sync
 from nodes.spatial_detections import SpatialDetections
-from perception.camera_messages import MalformedImageError, compressed_to_rgb, fill_image_msg, image_to_rgb, stamp_seconds
+from perception.camera_messages import MalformedImageError, compressed_to_rgb, fill_image_msg, image_to_rgb
 from perception.drawing import draw_objects
 from perception.streams import MultiStreamDetector
 
@@ -169,7 +169,7 @@ class InferenceLoop:
             for frame, _ in decoded:
                 self.spatial.claim(frame)
         result = self.pipeline.process([(frame.camera, rgb) for frame, rgb in decoded],
-                                       [stamp_seconds(frame.msg.header) for frame, _ in decoded], prompt_updates=self)
+                                       [frame.time for frame, _ in decoded], prompt_updates=self)
         latencies = []
         for (frame, rgb), objects, error in zip(decoded, result.objects, result.errors):
             if objects is None:  # refused: publishing an empty array would claim nothing is there

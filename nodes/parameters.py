@@ -144,8 +144,9 @@ SPECS = (
                   "Detections scored from this up to box_threshold continue tracks, never start one; 0: off.",
                   value_range=(0.0, 0.999)),
     ParameterSpec("tracking.frame_rate", _TRACKER_DEFAULTS.frame_rate,
-                  "Frames per second assumed for a frame without a stamp (stamped frames are timed by their stamps), "
-                  "and the least often a camera's tracker is stepped while the detector is busy.",
+                  "The least often a camera's tracker is stepped while the detector is slower than the camera "
+                  "(hit_counter_max counts these steps); frames are timed by their stamps, or without one by "
+                  "their arrival.",
                   value_range=(0.1, 1000.0)),
     ParameterSpec("tracking.reid_seconds", _TRACKER_DEFAULTS.reid_seconds,
                   "Seconds a lost track can be re-identified by a new track of its phrase nearby; 0: off.",

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from nodes.frame_slots import FrameSlots
+from nodes.frame_slots import FrameSlots, PendingFrame
 from nodes.health import BatchRecord, Health
 
 
@@ -62,3 +62,15 @@ def test_close_counts_waiting_frames_as_dropped_and_reopen_accepts_a_worker_agai
     assert not slots.closed
     slots.put("a", 3)
     assert [f.msg for f in slots.take_all(timeout=10)] == [3] and (slots.received, slots.dropped) == (3, 2)
+
+
+def test_a_frame_is_timed_by_its_stamp_or_without_one_by_its_arrival():
+    """The camera's tracker steps through the time between two frames the detector takes; a frame without a stamp
+    was timed one frame at the tracker's frame_rate after the last, so a slow detector on an unstamped camera
+    looked like 10 fps (tracks outlived hit_counter_max detector runs)."""
+    from sensor_msgs.msg import Image
+
+    stamped = Image()
+    stamped.header.stamp.sec, stamped.header.stamp.nanosec = 1_700_000_000, 250_000_000
+    assert PendingFrame("/cam", stamped, received=12.5).time == pytest.approx(1_700_000_000.25)
+    assert PendingFrame("/cam", Image(), received=12.5).time == 12.5
