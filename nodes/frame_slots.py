@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from perception.camera_messages import stamp_seconds
+from perception.camera_messages import frame_seconds
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,9 @@ class PendingFrame:
 
     @property
     def time(self) -> float:
-        """When the frame was taken, in seconds, for its camera's tracker: its header stamp, or for a frame
-        without one (a zero stamp) its arrival here, so that the tracker still counts the time between two of
-        the frames the detector takes (perception.tracking.ObjectTracker.catch_up): timed one frame at the
-        tracker's frame_rate apart, unstamped frames looked like a 10 fps camera however slow the detector."""
-        stamp = stamp_seconds(self.msg.header)
-        return self.received if stamp is None else stamp
+        """When the frame was taken, in seconds (perception.camera_messages.frame_seconds): its stamp, or its
+        arrival here."""
+        return frame_seconds(self.msg.header, self.received)
 
 
 class FrameSlots:

@@ -240,6 +240,15 @@ def stamp_seconds(header) -> float | None:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
+def frame_seconds(header, received: float) -> float:
+    """When a frame was taken, in seconds, for its camera's tracker: the header's stamp, or for a frame without one
+    (a zero stamp) ``received``, when it reached us (the node's arrival time, a bag's record time), so that the
+    tracker still counts the time between two of the frames its detector takes (ObjectTracker.catch_up); timed
+    one frame at the tracker's frame_rate apart, unstamped frames looked like a 10 fps camera."""
+    stamp = stamp_seconds(header)
+    return received if stamp is None else stamp
+
+
 def is_compressed(camera_topic: str) -> bool:
     """A camera topic ending in /compressed carries ``sensor_msgs/CompressedImage``."""
     return camera_topic.endswith(COMPRESSED_SUFFIX)

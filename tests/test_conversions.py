@@ -30,6 +30,7 @@ from perception.camera_messages import (  # noqa: E402
     UnknownEncodingError,
     compressed_to_rgb,
     fill_image_msg,
+    frame_seconds,
     image_to_rgb,
 )
 from perception.streams import LabeledBox  # noqa: E402
@@ -287,3 +288,16 @@ def test_generated_vision_msgs_have_the_upstream_type_hash():
     assert hashes["vision_msgs/msg/Detection2DArray"] == (
         "RIHS01_214274120007f4a683866481336b70310268cfa107aebe9d594a6acf75bda968"
     )
+
+
+def test_a_frame_is_timed_by_its_stamp_or_else_when_it_was_received():
+    """For the camera's tracker (the node passes the arrival time, `gdino bag` the time the bag recorded it): an
+    unstamped frame was timed one frame at the tracker's frame_rate after the last, whatever time had passed."""
+    from perception.bags.messages import bag_typestore
+
+    stamped = Header()
+    stamped.stamp.sec, stamped.stamp.nanosec = 1_700_000_000, 500_000_000
+    assert frame_seconds(stamped, 7.0) == 1_700_000_000.5 and frame_seconds(Header(), 7.0) == 7.0
+    types = bag_typestore().types  # a header as read from a bag
+    unstamped = types["std_msgs/msg/Header"](stamp=types["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="")
+    assert frame_seconds(unstamped, 12.25) == 12.25

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from perception.bags.damage import ReadDamage
 from perception.bags.messages import decode_image
 from perception.bags.output import BagOutput
-from perception.camera_messages import DEFAULT_MAX_PIXELS, DepthImageError, MalformedImageError, stamp_seconds
+from perception.camera_messages import DEFAULT_MAX_PIXELS, DepthImageError, MalformedImageError, frame_seconds
 from perception.pipeline_stages import StopSignals
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def _read_detect_write(pipeline, bag, output: BagOutput, config: BagJobConfig, s
 
 def _detect_and_write(pipeline, batch: list, output: BagOutput, summary: BagRunSummary) -> None:
     result = pipeline.process([(camera, rgb) for camera, _, _, rgb in batch],
-                              [stamp_seconds(header) for _, _, header, _ in batch])
+                              [frame_seconds(header, timestamp / 1e9) for _, timestamp, header, _ in batch])
     for (camera, timestamp, header, rgb), objects, error in zip(batch, result.objects, result.errors):
         if objects is None:
             _count(summary.refused, type(error).__name__, f"{camera} at {timestamp}: the detector refused the frame", error)
