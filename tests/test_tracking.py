@@ -823,25 +823,25 @@ def test_timestamps_come_with_every_update_and_never_go_back():
         without.update(None, timestamp=1.0)
 
 
-def test_catch_up_steps_the_frames_a_stream_did_not_see_and_names_the_period():
+def test_at_the_detectors_pace_the_frames_a_stream_did_not_see_are_stepped_and_name_the_period():
     config = TrackerConfig(frame_rate=10.0, hit_counter_max=15)
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
-    assert tracker.catch_up(5.0) == 1  # nothing to catch up before the first update
+    assert tracker._catch_up(5.0, SCENE) == 1  # nothing to catch up before the first update
     tracker.update(one_box(), frame=SCENE, timestamp=5.0)
-    assert tracker.catch_up(5.14) == 1  # under 1.5 frames: no frame was missed
+    assert tracker._catch_up(5.14, SCENE) == 1  # under 1.5 frames: no frame was missed
     tracker.update(one_box(), frame=SCENE, timestamp=5.14)
-    assert tracker.catch_up(5.84) == 7  # 6 frames stepped, the update at 5.84 s is the 7th
+    assert tracker._catch_up(5.84, SCENE) == 7  # 6 frames stepped, the update at 5.84 s is the 7th
     tracker.update(one_box(), frame=SCENE, period=7, timestamp=5.84)
     with pytest.raises(ValueError, match="not before the last update's 5.84 s; got 5.8"):
-        tracker.catch_up(5.8)
+        tracker.update_at_detector_pace(one_box(), SCENE, 5.8)
     # A gap longer than the hit counter ends every track; the period stays within the range update accepts.
-    assert tracker.catch_up(65.0) == config.hit_counter_max
+    assert tracker._catch_up(65.0, SCENE) == config.hit_counter_max
     assert tracker.update(None, frame=SCENE, timestamp=65.0) == []
     unstamped = ObjectTracker(config)
     unstamped.update(None)
-    with pytest.raises(ValueError, match="catch_up needs updates with timestamps"):
-        unstamped.catch_up(1.0)
+    with pytest.raises(ValueError, match="update_at_detector_pace needs updates with timestamps"):
+        unstamped.update_at_detector_pace(one_box(), SCENE, 1.0)
     moving = ObjectTracker(TrackerConfig(motion=MotionConfig(enabled=True)))
-    with pytest.raises(ValueError, match="pass the frame to catch_up"):
-        moving.catch_up(1.0)
+    with pytest.raises(ValueError, match="pass the frame to update_at_detector_pace"):
+        moving.update_at_detector_pace(one_box(), None, 1.0)

@@ -203,8 +203,9 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
         else:
             write_mot_sequence(gt_root / name, objects_per_frame, config.size, fps=config.frame_rate)
             video_detector = ReplayedDetector(replay, name) if replay is not None else detector
+            mot_path = trackers_root / TRACKER_NAME / f"{name}.txt"
             detections, lowest = _track_with_detector(frames, objects_per_frame, video_detector, config,
-                                                      clips / f"{name}.mp4", trackers_root / TRACKER_NAME / f"{name}.txt")
+                                                      clips / f"{name}.mp4", mot_path)
             floor = lowest if floor is None else min(floor, lowest)
             for baseline in baselines:
                 _replay(_baseline(baseline, config.frame_rate), detections, box_threshold, config.job.frame_stride,

@@ -4,7 +4,7 @@ The node takes a camera's newest frame whenever its detector is free and drops t
 works, so a camera's tracker sees an uneven subset of the frames (perception.streams). ``DetectorPace`` draws
 such a subset: from each frame taken, the next is a whole number of frames later drawn uniformly from
 ``shortest`` to ``longest``. The trackers see only the frames taken: ours as the node feeds it
-(``ObjectTracker.catch_up`` before each update), a baseline once per frame taken (a plain node's loop); each is
+(``ObjectTracker.update_at_detector_pace``), a baseline once per frame taken (a plain node's loop); each is
 scored on those frames by the boxes it matched in them (what the node publishes).
 """
 from __future__ import annotations
@@ -54,7 +54,8 @@ class DetectorPace:
 
 
 def track_at_pace(tracker: ObjectTracker, detections: list[Detections], taken: list[int],
-                  frame_at: Callable[[int], np.ndarray], frame_rate: float, start_threshold: float) -> list[list[Track]]:
+                  frame_at: Callable[[int], np.ndarray], frame_rate: float,
+                  start_threshold: float) -> list[list[Track]]:
     """Our tracker on the frames taken (their detections in order), as the node runs it; returns the tracks
     matched in each frame taken."""
     return [[track for track in tracker.update_at_detector_pace(found, frame_at(index), index / frame_rate,

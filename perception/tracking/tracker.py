@@ -20,7 +20,7 @@ Kalman prediction in between (norfair's ``period``), reported as long as the det
 
 A stream updated at the detector's pace (a camera whose frames arrive while the detector is busy, and are
 dropped): call ``update_at_detector_pace``, which first steps the tracks through the frames at
-``config.frame_rate`` that passed unseen (``catch_up``), so that the hit counter and the Kalman filter, which
+``config.frame_rate`` that passed unseen, so that the hit counter and the Kalman filter, which
 count updates, count time.
 """
 from __future__ import annotations
@@ -145,7 +145,7 @@ class ObjectTracker:
                   if alone or self._histories[obj.initializing_id].last_time >= seen_since]
         return sorted(tracks, key=lambda track: track.track_id)
 
-    def catch_up(self, timestamp: float, frame: np.ndarray | None = None) -> int:
+    def _catch_up(self, timestamp: float, frame: np.ndarray | None) -> int:
         """Step the tracks through the frames at ``config.frame_rate`` that passed unseen before ``timestamp``,
         for a stream updated only on the frames the detector took; returns the ``period`` to pass to the update
         at ``timestamp``: the frames since the previous update, this one included, at most hit_counter_max.
@@ -159,15 +159,15 @@ class ObjectTracker:
         frames after the last update, nothing is stepped and the period is 1.
         """
         if self._motion is not None and frame is None:
-            raise ValueError("camera-motion compensation is enabled: pass the frame to catch_up")
+            raise ValueError("camera-motion compensation is enabled: pass the frame to update_at_detector_pace")
         last = self._clock.now
         if last is None:
             return 1
         if not self._clock.stamped:
-            raise ValueError("tracking catch_up needs updates with timestamps: pass each update's timestamp")
+            raise ValueError("tracking update_at_detector_pace needs updates with timestamps: pass each update's timestamp")
         timestamp = float(timestamp)
         if not math.isfinite(timestamp) or timestamp < last:
-            raise ValueError(f"tracking catch_up: timestamp must be a finite number of seconds, not before the last "
+            raise ValueError(f"tracking update_at_detector_pace: timestamp must be a finite number of seconds, not before the last "
                              f"update's {last} s; got {timestamp}")
         frame_time = 1.0 / self.config.frame_rate
         frames = math.floor((timestamp - last) / frame_time + 0.5)
@@ -178,9 +178,9 @@ class ObjectTracker:
 
     def update_at_detector_pace(self, detections: Detections, frame: np.ndarray | None, timestamp: float,
                                 start_threshold: float = 0.0) -> list[Track]:
-        """Update on a frame of a stream updated only on the frames its detector took: :meth:`catch_up` to
+        """Update on a frame of a stream updated only on the frames its detector took: :meth:`_catch_up` to
         ``timestamp``, then :meth:`update` there with the period it gives."""
-        period = self.catch_up(timestamp, frame=frame)
+        period = self._catch_up(timestamp, frame)
         return self.update(detections, frame=frame, period=period, start_threshold=start_threshold,
                            timestamp=timestamp)
 
