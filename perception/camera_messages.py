@@ -243,8 +243,9 @@ def stamp_seconds(header) -> float | None:
 def frame_seconds(header, received: float) -> float:
     """When a frame was taken, in seconds, for its camera's tracker: the header's stamp, or for a frame without one
     (a zero stamp) ``received``, when it reached us (the node's arrival time, a bag's record time), so that the
-    tracker still counts the time between two of the frames its detector takes (ObjectTracker.update_at_detector_pace); timed
-    one frame at the tracker's frame_rate apart, unstamped frames looked like a 10 fps camera."""
+    tracker still counts the time between two of the frames its detector takes
+    (ObjectTracker.update_at_detector_pace); timed one frame at the tracker's frame_rate apart, unstamped frames
+    looked like a 10 fps camera."""
     stamp = stamp_seconds(header)
     return received if stamp is None else stamp
 

@@ -137,8 +137,9 @@ class TrackerConfig:
     # Frames per second assumed when ``ObjectTracker.update`` gets no ``timestamp``: every update is then
     # one frame later than the last. The windows below are in seconds, so a 10 fps video and a 30 fps
     # camera behave alike when each passes its frames' timestamps (or its true rate here). A stream updated
-    # at the detector's pace (the node, `gdino bag`: ``ObjectTracker.update_at_detector_pace``) is stepped at least this often,
-    # so that its hit counter and Kalman filter count frames of this rate, not the detector's runs.
+    # at the detector's pace (the node, `gdino bag`: ``ObjectTracker.update_at_detector_pace``) is stepped at
+    # least this often, so that its hit counter and Kalman filter count frames of this rate, not the detector's
+    # runs.
     frame_rate: float = 10.0
     # Re-identification (perception.tracking.reidentification): a new track of a lost track's phrase (or
     # synonym group) first seen at most this many seconds after the lost one was, confirmed within reach of

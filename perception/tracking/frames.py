@@ -67,23 +67,20 @@ class Clock:
         self.now: float | None = None  # time of the current update, None before the first
         self.step: float | None = None  # seconds since the update before it, None before the second
 
-    @property
-    def stamped(self) -> bool | None:
-        """Whether the updates carry timestamps; None before the first."""
-        return self._with_timestamps
-
     def tick(self, timestamp: float | None) -> float:
         previous = self.now
-        self.now = self._next(timestamp)
+        self.now = self.checked(timestamp)
+        self._with_timestamps = timestamp is not None
         self.step = None if previous is None else self.now - previous
         return self.now
 
-    def _next(self, timestamp: float | None) -> float:
+    def checked(self, timestamp: float | None) -> float:
+        """The time of a next update at ``timestamp`` (None: one frame after the last), or a ValueError saying why
+        it cannot be; changes nothing."""
         given = timestamp is not None
         if self._with_timestamps is not None and given != self._with_timestamps:
             raise ValueError("tracking: pass a timestamp with every update of a stream or with none "
                              f"({'earlier updates had one' if self._with_timestamps else 'earlier updates had none'})")
-        self._with_timestamps = given
         if not given:
             return 0.0 if self.now is None else self.now + 1.0 / self._frame_rate
         timestamp = float(timestamp)

@@ -163,12 +163,7 @@ class ObjectTracker:
         last = self._clock.now
         if last is None:
             return 1
-        if not self._clock.stamped:
-            raise ValueError("tracking update_at_detector_pace needs updates with timestamps: pass each update's timestamp")
-        timestamp = float(timestamp)
-        if not math.isfinite(timestamp) or timestamp < last:
-            raise ValueError(f"tracking update_at_detector_pace: timestamp must be a finite number of seconds, not before the last "
-                             f"update's {last} s; got {timestamp}")
+        timestamp = self._clock.checked(timestamp)
         frame_time = 1.0 / self.config.frame_rate
         frames = math.floor((timestamp - last) / frame_time + 0.5)
         skipped = min(max(frames - 1, 0), self.config.hit_counter_max + 1)
