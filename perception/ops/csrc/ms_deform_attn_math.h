@@ -99,6 +99,28 @@ struct SampleGradient {
   acc_t pixel_y = 0;
 };
 
+// One channel's share of a sample's gradient with respect to its attention weight and its location,
+// from the four corner values (zero for an outside corner): backward_channel adds it to the sample's
+// SampleGradient channel by channel, and the CPU kernel's fast path computes it over contiguous channels
+// and then adds it in the same channel order, so both sums round alike.
+template <typename acc_t>
+GDINO_HOST_DEVICE SampleGradient<acc_t> channel_gradient(const BilinearSample<acc_t>& sample, acc_t grad_output,
+                                                         acc_t grad_sample, const acc_t (&corner_value)[4]) {
+  acc_t sampled = 0;  // written out corner by corner: a loop here keeps GCC from vectorizing the CPU fast path
+  sampled += sample.weight[0] * corner_value[0];
+  sampled += sample.weight[1] * corner_value[1];
+  sampled += sample.weight[2] * corner_value[2];
+  sampled += sample.weight[3] * corner_value[3];
+  SampleGradient<acc_t> share;
+  share.attention = grad_output * sampled;
+  // d sample / d x and d sample / d y of the bilinear interpolation; outside corners count as zero.
+  share.pixel_x = grad_sample * ((acc_t(1) - sample.frac_y) * (corner_value[1] - corner_value[0]) +
+                                 sample.frac_y * (corner_value[3] - corner_value[2]));
+  share.pixel_y = grad_sample * ((acc_t(1) - sample.frac_x) * (corner_value[2] - corner_value[0]) +
+                                 sample.frac_x * (corner_value[3] - corner_value[1]));
+  return share;
+}
+
 // Backward for one channel of one sample. `grad_output` is d loss / d output for this channel;
 // the value gradient of each inside corner goes through `scatter_add(address, amount)` (a plain add
 // on the CPU, where one thread owns each (batch, head); atomicAdd on the GPU). `grad_value` points at
@@ -108,22 +130,18 @@ GDINO_HOST_DEVICE void backward_channel(const BilinearSample<acc_t>& sample, acc
                                         const scalar_t* value, int64_t position_stride, acc_t* grad_value,
                                         ScatterAdd scatter_add, SampleGradient<acc_t>& gradient) {
   acc_t corner_value[4];
-  acc_t sampled = 0;
   const acc_t grad_sample = grad_output * attention;
   for (int corner = 0; corner < 4; ++corner) {
     const int64_t offset = sample.offset[corner] * position_stride;
     corner_value[corner] = sample.offset[corner] >= 0 ? static_cast<acc_t>(value[offset]) : acc_t(0);
-    sampled += sample.weight[corner] * corner_value[corner];
     if (sample.offset[corner] >= 0) {
       scatter_add(grad_value + offset, grad_sample * sample.weight[corner]);
     }
   }
-  gradient.attention += grad_output * sampled;
-  // d sample / d x and d sample / d y of the bilinear interpolation; outside corners count as zero.
-  gradient.pixel_x += grad_sample * ((acc_t(1) - sample.frac_y) * (corner_value[1] - corner_value[0]) +
-                                     sample.frac_y * (corner_value[3] - corner_value[2]));
-  gradient.pixel_y += grad_sample * ((acc_t(1) - sample.frac_x) * (corner_value[2] - corner_value[0]) +
-                                     sample.frac_x * (corner_value[3] - corner_value[1]));
+  const SampleGradient<acc_t> share = channel_gradient(sample, grad_output, grad_sample, corner_value);
+  gradient.attention += share.attention;
+  gradient.pixel_x += share.pixel_x;
+  gradient.pixel_y += share.pixel_y;
 }
 
 // Pixel coordinates are x * width - 0.5 and y * height - 0.5: the chain rule to normalized locations.
