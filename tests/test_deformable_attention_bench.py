@@ -32,6 +32,24 @@ def test_json_reports_both_implementations_at_encoder_shapes(capsys) -> None:
         assert row["max_abs_difference"] <= 1e-5
 
 
+def test_backward_reports_each_gradient_against_the_reference(capsys) -> None:
+    assert run_bench("--json", "--backward", "--frame", "40x56", "--repeats", "1") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["benchmark"].endswith("forward and backward")
+    (row,) = report["frames"]
+    assert row["cpu_kernel_backward_ms"] > 0 and row["reference_backward_ms"] > 0
+    assert row["backward_speedup"] == pytest.approx(row["reference_backward_ms"] / row["cpu_kernel_backward_ms"])
+    differences = row["backward_max_relative_difference"]
+    assert set(differences) == {"value", "sampling_locations", "attention_weights"}
+    assert all(0 <= difference <= 1e-5 for difference in differences.values())
+
+
+def test_forward_only_by_default(capsys) -> None:
+    assert run_bench("--json", "--frame", "40x56", "--repeats", "1") == 0
+    (row,) = json.loads(capsys.readouterr().out)["frames"]
+    assert "cpu_kernel_backward_ms" not in row
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["--frame", "800"], "--frame must be HEIGHTxWIDTH"), (["--frame", "0x10"], "--frame must be HEIGHTxWIDTH"),

@@ -3,6 +3,9 @@
 One encoder layer's deformable attention per frame size (8 heads of 32 channels, 4 levels at strides
 8-64, 4 points, every token a query; locations near each query as the encoder makes them). Reports
 median wall times, their ratio `speedup` = reference / CPU kernel, and the largest difference.
+With --backward, also the backward alone (the three input gradients of one upstream gradient, as
+training computes them), timed the same way, and each gradient's largest difference relative to its
+largest magnitude.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from perception.ops.native import BUILD_HINT, load_native_ops
 from perception.ops.synthetic import AttentionInputs, encoder_inputs
 
 DEFAULT_FRAMES = ("800x1333", "480x640")
+GRADIENT_NAMES = ("value", "sampling_locations", "attention_weights")
 
 
 def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +43,7 @@ def register_bench(bench_subparsers: argparse._SubParsersAction) -> None:
         help=f"frame size whose encoder shapes are timed, repeatable (default: {' and '.join(DEFAULT_FRAMES)})",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per implementation and frame, >= 1 (default 5)")
+    parser.add_argument("--backward", action="store_true", help="also time the backward (the gradients training needs)")
     parser.set_defaults(run=run)
 
 
@@ -60,12 +65,40 @@ def median_milliseconds(inputs: AttentionInputs, implementation: str, repeats: i
     return statistics.median(times), output
 
 
-def measure_frame(height: int, width: int, repeats: int) -> dict:
+def median_backward_milliseconds(
+    inputs: AttentionInputs, implementation: str, repeats: int
+) -> tuple[float, list[torch.Tensor]]:
+    """Median wall time of the backward alone (a fresh forward before each, untimed) after one warm-up, and the
+    gradients of value, sampling locations and attention weights for a fixed upstream gradient."""
+    def forward() -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        value, locations, weights = (
+            tensor.detach().requires_grad_()
+            for tensor in (inputs.value, inputs.sampling_locations, inputs.attention_weights)
+        )
+        output = multi_scale_deformable_attention(
+            value, inputs.spatial_shapes, inputs.level_start_index, locations, weights, implementation=implementation
+        )
+        return output, (value, locations, weights)
+
+    output, leaves = forward()
+    grad_output = torch.linspace(-1, 1, output.numel(), dtype=output.dtype).view_as(output)
+    gradients = list(torch.autograd.grad(output, leaves, grad_output))
+    times = []
+    for _ in range(repeats):
+        output, leaves = forward()
+        start = time.perf_counter()
+        torch.autograd.grad(output, leaves, grad_output)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), gradients
+
+
+def measure_frame(height: int, width: int, repeats: int, backward: bool = False) -> dict:
     inputs = encoder_inputs(height, width)
-    kernel_ms, kernel_output = median_milliseconds(inputs, "cpu", repeats)
-    reference_ms, reference_output = median_milliseconds(inputs, "pytorch", repeats)
+    with torch.inference_mode():
+        kernel_ms, kernel_output = median_milliseconds(inputs, "cpu", repeats)
+        reference_ms, reference_output = median_milliseconds(inputs, "pytorch", repeats)
     _, num_queries, num_heads, num_levels, num_points, _ = inputs.sampling_locations.shape
-    return {
+    row = {
         "frame": f"{height}x{width}",
         "level_shapes": inputs.spatial_shapes.tolist(),
         "queries": num_queries,
@@ -78,6 +111,22 @@ def measure_frame(height: int, width: int, repeats: int) -> dict:
         "speedup": reference_ms / kernel_ms,
         "max_abs_difference": (kernel_output - reference_output).abs().max().item(),
     }
+    if backward:
+        kernel_backward_ms, kernel_gradients = median_backward_milliseconds(inputs, "cpu", repeats)
+        reference_backward_ms, reference_gradients = median_backward_milliseconds(inputs, "pytorch", repeats)
+        row.update({
+            "cpu_kernel_backward_ms": kernel_backward_ms,
+            "reference_backward_ms": reference_backward_ms,
+            "backward_speedup": reference_backward_ms / kernel_backward_ms,
+            # per gradient, relative to its largest magnitude (location gradients scale with the map size); a
+            # location gradient jumps where a sample crosses a pixel border, so float32 rounding of a location on
+            # a border can leave a percent-size difference there in either implementation
+            "backward_max_relative_difference": {
+                name: ((ours - expected).abs().max() / expected.abs().max()).item()
+                for name, ours, expected in zip(GRADIENT_NAMES, kernel_gradients, reference_gradients)
+            },
+        })
+    return row
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,10 +136,10 @@ def run(args: argparse.Namespace) -> int:
     unavailable = load_native_ops().unavailable_reason("cpu")
     if unavailable is not None:
         raise CliError(f"the native CPU kernel is not available: {unavailable}; {BUILD_HINT}")
-    with torch.inference_mode():
-        results = [measure_frame(height, width, args.repeats) for height, width in frames]
+    results = [measure_frame(height, width, args.repeats, args.backward) for height, width in frames]
     report = {
-        "benchmark": "multi-scale deformable attention, float32, one encoder layer",
+        "benchmark": "multi-scale deformable attention, float32, one encoder layer"
+        + (", forward and backward" if args.backward else ""),
         "implementation": describe_implementation("cpu"),
         "threads": torch.get_num_threads(),
         "repeats": args.repeats,
@@ -106,4 +155,11 @@ def run(args: argparse.Namespace) -> int:
             f"{row['frame']:>10} {row['queries']:>8} {row['cpu_kernel_ms']:>14.1f} {row['reference_ms']:>13.1f} "
             f"{row['speedup']:>7.1f}x {row['max_abs_difference']:>9.1e}"
         )
+        if args.backward:
+            differences = " / ".join(f"{row['backward_max_relative_difference'][name]:.1e}" for name in GRADIENT_NAMES)
+            print(
+                f"{'backward':>19} {row['cpu_kernel_backward_ms']:>14.1f} {row['reference_backward_ms']:>13.1f} "
+                f"{row['backward_speedup']:>7.1f}x   relative differences of "
+                f"{' / '.join(GRADIENT_NAMES)}: {differences}"
+            )
     return 0
