@@ -52,6 +52,13 @@ struct PlainAdd {
   }
 };
 
+// Whether all four corners of a sample are inside the map (most samples): the forward and the backward
+// then run one pass over contiguous channels.
+template <typename acc_t>
+inline bool corners_inside(const BilinearSample<acc_t>& sample) {
+  return sample.offset[0] >= 0 && sample.offset[1] >= 0 && sample.offset[2] >= 0 && sample.offset[3] >= 0;
+}
+
 // Adds one sample to the head_dim accumulators: per channel, the same corner-by-corner sums as
 // accumulate_channel (the GPU's per-channel forward), run over contiguous channels. When all four
 // corners are inside (most samples), one pass adds the four terms in corner order, reading and
@@ -59,7 +66,7 @@ struct PlainAdd {
 template <typename scalar_t, typename acc_t>
 inline void accumulate_sample(acc_t* __restrict__ accumulator, int64_t head_dim, const BilinearSample<acc_t>& sample,
                               acc_t attention, const scalar_t* level_value, int64_t position_stride) {
-  if (sample.offset[0] >= 0 && sample.offset[1] >= 0 && sample.offset[2] >= 0 && sample.offset[3] >= 0) {
+  if (corners_inside(sample)) {
     const acc_t coefficient[4] = {
         corner_coefficient(sample, 0, attention), corner_coefficient(sample, 1, attention),
         corner_coefficient(sample, 2, attention), corner_coefficient(sample, 3, attention)};
@@ -250,7 +257,7 @@ GDINO_CPU_CLONES void backward_owners(const BackwardArgs<scalar_t>& args, int64_
                                      args.sampling_locations[2 * sample_index + 1], height, width);
           const acc_t attention = args.attention_weights[sample_index];
           SampleGradient<acc_t> gradient;
-          if (sample.offset[0] >= 0 && sample.offset[1] >= 0 && sample.offset[2] >= 0 && sample.offset[3] >= 0) {
+          if (corners_inside(sample)) {
             gradient = backward_inside_sample(sample, attention, item_grad_output, args.value + level_offset,
                                               args.grad_value + level_offset, position_stride, head_dim, shares);
           } else {
