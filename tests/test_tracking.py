@@ -773,6 +773,21 @@ def test_a_second_box_on_a_tracked_object_starts_no_second_track(new_track_iou, 
     assert len({track.track_id for frame in tracks for track in frame}) == ids_expected
 
 
+def test_a_box_overlapping_the_only_track_of_its_phrase_that_nothing_matched_continues_it():
+    """The only box of the frame, overlapping the only track of its phrase by more than new_track_iou (0.3) but
+    too little for the association (0.4): no other box took that track, so it is no second box on it. Before,
+    it was dropped as one, and the frame reported the object nowhere but at the coasting track's prediction."""
+    tracker = ObjectTracker(TrackerConfig(initialization_delay=0, reid_seconds=0))
+    tracker.set_phrases(["person"])
+    for step in range(6):  # walking right at 4 px a frame
+        tracker.update(one_box(20 + 4 * step), frame=SCENE)
+    jumped = one_box(20 + 4 * 6 + 18)  # 18 px past its prediction: IoU about 0.38 with it
+    predicted = [24.0 + 4 * 5, 20, 64.0 + 4 * 5, 100]
+    assert 0.3 < iou(jumped.boxes[0], predicted) < 0.4
+    (track,) = tracker.update(jumped, frame=SCENE)
+    assert track.track_id == 1 and track.matched
+    assert iou(track.box_xyxy, jumped.boxes[0]) > 0.6
+
 def one_box(x0: float = 20.0) -> Detections:
     return Detections(boxes=[[x0, 20, x0 + 40, 100]], scores=[0.9], labels=["person"])
 

@@ -17,7 +17,8 @@ its counter starts at the stride, so from stride 3 on a single box was a confirm
 
 After norfair: of the objects it started, those a low score started and those overlapping the only reported
 track of their key by more than ``new_track_iou`` (:meth:`Association.second_boxes`: a second, differently
-drawn box on an object already tracked, which would otherwise become a second track of it) are ended.
+drawn box on an object already tracked, which would otherwise become a second track of it) are ended; where
+no box matched that track, the box overlapping it most continues it instead.
 """
 from __future__ import annotations
 
@@ -186,21 +187,29 @@ class Association:
         """(candidates, tracks) IoU of each detection with each track's last estimate."""
         return iou([xyxy(c.points) for c in candidates], [xyxy(o.estimate) for o in tracks])
 
-    def second_boxes(self, started: list, tracks: list) -> list:
+    def second_boxes(self, started: list, tracks: list, fresh: set[int]) -> tuple[list, list[tuple]]:
         """Of the norfair objects started in this frame, those whose box overlaps one of ``tracks`` (the older
         objects reported after this frame's match, as estimated then) of their key by more than
-        config.new_track_iou while that track is the only one of ``tracks`` with its key. With one object of a
-        phrase in view, a box overlapping it is likelier the detector's second box on it than a newcomer;
-        among several of one phrase (a crowd), someone partly hidden behind one of them is as likely, and the
-        box starts its track as before."""
+        config.new_track_iou while that track is the only one of ``tracks`` with its key; returns them, to end,
+        and (track, object) pairs: a lone track this frame's match left alone (its last detection not among
+        ``fresh``, the ``id()`` of the detections handed to norfair) and the object of the box overlapping it
+        most, whose box continues it.
+
+        With one object of a phrase in view, a box overlapping it is likelier the detector's second box on it
+        than a newcomer, and where no box matched the track it is the object itself, moved further than the
+        association's reach; among several of one phrase (a crowd), someone partly hidden behind one of them
+        is as likely, and the box starts its track as before."""
         if self.config.new_track_iou >= 1.0 or not started or not tracks:
-            return []
+            return [], []
         alone = [track for track, single in zip(tracks, only_of_their_key(tracks)) if single]
         if not alone:
-            return []
+            return [], []
         overlap = iou([xyxy(o.estimate) for o in started], [xyxy(o.estimate) for o in alone])
-        second = ((overlap > self.config.new_track_iou) & same_key(started, alone)).any(axis=1)
-        return [obj for obj, is_second in zip(started, second) if is_second]
+        overlap = np.where(same_key(started, alone), overlap, 0.0)
+        second = (overlap > self.config.new_track_iou).any(axis=1)
+        continued = [(track, started[int(np.argmax(overlap[:, j]))]) for j, track in enumerate(alone)
+                     if id(track.last_detection) not in fresh and overlap[:, j].max() > self.config.new_track_iou]
+        return [obj for obj, is_second in zip(started, second) if is_second], continued
 
     def _near(self, candidates: list[Detection], tracks: list, overlap: np.ndarray | None = None) -> np.ndarray:
         """(candidates, tracks) bool: within the association distance of the track's last estimate (before

@@ -124,6 +124,9 @@ class TrackerConfig:
     # tracks): identity switches 65 (off) -> 44 (0.3), IDF1 0.918 -> 0.923; 0.5 gave 53 (without the
     # only-one rule). Crowds of noisy truth (seeds 0-500 by 100, 8 videos each): unchanged with the only-one rule
     # (45 switches, 40 merged ids); without it 0.3 made 49 and 45 and lowered IDF1 from 0.905 to 0.898.
+    # Where no box matched that track in this frame, the box overlapping it most continues it instead of being
+    # dropped (the object moved further than the association reaches): dropped, it left the object unreported
+    # until the coasting track ran out.
     new_track_iou: float = 0.3
     # ByteTrack's second association: a detection scored below the detector's box threshold but at least
     # this continues a reported track of its phrase that it overlaps (a partly hidden or blurred object

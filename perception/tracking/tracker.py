@@ -201,14 +201,19 @@ class ObjectTracker:
         started = [obj for obj in self._tracker.tracked_objects if obj.initializing_id not in existing]
         ended = {obj.initializing_id for obj in started if id(obj.last_detection) in low_ids}
         tracks = [obj for obj in reported(self._tracker.tracked_objects) if obj.initializing_id in existing]
-        second = self._association.second_boxes([obj for obj in started if obj.initializing_id not in ended], tracks)
+        fresh = {id(candidate) for candidate in candidates}
+        second, continued = self._association.second_boxes(
+            [obj for obj in started if obj.initializing_id not in ended], tracks, fresh)
         if second:
-            logger.debug("tracking: %d boxes overlapping a track of their phrase started nothing", len(second))
+            logger.debug("tracking: %d boxes overlapping a track of their phrase started nothing, %d of them "
+                         "continue it", len(second), len(continued))
+        for track, obj in continued:  # as norfair's match would have: it took this frame's decrement already
+            track.hit(obj.last_detection, period=period)
         ended |= {obj.initializing_id for obj in second}
         if ended:
             self._tracker.tracked_objects = [obj for obj in self._tracker.tracked_objects
                                              if obj.initializing_id not in ended]
-        return {id(candidate) for candidate in candidates}
+        return fresh
 
     def _remember(self, matched: list, now: float, frame_size: tuple[int, int] | None) -> None:
         """Record where, when and how each track matched now was seen (a new track's memory starts here)."""
