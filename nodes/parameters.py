@@ -139,7 +139,8 @@ SPECS = (
                   value_range=(0.0, 600.0)),
     ParameterSpec("tracking.new_track_iou", _TRACKER_DEFAULTS.new_track_iou,
                   "A detection overlapping the only published track of its phrase by more than this IoU starts no "
-                  "track (a second box on that object) and continues that track if no other box did; 1: off.", value_range=(1e-6, 1.0)),
+                  "track (a second box on that object) and continues that track if no other box did; 1: off.",
+                  value_range=(1e-6, 1.0)),
     ParameterSpec("tracking.continue_threshold", _TRACKER_DEFAULTS.continue_threshold,
                   "Detections scored from this up to box_threshold continue tracks, never start one; 0: off.",
                   value_range=(0.0, 0.999)),

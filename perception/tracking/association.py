@@ -191,7 +191,7 @@ class Association:
         """Of the norfair objects started in this frame, those whose box overlaps one of ``tracks`` (the older
         objects reported after this frame's match, as estimated then) of their key by more than
         config.new_track_iou while that track is the only one of ``tracks`` with its key; returns them, to end,
-        and (track, object) pairs: a lone track this frame's match left alone (its last detection not among
+        and (track, object) pairs: a lone track this frame's match left unmatched (its last detection not among
         ``fresh``, the ``id()`` of the detections handed to norfair) and the object of the box overlapping it
         most, whose box continues it.
 
