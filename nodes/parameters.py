@@ -86,6 +86,14 @@ SPECS = (
                   f"else {_PREPROCESS_DEFAULTS.longest_edge}.", value_range=(0, 8192)),
     ParameterSpec("nms_iou", 0.0, "Per-phrase non-maximum suppression IoU threshold; 0 keeps every box.",
                   value_range=(0.0, 1.0)),
+    ParameterSpec("present_phrase_threshold", _POSTPROCESS_DEFAULTS.present_phrase_threshold,
+                  "A box scored above this but not above box_threshold is reported too when a box of its phrase in "
+                  "the image passes box_threshold and it overlaps no reported box of its phrase by more than "
+                  "present_phrase_iou (crowds of one phrase); 1 turns it off. Tracks still start at box_threshold.",
+                  value_range=(0.0, 1.0)),
+    ParameterSpec("present_phrase_iou", _POSTPROCESS_DEFAULTS.present_phrase_iou,
+                  "The overlap with a reported box of its phrase that drops a box kept by present_phrase_threshold.",
+                  value_range=(0.0, 1.0)),
     ParameterSpec("max_detections", _POSTPROCESS_DEFAULTS.max_detections, "Most boxes reported per image.",
                   value_range=(1, 10_000)),
     ParameterSpec("batch_size", DetectorConfig().batch_size,
@@ -263,6 +271,8 @@ def detector_config(values: dict[str, Any]) -> DetectorConfig:
             box_threshold=values["box_threshold"],
             text_threshold=values["text_threshold"],
             nms_iou=values["nms_iou"] or None,
+            present_phrase_threshold=values["present_phrase_threshold"],
+            present_phrase_iou=values["present_phrase_iou"],
             max_detections=values["max_detections"],
         ),
         batch_size=values["batch_size"],

@@ -233,6 +233,7 @@ def test_a_call_can_lower_the_box_threshold_without_changing_the_config(detector
     everything = detector.detect(image)[0]  # configured threshold 0
     cut = float(np.median(everything.scores))
     detector.config.box_threshold = cut
+    detector.config.replace_postprocess(present_phrase_threshold=None)  # only box_threshold cuts
     try:
         above = detector.detect(image)[0]
         lowered = detector.detect(image, box_threshold=0.0)[0]
@@ -241,7 +242,8 @@ def test_a_call_can_lower_the_box_threshold_without_changing_the_config(detector
         np.testing.assert_array_equal(lowered.boxes, everything.boxes)
         np.testing.assert_array_equal(lowered.scores, everything.scores)
     finally:
-        detector.config.box_threshold = 0.0
+        detector.config.replace_postprocess(box_threshold=0.0,
+                                            present_phrase_threshold=PostprocessConfig.present_phrase_threshold)
 
 
 def test_boxes_a_lowered_threshold_adds_carry_their_phrase_below_the_text_threshold(detector):

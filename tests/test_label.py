@@ -34,7 +34,8 @@ ray = pytest.importorskip("ray")
 
 PROMPT = "red heart . blue star . blue circle . purple circle . red star . blue heart . green square ."
 MODEL = argparse.Namespace(weights=None, preset=None, box_threshold=None, text_threshold=None, nms_iou=None,
-                           device="cpu", dtype="float32", batch_size=4, shortest_edge=None, longest_edge=None)
+                           present_phrase_threshold=None, present_phrase_iou=None, device="cpu", dtype="float32",
+                           batch_size=4, shortest_edge=None, longest_edge=None)
 
 
 @pytest.fixture(scope="module")

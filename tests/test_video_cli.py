@@ -55,6 +55,7 @@ def test_unusable_inputs_each_give_one_error_line(tmp_path, capsys):
         ([str(clip), "--prompt", " . "], "names nothing"),
         ([str(clip), "--prompt", "a person .", "--start", "100"], "lies between 100.0 s and the end"),
         ([str(clip), "--prompt", "a person .", "--nms-iou", "1.5"], "nms_iou must be in (0, 1]"),
+        ([str(clip), "--prompt", "a person .", "--present-phrase-iou", "0"], "present_phrase_iou must be in (0, 1]"),
     ]
     for args, message in cases:
         assert main(["video", *args, "--output", str(tmp_path / "out.mp4"), *TINY_MODEL]) == 2
@@ -73,6 +74,20 @@ def test_nms_option_reaches_the_detector():
     detector = build_detector(parser.parse_args(["--weights", "random:tiny", "--nms-iou", "0.6"]))
     assert detector.config.postprocess.nms_iou == 0.6
     assert build_detector(parser.parse_args(["--weights", "random:tiny"])).config.postprocess.nms_iou is None
+
+
+def test_present_phrase_options_reach_the_detector():
+    import argparse
+
+    from perception.cli.model_args import add_detector_arguments, build_detector
+
+    parser = argparse.ArgumentParser()
+    add_detector_arguments(parser)
+    given = build_detector(parser.parse_args(["--weights", "random:tiny", "--present-phrase-threshold", "0.3",
+                                              "--present-phrase-iou", "0.7"])).config.postprocess
+    assert (given.present_phrase_threshold, given.present_phrase_iou) == (0.3, 0.7)
+    default = build_detector(parser.parse_args(["--weights", "random:tiny"])).config.postprocess
+    assert (default.present_phrase_threshold, default.present_phrase_iou) == (0.25, 0.5)
 
 
 def test_tracker_options_reach_the_tracker_config_over_the_yaml_file(tmp_path):

@@ -54,6 +54,8 @@ def node_parameters(args: argparse.Namespace) -> list[str]:
         "box_threshold": args.box_threshold,
         "text_threshold": args.text_threshold,
         "nms_iou": args.nms_iou,
+        "present_phrase_threshold": args.present_phrase_threshold,
+        "present_phrase_iou": args.present_phrase_iou,
         "shortest_edge": args.shortest_edge,
         "longest_edge": args.longest_edge,
     }

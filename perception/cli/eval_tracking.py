@@ -141,7 +141,8 @@ VIDEO_OPTIONS = {"scenario": ("default", "scenario"), "seed": (0, "seed"), "stri
                  "videos": (None, "videos"), "frames": (None, "frames"), "size": ((320, 240), "size")}
 # Model options a replay or noisy truth cannot honour: (attribute, value when not given).
 MODEL_OPTIONS = (("weights", None), ("preset", None), ("box_threshold", None), ("text_threshold", None),
-                 ("nms_iou", None), ("shortest_edge", None), ("longest_edge", None), ("compile", False),
+                 ("nms_iou", None), ("present_phrase_threshold", None), ("present_phrase_iou", None),
+                 ("shortest_edge", None), ("longest_edge", None), ("compile", False),
                  ("device", "cpu"), ("dtype", "auto"))
 
 

@@ -28,10 +28,10 @@ from perception.cli.errors import EXIT_DAMAGED_INPUT, EXIT_OK, CliError
 from perception.cli.model_args import add_detector_arguments, build_detector
 from perception.cli.video import add_tracker_arguments, tracker_config_from_args
 
-MODEL_OPTIONS = ("weights", "preset", "box_threshold", "text_threshold", "nms_iou", "device", "dtype", "batch_size",
-                 "shortest_edge", "longest_edge")
-HASHED_MODEL_OPTIONS = ("weights", "preset", "box_threshold", "text_threshold", "nms_iou", "dtype", "shortest_edge",
-                        "longest_edge")
+MODEL_OPTIONS = ("weights", "preset", "box_threshold", "text_threshold", "nms_iou", "present_phrase_threshold",
+                 "present_phrase_iou", "device", "dtype", "batch_size", "shortest_edge", "longest_edge")
+HASHED_MODEL_OPTIONS = ("weights", "preset", "box_threshold", "text_threshold", "nms_iou", "present_phrase_threshold",
+                        "present_phrase_iou", "dtype", "shortest_edge", "longest_edge")
 
 
 def register(subparsers) -> None:

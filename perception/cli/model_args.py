@@ -23,6 +23,12 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: 
     group.add_argument("--nms-iou", type=float, default=None,
                        help="per-phrase non-maximum suppression: drop a box that overlaps a higher-scored box of "
                             "the same phrase by more than this IoU, in (0, 1] (default: keep every box)")
+    group.add_argument("--present-phrase-threshold", type=float, default=None,
+                       help="keep a box scored above this (but not above the box threshold) when a box of its phrase "
+                            "in the image passes the box threshold and it overlaps no kept box of its phrase by more "
+                            "than --present-phrase-iou; 1 turns it off (default 0.25)")
+    group.add_argument("--present-phrase-iou", type=float, default=None,
+                       help="the overlap that drops such a box, in (0, 1] (default 0.5)")
     group.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default cpu)")
     group.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
     group.add_argument("--batch-size", type=int, default=default_batch_size,
@@ -49,8 +55,8 @@ def build_detector(args: argparse.Namespace, dtype: str | None = None):
 
     try:
         sizes = {"shortest_edge": args.shortest_edge, "longest_edge": args.longest_edge}
-        thresholds = {"box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
-                      "nms_iou": args.nms_iou}
+        thresholds = {name: getattr(args, name, None) for name in ("box_threshold", "text_threshold", "nms_iou",
+                                                                   "present_phrase_threshold", "present_phrase_iou")}
         # A size option replaces that size only; the other stays the checkpoint's own.
         postprocess = dataclasses.replace(PostprocessConfig(), **given(thresholds))
         config = DetectorConfig(preprocess_overrides=given(sizes), postprocess=postprocess, batch_size=args.batch_size,

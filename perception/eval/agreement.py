@@ -61,6 +61,7 @@ class ComparedDetector:
         self.seconds = {"float32": 0.0, "other": 0.0}
 
     box_threshold = property(lambda self: self.detector.box_threshold)
+    config = property(lambda self: self.detector.config)
     device = property(lambda self: self.detector.device)
     description = property(lambda self: self.detector.description)
     dtype = property(lambda self: self.detector.dtype)

@@ -4,8 +4,9 @@ Each image is a frame of a crowd video (perception.training.crowds.generate_crow
 phrase, "green circle" by default, entering, crossing and hiding each other) at 240x320, the size of the
 tracking evaluation's crowd videos. The prompt names the image's phrases plus three absent ones. Recall counts
 the walkers that are at least half visible (VISIBLE), each matched at most once by a detection of its phrase at
-IoU >= 0.5, greedily by score, among the detections above the box threshold; precision is the share of those
-detections that matched someone (a walker less than half visible may be matched too, and then is not a false
+IoU >= 0.5, greedily by score, among the detections the detector reports (above the box threshold, and the boxes
+of present phrases above present_phrase_threshold: perception.postprocess.at_threshold); precision is the share
+of those detections that matched someone (a walker less than half visible may be matched too, and then is not a false
 positive). AP is COCO AP against every walker at least 30% visible.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from perception.boxes import box_iou
 from perception.eval.detection import evaluate_detections
-from perception.postprocess import select
+from perception.postprocess import at_threshold
 from perception.training.crowds import CROWD, CrowdConfig, generate_crowd_scene
 from perception.training.prompts import PromptConfig, sample_prompt
 from perception.training.synthetic import Scene
@@ -70,10 +71,11 @@ def evaluate_on_crowd_scenes(detector, vocabulary: list[str], num_images: int = 
         detector.set_prompt(sample_prompt(scene.labels, vocabulary, rng, prompts).text)
         detections = detector.detect([scene.image], box_threshold=AP_BOX_THRESHOLD)[0]
         predictions.append(detections)
-        shown = select(detections, np.flatnonzero(detections.scores > detector.box_threshold).tolist())
+        shown = at_threshold(detections, detector.config.postprocess)
         counts = match_count(shown, scene)
         found, visible, matched, kept = found + counts[0], visible + counts[1], matched + counts[2], kept + len(shown)
     metrics = evaluate_detections(predictions, scenes)
     return {"recall": round(found / max(1, visible), 4), "precision": round(matched / max(1, kept), 4),
-            "visible_walkers": visible, "box_threshold": detector.box_threshold, "AP": metrics["AP"],
+            "visible_walkers": visible, "box_threshold": detector.box_threshold,
+            "present_phrase_threshold": detector.config.postprocess.present_phrase_threshold, "AP": metrics["AP"],
             "AP50": metrics["AP50"], "images": num_images}
