@@ -157,9 +157,8 @@ def present_phrase_keep(detections: Detections, box_threshold: float, floor: flo
 def at_threshold(detections: Detections, config: PostprocessConfig) -> Detections:
     """Of detections reported at a lower box threshold (sorted by score, highest first), those ``config``
     would report: above box_threshold, and the boxes of present phrases that present_phrase_keep keeps."""
-    floor = present_phrase_floor(config)
-    return select(detections, present_phrase_keep(detections, config.box_threshold, floor, config.present_phrase_iou)
-                  if floor < config.box_threshold else np.flatnonzero(detections.scores > floor).tolist())
+    return select(detections, present_phrase_keep(detections, config.box_threshold, present_phrase_floor(config),
+                                                  config.present_phrase_iou))
 
 
 def postprocess_batch(logits: torch.Tensor, boxes: torch.Tensor, chunk: PromptChunk,

@@ -18,6 +18,7 @@ from nodes.launch_arguments import (  # noqa: E402
 )
 from nodes.parameters import SPECS_BY_NAME, check_value, detector_config, synonym_groups, tracker_config  # noqa: E402
 from perception.camera_messages import detections_topic  # noqa: E402
+from perception.postprocess import PostprocessConfig  # noqa: E402
 from perception.tracking.config import MotionConfig, TrackerConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +100,7 @@ def test_the_params_file_sets_only_declared_parameters_with_allowed_values():
             assert spec.value_range[0] <= value <= spec.value_range[1], name
     # And they build valid pipeline configs.
     assert detector_config(flat).box_threshold == flat["box_threshold"]
+    assert detector_config(flat).postprocess == PostprocessConfig()  # the file keeps every default of the detector's
     assert tracker_config(flat).hit_counter_max == flat["tracking.hit_counter_max"]
     assert tracker_config({**flat, "tracking.enabled": False}) is None
     # Every tracker setting has a parameter, with the same default.
