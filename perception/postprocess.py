@@ -1,5 +1,6 @@
-"""Post-processing: query scores from token probabilities, box and text thresholds, phrase labels from
-token spans, boxes in original-image pixels (xyxy), optional per-phrase non-maximum suppression."""
+"""Post-processing: query scores from token probabilities, box and text thresholds, the lower boxes of phrases
+that are there (present_phrase_threshold), phrase labels from token spans, boxes in original-image pixels
+(xyxy), optional per-phrase non-maximum suppression."""
 from __future__ import annotations
 
 from dataclasses import dataclass
