@@ -324,6 +324,27 @@ def test_low_scores_continue_reported_tracks_only_with_a_continue_threshold(cont
         assert all(len(object_ids) == 2 for object_ids in ids), ids
 
 
+def test_a_low_box_never_takes_a_track_from_the_sure_box_of_its_object():
+    # Two walkers of one phrase (a crowd: no lone-track rules). From frame 10 the detector, besides walker 0's
+    # sure box, keeps a weak box where walker 0 stood (a second box, or one between people): it overlaps
+    # walker 0's track more than the walker's own box for a few frames, and used to take the track, the
+    # walker then starting a new one (ByteTrack matches the sure boxes first; so do we).
+    truth = np.array([[[40 + 6.0 * max(0, frame - 10), 100, 100 + 6.0 * max(0, frame - 10), 220],
+                       [400, 100, 460, 220]] for frame in range(25)], np.float32)
+    tracker = ObjectTracker(TrackerConfig(initialization_delay=1, reid_seconds=0))
+    tracker.set_phrases(["person"])
+    tracks = []
+    for frame, boxes in enumerate(truth):
+        scores, ghosts = [0.8, 0.8], []
+        if 10 <= frame < 16:
+            ghosts, scores = [[40, 100, 100, 220]], scores + [0.3]
+        detections = Detections(boxes=np.concatenate([boxes, np.array(ghosts, np.float32).reshape(-1, 4)]),
+                                scores=np.array(scores), labels=["person"] * len(scores))
+        tracks.append(tracker.update(detections, frame=SCENE, start_threshold=0.35))
+    assert ids_by_truth(truth, tracks) == [{1}, {2}]
+    assert all(t.score == pytest.approx(0.8) for frame_tracks in tracks[10:16] for t in frame_tracks)
+
+
 def test_low_scores_never_start_a_track():
     config = TrackerConfig(initialization_delay=0, continue_threshold=0.1)
     truth = ground_truth_boxes(frames=20, objects=2, seed=7)

@@ -5,8 +5,9 @@ key for the whole prompt with ``label_gating="prompt"``); boxes of one key overl
 than ``duplicate_iou`` are dropped, so one object cannot start two tracks; a detection no track of its own
 key is near may take the key of a reported track of another phrase it overlaps by more than
 ``cross_phrase_iou`` (the detector wavering between phrases); scores below the detector's box threshold
-only continue a reported track of their key they are near (``continue_threshold``, ByteTrack's second
-association) and never start one.
+only continue a reported track of their key they are near and that the detections scored to start tracks
+leave unmatched (``continue_threshold``, ByteTrack's second association, after its first), and never start
+one.
 
 Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) with a Kalman filter per track and
 starts, confirms and ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own
@@ -119,6 +120,22 @@ def only_of_their_key(objects: list) -> list[bool]:
     return [counts[obj.label] == 1 for obj in objects]
 
 
+def greedy_matched(closeness: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """(columns,) bool: the columns that a one-to-one assignment of rows to columns gives a row, taking the
+    closest allowed (row, column) pair first, as norfair matches detections to tracks. closeness: (rows,
+    columns), larger = closer; allowed: (rows, columns) bool."""
+    closeness = np.where(allowed, closeness, -np.inf)
+    matched = np.zeros(closeness.shape[1], bool)
+    for _ in range(min(closeness.shape)):
+        row, column = np.unravel_index(np.argmax(closeness), closeness.shape)
+        if closeness[row, column] == -np.inf:
+            break
+        matched[column] = True
+        closeness[row, :] = -np.inf
+        closeness[:, column] = -np.inf
+    return matched
+
+
 def reported(objects: list) -> list:
     """The norfair objects past their initialization delay whose hit counter has not run out."""
     return [obj for obj in objects if not obj.is_initializing and obj.hit_counter_is_positive]
@@ -147,7 +164,7 @@ class Association:
         low = [candidate for candidate in candidates if candidate.data["score"] < start_threshold]
         if low:
             candidates = [candidate for candidate in candidates if candidate.data["score"] >= start_threshold]
-            low = self._continuing(low, tracks)
+            low = self._continuing(low, tracks, candidates)
         return candidates + low, low
 
     def _to_norfair(self, detections: Detections) -> list[Detection]:
@@ -211,24 +228,38 @@ class Association:
                      if id(track.last_detection) not in fresh and overlap[:, j].max() > self.config.new_track_iou]
         return [obj for obj, is_second in zip(started, second) if is_second], continued
 
-    def _near(self, candidates: list[Detection], tracks: list, overlap: np.ndarray | None = None) -> np.ndarray:
-        """(candidates, tracks) bool: within the association distance of the track's last estimate (before
-        this frame's prediction), whatever their keys. overlap: their :meth:`_overlap`, if already known."""
+    def _closeness(self, candidates: list[Detection], tracks: list,
+                   overlap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(candidates, tracks) closeness of each detection to each track's last estimate (before this frame's
+        prediction), whatever their keys: the IoU, or minus the corner distance in pixels; and whether it is
+        within the association distance. overlap: their :meth:`_overlap`, if already known."""
         if self.config.distance == "iou":
             overlap = self._overlap(candidates, tracks) if overlap is None else overlap
-            return overlap > 1.0 - self.config.distance_threshold
+            return overlap, overlap > 1.0 - self.config.distance_threshold
         gaps = np.stack([c.points.reshape(4) for c in candidates])[:, None, :] - np.stack(
             [o.estimate.reshape(4) for o in tracks])[None, :, :]
-        return np.linalg.norm(gaps, axis=2) < self.config.distance_threshold
+        distance = np.linalg.norm(gaps, axis=2)
+        return -distance, distance < self.config.distance_threshold
 
-    def _continuing(self, low: list[Detection], tracks: list) -> list[Detection]:
-        """The low-scored detections near a reported track of their key (see :meth:`_near`)."""
+    def _near(self, candidates: list[Detection], tracks: list, overlap: np.ndarray | None = None) -> np.ndarray:
+        """(candidates, tracks) bool: within the association distance (see :meth:`_closeness`)."""
+        return self._closeness(candidates, tracks, overlap)[1]
+
+    def _continuing(self, low: list[Detection], tracks: list, high: list[Detection]) -> list[Detection]:
+        """The low-scored detections near a reported track of their key (see :meth:`_near`) that the
+        start-scored detections ``high`` leave unmatched, each of them taking a near track of its key, closest
+        pairs first (norfair's greedy order): a low box never takes a track from a sure one. In a crowd the
+        low boxes of a model are often a second box on someone or a box between two people, and closer to a
+        track than that person's own sure box; continuing with them made identity switches."""
         if self.config.continue_threshold <= 0:
             return []
         low = [candidate for candidate in low if candidate.data["score"] >= self.config.continue_threshold]
         if not low or not tracks:
             return []
         near_own = self._near(low, tracks) & same_key(low, tracks)
+        if high:
+            closeness, near = self._closeness(high, tracks)
+            near_own &= ~greedy_matched(closeness, near & same_key(high, tracks))[None, :]
         return [candidate for candidate, keep in zip(low, near_own.any(axis=1)) if keep]
 
     def _join_wavering_phrases(self, candidates: list[Detection], tracks: list) -> None:

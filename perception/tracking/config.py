@@ -138,7 +138,14 @@ class TrackerConfig:
     # float32, default videos seeds 0 and 500, 2 and 4 -> 7 and 9 (its weak boxes are mostly second boxes on
     # objects already tracked). In crowds of noisy truth, whose weak boxes are all true, 0.2 was better (24
     # switches and 21 merged ids against 29 and 24 at 0.25, seeds 0, 100, 200): that advantage never reached
-    # a model's detections.
+    # a model's detections. Such a box continues only a track that this frame's boxes above the box threshold
+    # leave unmatched (ByteTrack's order; perception.tracking.association): a crowd model's weak boxes (the
+    # crowd stage of the README's Training section, `gdino eval tracking --scenario crowd`, float32, replayed
+    # recordings) are often second boxes or boxes between people, and taking a track from its person's sure
+    # box they made switches: tuning seeds 200000 / 210000, 66 -> 57 and 39 -> 30 switches (IDF1 +0.005 /
+    # +0.002), fresh 300000 / 310000 66 -> 60 and 54 -> 40 (IDF1 +0.006 / +0.004); the bundled model's
+    # default videos within a switch. Noisy truth, whose weak boxes are all true, loses a little (fresh crowd
+    # seeds 400000-409000: IDF1 -0.003 on average, 76 -> 77 switches, 83 -> 86 merged ids).
     continue_threshold: float = 0.25
     # Frames per second assumed when ``ObjectTracker.update`` gets no ``timestamp``: every update is then
     # one frame later than the last. The windows below are in seconds, so a 10 fps video and a 30 fps
