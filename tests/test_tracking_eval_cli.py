@@ -36,9 +36,11 @@ def test_noisy_truth_scores(capsys):
 
 def test_crowd_on_noisy_truth_reports_every_key_beside_both_baselines(capsys):
     result = eval_tracking(capsys, "--scenario", "crowd", "--detections", "noisy-truth", "--videos", "1",
-                           "--frames", "40", "--dropout-frames", "4", "--false-positives", "0.1")
+                           "--frames", "40", "--dropout-frames", "4", "--false-positives", "0.1",
+                           "--second-boxes", "0.3")
     assert SCORES <= set(result) and result["scenario"] == "crowd" and result["videos"] == 1
     assert result["noise"]["dropout_frames"] == 4 and result["noise"]["false_positives"] == 0.1
+    assert result["noise"]["second_boxes"] == 0.3
     for name in ("norfair", "bytetrack"):
         baseline = result["baselines"][name]
         assert SCORES <= set(baseline) and baseline["gt_tracks"] == result["gt_tracks"] and baseline["frames"] == 40

@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from perception.tracking.association import iou
 from perception.tracking.noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
 from perception.training.crowds import CROWD, MIXED_CROWD, CrowdConfig, generate_crowd_video
 from perception.training.sprites import COLOUR_HUES, KINDS
@@ -197,6 +198,36 @@ def test_jitter_and_scores_follow_the_config():
     assert all(len(d) == 0 for d in run_noise(noise, steady_objects(1, visibility=0.1), 50))
 
 
+def noise_digest(frames) -> str:
+    return digest(b"".join(d.boxes.tobytes() + d.scores.tobytes() + "|".join(d.labels).encode() for d in frames))
+
+
+def test_the_issues_detector_draws_as_before_second_boxes_existed():
+    # Digest taken from perception/tracking/noise.py before second_boxes (commit 7347e28): every noisy-truth
+    # figure measured so far used this stream, and the option (off by default) must leave it as it was.
+    objects = [TrackedObject(k + 1, "green circle", (10.0 + 25 * k, 50.0, 30.0 + 25 * k, 90.0), 0.2 + 0.08 * k)
+               for k in range(10)]
+    assert noise_digest(run_noise(NoiseConfig(), objects, 50, seed=5)) == "b9ee000bae956f22"
+
+
+def test_second_boxes_are_weak_copies_of_detected_objects_at_their_rate():
+    noise = NoiseConfig(jitter=0.05, miss_rate=0.2, dropout_rate=0.0, false_positives=0.0, second_boxes=0.3)
+    objects = steady_objects(10)
+    truth = [np.array(item.box) for item in objects]
+    sure_count = weak_count = 0
+    for detections in run_noise(noise, objects, 1500, seed=4):
+        sure = detections.scores >= NOISY_TRUTH_BOX_THRESHOLD
+        weak_scores = detections.scores[~sure]
+        assert ((weak_scores >= 0.25) & (weak_scores < NOISY_TRUTH_BOX_THRESHOLD)).all()
+        # Every weak box lies on an object (IoU >= 0.5) that the frame's sure boxes found: a missed object
+        # gets no second box.
+        overlaps = iou(list(detections.boxes), truth)
+        assert (overlaps[~sure].max(axis=1) >= 0.5).all()
+        assert set(overlaps[~sure].argmax(axis=1)) <= set(overlaps[sure].argmax(axis=1))
+        sure_count, weak_count = sure_count + sure.sum(), weak_count + (~sure).sum()
+    assert abs(weak_count / sure_count - 0.3) < 0.02  # about 12,000 detected objects: standard error 0.004
+
+
 def test_noise_settings_state_their_ranges():
     with pytest.raises(ValueError, match=r"noise dropout_frames must be in \[1, 1000\]; got 0"):
         NoiseConfig(dropout_frames=0)
@@ -204,3 +235,5 @@ def test_noise_settings_state_their_ranges():
         NoiseConfig(miss_rate=1.0)
     with pytest.raises(ValueError, match=r"noise false_positives must be in \[0, 10\]"):
         NoiseConfig(false_positives=-0.1)
+    with pytest.raises(ValueError, match=r"noise second_boxes must be in \[0, 1\]; got 1.5"):
+        NoiseConfig(second_boxes=1.5)

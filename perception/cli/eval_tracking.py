@@ -23,7 +23,8 @@ SCENARIO_SIZES = {"default": (24, 60), "crowd": (8, 150), "mixed": (8, 150)}
 TRAJECTORIES = "trajectories"
 # Noise draws per annotated sequence: the TUD pair drawn 10 times holds 180 tracks.
 TRAJECTORY_DRAWS = 10
-NOISE_FLAGS = ("jitter", "miss_rate", "dropout_rate", "dropout_frames", "false_positives", "min_visibility")
+NOISE_FLAGS = ("jitter", "miss_rate", "dropout_rate", "dropout_frames", "false_positives", "min_visibility",
+               "second_boxes")
 
 
 def register_eval(eval_subparsers) -> None:
@@ -74,6 +75,9 @@ def register_eval(eval_subparsers) -> None:
                        help="false positives per frame as a fraction of the objects in view (default 0.05)")
     noise.add_argument("--min-visibility", type=float,
                        help="objects less visible than this are never detected (default 0.2)")
+    noise.add_argument("--second-boxes", type=float,
+                       help="chance a detected object also gets a second box scored under the box threshold, as a "
+                            "crowd-trained model reports (about 0.3); default 0")
     noise.add_argument("--detector-pace", metavar="N|SHORTEST-LONGEST",
                        help="the node's path: the detector takes a frame, then the one SHORTEST to LONGEST frames "
                             "later (drawn evenly; e.g. 3-12), dropping those between as the node does when it is "

@@ -6,7 +6,8 @@ misses, and dropouts: runs of consecutive misses of one object); plus false posi
 objects in view. Scores follow visibility as a detector's do: a partly hidden object scores low (below
 :data:`NOISY_TRUTH_BOX_THRESHOLD` when less than about a third of it shows), which is what ByteTrack's
 second association and our continue_threshold are for; false positives score between the box threshold
-and 0.6, below most true boxes.
+and 0.6, below most true boxes. Optionally, a detected object also gets a weak second box, as a model trained
+on crowds reports: the case a tracker must not let take someone's track.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from perception.types import Detections
 NOISY_TRUTH_BOX_THRESHOLD = 0.35
 _FALSE_POSITIVE_MAX_SCORE = 0.6
 _SCORE_NOISE = 0.05  # standard deviation around 0.1 + 0.8 * visibility
+# Second boxes score from the tracker's default continue_threshold up to the box threshold: low enough to start
+# nothing, high enough to continue a track.
+_SECOND_BOX_MIN_SCORE = 0.25
 
 
 def _check(condition: bool, message: str) -> None:
@@ -41,6 +45,12 @@ class NoiseConfig:
     # one every other frame. Each is the size and phrase of a random object of the frame, anywhere in it.
     false_positives: float = 0.05
     min_visibility: float = 0.2  # objects showing less of themselves than this are never detected
+    # Chance that a detected object also gets a second box, jittered on its own and scored under the box
+    # threshold. 0 is the issue's detector; the crowd-stage model (train_bundled --stage crowds) on crowd
+    # videos reports about 0.3 such boxes (scored 0.25-0.35, IoU >= 0.5 with the object) per object its sure
+    # boxes find, its own further off the object (IoU 0.81 against 0.87 for its sure boxes) and more often
+    # reaching a neighbour than these.
+    second_boxes: float = 0.0
 
     def __post_init__(self) -> None:
         _check(0 <= self.jitter <= 0.5, f"noise jitter must be in [0, 0.5] (of the box size); got {self.jitter}")
@@ -51,6 +61,7 @@ class NoiseConfig:
         _check(0 <= self.false_positives <= 10,
                f"noise false_positives must be in [0, 10] (per object in view); got {self.false_positives}")
         _check(0 <= self.min_visibility <= 1, f"noise min_visibility must be in [0, 1]; got {self.min_visibility}")
+        _check(0 <= self.second_boxes <= 1, f"noise second_boxes must be in [0, 1]; got {self.second_boxes}")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +88,12 @@ class NoisyTruth:
             return True
         return self.rng.uniform() < self.noise.miss_rate
 
+    def _jittered(self, objects: list[TrackedObject]) -> np.ndarray:
+        """The objects' true boxes with each corner moved by the jitter (a fraction of the box's size)."""
+        boxes = np.array([item.box for item in objects], np.float64).reshape(-1, 4)
+        sizes = np.tile(boxes[:, 2:] - boxes[:, :2], 2)  # (w, h, w, h)
+        return boxes + self.rng.normal(0.0, self.noise.jitter, boxes.shape) * sizes
+
     def __call__(self, objects: list[TrackedObject]) -> Detections:
         """The detections of the next frame, whose ground truth is `objects`."""
         height, width = self.size
@@ -87,9 +104,7 @@ class NoisyTruth:
             if self._dropout_left[track_id] == 0:
                 del self._dropout_left[track_id]
         seen = [item for item in objects if item.track_id in shown and not self._missed(item)]
-        boxes = np.array([item.box for item in seen], np.float64).reshape(-1, 4)
-        sizes = np.tile(boxes[:, 2:] - boxes[:, :2], 2)  # (w, h, w, h)
-        boxes = boxes + self.rng.normal(0.0, self.noise.jitter, boxes.shape) * sizes
+        boxes = self._jittered(seen)
         visibility = np.array([item.visibility for item in seen])
         scores = 0.1 + 0.8 * visibility + self.rng.normal(0.0, _SCORE_NOISE, len(seen))
         phrases = [item.phrase for item in seen]
@@ -101,6 +116,12 @@ class NoisyTruth:
             boxes = np.vstack([boxes, [x0, y0, x0 + box_width, y0 + box_height]])
             scores = np.append(scores, self.rng.uniform(NOISY_TRUTH_BOX_THRESHOLD, _FALSE_POSITIVE_MAX_SCORE))
             phrases.append(model.phrase)
+        if self.noise.second_boxes:  # drawn last and only when asked, so the issue's detector draws as before
+            doubled = [item for item in seen if self.rng.uniform() < self.noise.second_boxes]
+            boxes = np.vstack([boxes, self._jittered(doubled)])
+            weak = self.rng.uniform(_SECOND_BOX_MIN_SCORE, NOISY_TRUTH_BOX_THRESHOLD, len(doubled))
+            scores = np.append(scores, weak)
+            phrases += [item.phrase for item in doubled]
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
         return Detections(boxes=boxes, scores=scores.clip(0.01, 0.99), labels=phrases)
