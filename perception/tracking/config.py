@@ -145,7 +145,9 @@ class TrackerConfig:
     # box they made switches: tuning seeds 200000 / 210000, 66 -> 57 and 39 -> 30 switches (IDF1 +0.005 /
     # +0.002), fresh 300000 / 310000 66 -> 60 and 54 -> 40 (IDF1 +0.006 / +0.004); the bundled model's
     # default videos within a switch. Noisy truth, whose weak boxes are all true, loses a little (fresh crowd
-    # seeds 400000-409000: IDF1 -0.003 on average, 76 -> 77 switches, 83 -> 86 merged ids).
+    # seeds 400000-409000: IDF1 -0.003 on average, 76 -> 77 switches, 83 -> 86 merged ids), and noisy truth with
+    # copies of a walker's box as weak second boxes loses more (`--second-boxes 0.3`, fresh crowd seeds
+    # 430000-437000: IDF1 -0.004 on average, 57 -> 64 switches, 60 -> 73 merged ids).
     continue_threshold: float = 0.25
     # Frames per second assumed when ``ObjectTracker.update`` gets no ``timestamp``: every update is then
     # one frame later than the last. The windows below are in seconds, so a 10 fps video and a 30 fps
