@@ -109,6 +109,11 @@ def test_replayed_detections_score_as_the_model_did_with_any_tracker_settings(ca
     replayed = eval_tracking(capsys, "--replay-detections", str(recording), "--seed", "10000", *changed)
     same_scores(replayed, with_model)
     assert with_model["IDF1"] != recorded["IDF1"] or with_model["id_switches"] != recorded["id_switches"]
+    # Without weak boxes the tracker asks at the box threshold, where the detector also reports the unsure boxes of
+    # a phrase that is there (present_phrase_threshold): the replay must hand those over too.
+    with_model = eval_tracking(capsys, *RECORDED_RUN, "--continue-threshold", "0")
+    replayed = eval_tracking(capsys, "--replay-detections", str(recording), "--continue-threshold", "0")
+    same_scores(replayed, with_model)
 
 
 def test_a_recording_that_does_not_fit_is_a_one_line_error(capsys, tmp_path):
@@ -118,6 +123,7 @@ def test_a_recording_that_does_not_fit_is_a_one_line_error(capsys, tmp_path):
     lines = recording.read_text().splitlines()
     header = json.loads(lines[0])
     assert header["floor"] == 0.1 and header["size"] == [120, 160] and len(lines) == 2
+    assert header["present_phrase_floor"] == 0.25 and header["present_phrase_iou"] == 0.5
 
     def refused(*args: str) -> str:
         assert main(["eval", "tracking", "--replay-detections", str(recording), *args]) == 2
@@ -130,6 +136,10 @@ def test_a_recording_that_does_not_fit_is_a_one_line_error(capsys, tmp_path):
     (tmp_path / "cut.jsonl").write_text(lines[0] + "\n")
     assert main(["eval", "tracking", "--replay-detections", str(tmp_path / "cut.jsonl")]) == 2
     assert "0 videos; the header says 1 (a cut-off file?)" in capsys.readouterr().err
+    # Version 1 recordings lack the present-phrase rule's settings: a replay could not answer as the model did.
+    (tmp_path / "v1.jsonl").write_text(json.dumps({**header, "version": 1}) + "\n" + lines[1] + "\n")
+    assert main(["eval", "tracking", "--replay-detections", str(tmp_path / "v1.jsonl")]) == 2
+    assert "recording version 1; this gdino reads 2" in capsys.readouterr().err
     (tmp_path / "torn.jsonl").write_text(lines[0] + "\n" + lines[1][:40] + "\n")
     assert main(["eval", "tracking", "--replay-detections", str(tmp_path / "torn.jsonl")]) == 2
     assert "line 2: not JSON" in capsys.readouterr().err

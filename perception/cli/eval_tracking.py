@@ -197,9 +197,11 @@ def _record_to(args: argparse.Namespace) -> Path | None:
 
 
 def _write_recording(path: Path, config, comparison, detector) -> None:
-    from perception.tracking.recorded import write_recording
+    from perception.tracking.recorded import present_phrase_rule, write_recording
 
-    header = {**config.videos_described(), "box_threshold": detector.box_threshold, "floor": comparison.floor,
+    present_floor, present_iou = present_phrase_rule(detector)
+    header = {**config.videos_described(), "box_threshold": detector.box_threshold,
+              "present_phrase_floor": present_floor, "present_phrase_iou": present_iou, "floor": comparison.floor,
               "weights": detector.description, "dtype": str(detector.dtype).removeprefix("torch.")}
     write_recording(path, header, comparison.detections)
 

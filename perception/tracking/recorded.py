@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from perception.model.tokenizer import parse_prompt
+from perception.postprocess import present_phrase_keep, select
 from perception.types import Detections
 
 FORMAT = "gdino-eval-tracking-detections"
-VERSION = 1
+VERSION = 2  # 2: the present-phrase rule's settings in the header
 # What the videos were: a replay regenerates them from these and must match them exactly.
 VIDEO_KEYS = ("scenario", "seed", "videos", "frames", "size", "frame_rate", "frame_stride")
-HEADER_KEYS = (*VIDEO_KEYS, "box_threshold", "floor", "weights", "dtype")
+HEADER_KEYS = (*VIDEO_KEYS, "box_threshold", "present_phrase_floor", "present_phrase_iou", "floor", "weights", "dtype")
 
 
 class RecordingError(Exception):
@@ -39,14 +40,40 @@ def above(detections: Detections, threshold: float) -> Detections:
     return Detections(detections.boxes[keep], detections.scores[keep], [detections.labels[k] for k in keep])
 
 
+def present_phrase_rule(detector) -> tuple[float | None, float]:
+    """(floor, iou) of the present-phrase rule of perception.postprocess that ``detector`` applies when called at or
+    above its box threshold: the lowest score of a reported box whose phrase has a box above the threshold, and
+    the overlap with a reported box of its phrase that drops it; floor None where no such rule applies (a
+    detector without a postprocess config, such as noisy truth, or "tokens" labels)."""
+    if isinstance(detector, ReplayedDetector):
+        return detector.present_phrase
+    postprocess = getattr(getattr(detector, "config", None), "postprocess", None)
+    if postprocess is None or postprocess.label_mode != "phrase" or postprocess.present_phrase_threshold is None:
+        return None, 1.0
+    return max(postprocess.present_phrase_threshold, postprocess.text_threshold), postprocess.present_phrase_iou
+
+
+def as_called(detections: Detections, asked: float, box_threshold: float, rule: tuple[float | None, float]
+              ) -> Detections:
+    """What a detector with box threshold ``box_threshold`` and present-phrase ``rule`` returns for a call at
+    ``asked``, from what it found at a lower threshold (sorted by score): the boxes above ``asked``, and when the
+    call is not lowered under its box threshold, the boxes of present phrases that the rule keeps."""
+    floor, iou = rule
+    if asked < box_threshold or floor is None or floor >= asked:
+        return above(detections, asked)
+    return select(detections, present_phrase_keep(detections, asked, floor, iou))
+
+
 class RecordingDetector:
     """A FrameDetector for the pipeline that keeps what the wrapped detector found in each frame it ran on,
     down to `floor` (lower than the pipeline asks for, for ByteTrack), and hands the pipeline exactly the
     detections it asked for (the postprocessing keeps boxes in score order and suppresses only lower-scored
-    ones, so a lower threshold adds boxes and changes none)."""
+    ones, so a lower threshold adds boxes and changes none; at or above the detector's box threshold the
+    present-phrase rule is applied again to what was found, :func:`as_called`)."""
 
     def __init__(self, detector, floor: float) -> None:
         self.detector, self.floor = detector, floor
+        self.present_phrase = present_phrase_rule(detector)
         self.recorded: list[Detections] = []  # one per detected frame, in frame order
         self.lowest = floor  # the lowest threshold any call recorded down to
 
@@ -66,7 +93,7 @@ class RecordingDetector:
         self.lowest = min(self.lowest, asked)
         found = self.detector.detect(images, box_threshold=min(asked, self.floor))
         self.recorded.extend(found)
-        return [above(detections, asked) for detections in found]
+        return [as_called(detections, asked, self.detector.box_threshold, self.present_phrase) for detections in found]
 
 
 @dataclass
@@ -134,7 +161,8 @@ def read_recording(path: Path) -> Recording:
     if header.get("format") != FORMAT:
         raise RecordingError(f"{path}: not a recording of gdino eval tracking --record-detections")
     if header.get("version") != VERSION:
-        raise RecordingError(f"{path}: recording version {header.get('version')!r}; this gdino reads {VERSION}")
+        raise RecordingError(f"{path}: recording version {header.get('version')!r}; this gdino reads {VERSION}: "
+                             "record again with gdino eval tracking --record-detections")
     missing = [key for key in HEADER_KEYS if key not in header]
     if missing:
         raise RecordingError(f"{path}: the header lacks {', '.join(missing)}")
@@ -152,13 +180,15 @@ def read_recording(path: Path) -> Recording:
 
 
 class ReplayedDetector:
-    """A FrameDetector that hands the pipeline one video's recorded detections, frame after frame, above the
-    threshold each call asks for (RecordingDetector's rule: the same detections the model gave)."""
+    """A FrameDetector that hands the pipeline one video's recorded detections, frame after frame, as the model
+    would have answered the threshold each call asks for (:func:`as_called`, RecordingDetector's rule)."""
 
     def __init__(self, recording: Recording, video: str) -> None:
         if video not in recording.videos:
             raise RecordingError(f"the recording holds no video {video!r}")
-        self.video, self.box_threshold, self.floor = video, recording.header["box_threshold"], recording.header["floor"]
+        header = recording.header
+        self.video, self.box_threshold, self.floor = video, header["box_threshold"], header["floor"]
+        self.present_phrase = header["present_phrase_floor"], header["present_phrase_iou"]
         self.detections = [found for found in recording.videos[video] if found is not None]
         self.handed = 0
 
@@ -175,7 +205,7 @@ class ReplayedDetector:
                                  f"{len(self.detections)} recorded (another frame stride?)")
         found = self.detections[self.handed:self.handed + len(images)]
         self.handed += len(images)
-        return [above(detections, asked) for detections in found]
+        return [as_called(detections, asked, self.box_threshold, self.present_phrase) for detections in found]
 
     def check_done(self) -> None:
         if self.handed != len(self.detections):
