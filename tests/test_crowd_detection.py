@@ -103,3 +103,35 @@ def test_training_stages_mix_crowds_as_they_say(capsys):
         with pytest.raises(SystemExit) as raised:
             main(["--output", "unused", *argv])
         assert raised.value.code == 2 and "--init" in capsys.readouterr().err
+
+
+def test_the_crowd_stage_exports_its_share_of_the_init_weights(tmp_path, capsys):
+    """--init-share blends the trained weights with the --init model's at export (weight-space ensemble); the
+    second run resumes the finished stage from its checkpoint, so only the export differs."""
+    from safetensors.torch import load_file
+
+    from perception.model.grounding_dino import GroundingDino
+    from perception.model.hf_export import save_hf_checkpoint
+    from perception.training.bundled import bundled_model_config
+    from perception.training.train_bundled import main
+    from perception.weights import BUNDLED_MODEL_DIR
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    other = save_hf_checkpoint(GroundingDino(bundled_model_config()), tmp_path / "other", dtype=torch.float16)
+    stage = ["--stage", "crowds", "--output", str(tmp_path / "run"), "--iterations", "1", "--batch-size", "1"]
+    assert main([*stage, "--init", str(BUNDLED_MODEL_DIR), "--init-share", "0", "--export", str(tmp_path / "a")]) == 0
+    assert main([*stage, "--init", str(other), "--init-share", "0.25", "--export", str(tmp_path / "b")]) == 0
+    trained, blend, init = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "a", tmp_path / "b", other))
+    assert trained.keys() == blend.keys()
+    moved = 0
+    for name, tensor in blend.items():
+        if tensor.is_floating_point():
+            expected = 0.75 * trained[name].float() + 0.25 * init[name].float()
+            torch.testing.assert_close(tensor.float(), expected, rtol=2e-3, atol=2e-4, msg=name)
+            moved += int(not torch.allclose(tensor.float(), trained[name].float(), rtol=1e-2, atol=1e-3))
+    assert moved > len(blend) // 2  # the init weights are unlike the trained ones: the blend shows
+    for argv in (["--init-share", "1"], ["--init-share", "-0.1"], ["--stage", "scenes", "--init-share", "0.5"]):
+        with pytest.raises(SystemExit) as raised:
+            main(["--output", "unused", "--stage", "crowds", "--init", "x", *argv])
+        assert raised.value.code == 2 and "--init-share" in capsys.readouterr().err
