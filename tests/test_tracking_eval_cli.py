@@ -169,12 +169,13 @@ def bundled_on_24_videos() -> dict:
 
 @pytest.mark.slow
 def test_bundled_model_meets_the_identity_f1_target_on_24_videos(bundled_on_24_videos):
-    assert bundled_on_24_videos["IDF1"] >= 0.90, bundled_on_24_videos  # measured 0.924
+    assert bundled_on_24_videos["IDF1"] >= 0.90, bundled_on_24_videos  # measured 0.918 (the first stage 0.924)
 
 
 @pytest.mark.slow
 def test_bundled_model_meets_the_identity_switch_target_on_24_videos(bundled_on_24_videos):
-    # measured 2 switches (0.43 per 20 tracks); 0 to 1.28 on six other sets of 24 videos, 0.57 pooled (README)
+    # measured 2 switches (0.43 per 20 tracks; the first stage also 2); the first stage made 0 to 1.28 on six other
+    # sets of 24 videos, 0.57 pooled (README)
     assert bundled_on_24_videos["id_switches_per_20_gt_tracks"] <= 1.0, bundled_on_24_videos
 
 
