@@ -127,13 +127,20 @@ def detections_from_ranked(rows: torch.Tensor, chunk: PromptChunk, config: Postp
     return select(detections, list(range(min(len(detections), config.max_detections))))
 
 
-def present_phrase_floor(config: PostprocessConfig) -> float:
-    """The lowest score a box may have to be reported under ``config``: present_phrase_threshold where it
-    applies ("phrase" mode, below box_threshold), else box_threshold. Never under text_threshold: such a box
-    has no phrase (labelled "") unless a tracker lowered the call."""
+def present_phrase_score(config: PostprocessConfig) -> float | None:
+    """The lowest score of a box the present-phrase rule reports ("phrase" mode): present_phrase_threshold, never
+    under text_threshold (such a box has no phrase, labelled "", unless a tracker lowered the call); None where
+    the rule is off."""
     if config.label_mode != "phrase" or config.present_phrase_threshold is None:
-        return config.box_threshold
-    return min(config.box_threshold, max(config.present_phrase_threshold, config.text_threshold))
+        return None
+    return max(config.present_phrase_threshold, config.text_threshold)
+
+
+def present_phrase_floor(config: PostprocessConfig) -> float:
+    """The lowest score a box may have to be reported under ``config``: present_phrase_score where it applies
+    (below box_threshold), else box_threshold."""
+    score = present_phrase_score(config)
+    return config.box_threshold if score is None else min(config.box_threshold, score)
 
 
 def present_phrase_keep(detections: Detections, box_threshold: float, floor: float, iou_threshold: float) -> list[int]:

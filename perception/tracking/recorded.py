@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from perception.model.tokenizer import parse_prompt
-from perception.postprocess import present_phrase_keep, select
+from perception.postprocess import present_phrase_keep, present_phrase_score, select
 from perception.types import Detections
 
 FORMAT = "gdino-eval-tracking-detections"
@@ -48,9 +48,9 @@ def present_phrase_rule(detector) -> tuple[float | None, float]:
     if isinstance(detector, ReplayedDetector):
         return detector.present_phrase
     postprocess = getattr(getattr(detector, "config", None), "postprocess", None)
-    if postprocess is None or postprocess.label_mode != "phrase" or postprocess.present_phrase_threshold is None:
+    if postprocess is None:
         return None, 1.0
-    return max(postprocess.present_phrase_threshold, postprocess.text_threshold), postprocess.present_phrase_iou
+    return present_phrase_score(postprocess), postprocess.present_phrase_iou
 
 
 def as_called(detections: Detections, asked: float, box_threshold: float, rule: tuple[float | None, float]
