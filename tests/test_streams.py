@@ -222,7 +222,8 @@ def test_a_stream_at_the_detectors_pace_is_tracked_as_if_the_tracker_saw_every_f
         else:
             reference.update(None, frame=image, timestamp=frame / frame_rate)
 
-    recording = Recording({"box_threshold": 0.35, "floor": 0.0}, {"camera": [boxes_at(frame) for frame in runs]})
+    recording = Recording({"box_threshold": 0.35, "present_phrase_floor": None, "present_phrase_iou": 1.0, "floor": 0.0},
+                          {"camera": [boxes_at(frame) for frame in runs]})
     pipeline = MultiStreamDetector(ReplayedDetector(recording, "camera"), config)
     pipeline.set_prompt("a person .")
     actual = {}
