@@ -206,6 +206,47 @@ def test_frame_skipping_with_period_keeps_identities():
     assert not any(track.matched for frame in range(len(truth)) if frame % stride for track in tracks[frame])
 
 
+@pytest.mark.parametrize("stride, continued", [(1, False), (2, True), (4, True)])
+def test_the_association_gate_is_tight_between_consecutive_frames_and_wider_at_a_stride(stride, continued):
+    """Two people of one phrase; one is missed and a box overlapping where they stood by IoU 0.43 appears.
+    Between consecutive frames that is more than a person moves: someone else (in a crowd, the neighbour
+    walking by), so it continues nothing (the gate 0.5); after frames the detector skipped (0.6) it is the
+    person having moved. A gate of 0.6 at every stride (IoU above 0.4) handed the person's id to the box at
+    stride 1."""
+    left = np.array([40.0, 100.0, 80.0, 200.0], np.float32)
+    right = np.array([200.0, 100.0, 240.0, 200.0], np.float32)
+    shifted = left + np.array([16.0, 0.0, 16.0, 0.0], np.float32)
+    assert iou(left, shifted) == pytest.approx(0.4286, abs=1e-3)
+    tracker = ObjectTracker(TrackerConfig())
+    tracker.set_phrases(["person"])
+    runs = [np.stack([left, right])] * 8 + [np.stack([shifted, right])]
+    for boxes in runs:
+        for _ in range(stride - 1):
+            tracker.update(None)
+        tracks = tracker.update(Detections(boxes=boxes, scores=np.full(2, 0.8, np.float32), labels=["person"] * 2),
+                                frame=SCENE, period=stride)
+    assert len(tracks) == 2  # the box that continued nothing waits for its initialization delay
+    person = next(track for track in tracks if iou(track.box_xyxy, right) < 0.5)
+    assert person.matched is continued
+    assert iou(person.box_xyxy, shifted if continued else left) > 0.9
+
+
+def test_at_the_detector_pace_the_gate_is_the_one_after_skipped_frames():
+    """At the detector's pace the period counts steps at config.frame_rate (10), not the camera's frames:
+    one step at 25 fps may hide two skipped frames, so the tight gate between consecutive frames is not used."""
+    left = np.array([40.0, 100.0, 80.0, 200.0], np.float32)
+    right = np.array([200.0, 100.0, 240.0, 200.0], np.float32)
+    shifted = left + np.array([16.0, 0.0, 16.0, 0.0], np.float32)
+    tracker = ObjectTracker(TrackerConfig())
+    tracker.set_phrases(["person"])
+    runs = [np.stack([left, right])] * 8 + [np.stack([shifted, right])]
+    for index, boxes in enumerate(runs):  # a run every 3rd frame of 25 fps: 0.12 s, one step of 0.1 s
+        tracks = tracker.update_at_detector_pace(
+            Detections(boxes=boxes, scores=np.full(2, 0.8, np.float32), labels=["person"] * 2), SCENE, index * 0.12)
+    person = next(track for track in tracks if iou(track.box_xyxy, right) < 0.5)
+    assert person.matched and iou(person.box_xyxy, shifted) > 0.9
+
+
 @pytest.mark.parametrize("stride, first_reported", [(1, 2), (2, 2), (3, 3), (5, 5)])
 def test_one_box_is_not_a_track_at_any_stride(stride, first_reported):
     """norfair starts a new track's hit counter at the stride: from stride 3 on, with initialization_delay 2,
@@ -675,6 +716,13 @@ def test_a_track_that_coasted_to_the_end_of_its_hit_counter_lives_on_when_matche
     assert {t.track_id for frame_tracks in tracks for t in frame_tracks} == {1}
 
 
+def test_the_gate_between_consecutive_frames_defaults_per_distance():
+    assert TrackerConfig().consecutive_distance_threshold == 0.5
+    assert TrackerConfig(distance_threshold=0.4).consecutive_distance_threshold == 0.4
+    assert TrackerConfig(distance="euclidean", distance_threshold=40.0).consecutive_distance_threshold == 40.0
+    assert [TrackerConfig().distance_threshold_at(period) for period in (1, 2, 5)] == [0.5, 0.6, 0.6]
+
+
 def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
     assert detection_floor(0.35, TrackerConfig(continue_threshold=0.0)) == 0.35
     assert detection_floor(0.35, TrackerConfig(continue_threshold=0.2)) == 0.2
@@ -686,6 +734,8 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
     [
         ({"distance_threshold": 1.5}, r"distance_threshold must be in \(0, 1\] for the iou distance; got 1.5"),
         ({"distance": "euclidean", "distance_threshold": 0}, r"must be > 0 pixels for the euclidean distance"),
+        ({"consecutive_distance_threshold": 0.7},
+         r"consecutive_distance_threshold must be in \(0, distance_threshold\] = \(0, 0.6\] .*; got 0.7"),
         ({"hit_counter_max": 0}, r"hit_counter_max must be in \[1, 10000\]; got 0"),
         ({"hit_counter_max": 5, "initialization_delay": 5},
          r"initialization_delay must be in \[0, hit_counter_max - 1\] = \[0, 4\]"),

@@ -9,7 +9,9 @@ only continue a reported track of their key they are near and that the detection
 leave unmatched (``continue_threshold``, ByteTrack's second association, after its first), and never start
 one.
 
-Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) with a Kalman filter per track and
+Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this update's gate
+(``TrackerConfig.distance_threshold_at``: tighter between consecutive frames than after frames the detector
+skipped; the tracker sets norfair's threshold on every update) with a Kalman filter per track and
 starts, confirms and ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own
 re-identification is not used: :mod:`perception.tracking.reidentification` replaces it. Its confirmation is
 corrected for the detector's stride (:func:`hold_until_confirmed`, applied by the tracker to every new track
@@ -156,15 +158,17 @@ class Association:
             return _ANY_PHRASE_KEY
         return "phrase:" + min(self.synonyms_of(phrase))
 
-    def candidates(self, detections: Detections, tracks: list, start_threshold: float) -> tuple[list, list]:
+    def candidates(self, detections: Detections, tracks: list, start_threshold: float,
+                   gate: float) -> tuple[list, list]:
         """(candidates for norfair, the low-scored ones among them) from one frame's detections; tracks:
-        the norfair objects that are reported now."""
+        the norfair objects that are reported now; gate: this update's distance threshold (the one norfair
+        matches with, ``TrackerConfig.distance_threshold_at``)."""
         candidates = self._without_duplicates(self._to_norfair(detections))
-        self._join_wavering_phrases(candidates, tracks)
+        self._join_wavering_phrases(candidates, tracks, gate)
         low = [candidate for candidate in candidates if candidate.data["score"] < start_threshold]
         if low:
             candidates = [candidate for candidate in candidates if candidate.data["score"] >= start_threshold]
-            low = self._continuing(low, tracks, candidates)
+            low = self._continuing(low, tracks, candidates, gate)
         return candidates + low, low
 
     def _to_norfair(self, detections: Detections) -> list[Detection]:
@@ -228,24 +232,26 @@ class Association:
                      if id(track.last_detection) not in fresh and overlap[:, j].max() > self.config.new_track_iou]
         return [obj for obj, is_second in zip(started, second) if is_second], continued
 
-    def _closeness(self, candidates: list[Detection], tracks: list,
+    def _closeness(self, candidates: list[Detection], tracks: list, gate: float,
                    overlap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(candidates, tracks) closeness of each detection to each track's last estimate (before this frame's
         prediction), whatever their keys: the IoU, or minus the corner distance in pixels; and whether it is
-        within the association distance. overlap: their :meth:`_overlap`, if already known."""
+        within the association distance ``gate``. overlap: their :meth:`_overlap`, if already known."""
         if self.config.distance == "iou":
             overlap = self._overlap(candidates, tracks) if overlap is None else overlap
-            return overlap, overlap > 1.0 - self.config.distance_threshold
+            return overlap, overlap > 1.0 - gate
         gaps = np.stack([c.points.reshape(4) for c in candidates])[:, None, :] - np.stack(
             [o.estimate.reshape(4) for o in tracks])[None, :, :]
         distance = np.linalg.norm(gaps, axis=2)
-        return -distance, distance < self.config.distance_threshold
+        return -distance, distance < gate
 
-    def _near(self, candidates: list[Detection], tracks: list, overlap: np.ndarray | None = None) -> np.ndarray:
-        """(candidates, tracks) bool: within the association distance (see :meth:`_closeness`)."""
-        return self._closeness(candidates, tracks, overlap)[1]
+    def _near(self, candidates: list[Detection], tracks: list, gate: float,
+              overlap: np.ndarray | None = None) -> np.ndarray:
+        """(candidates, tracks) bool: within the association distance ``gate`` (see :meth:`_closeness`)."""
+        return self._closeness(candidates, tracks, gate, overlap)[1]
 
-    def _continuing(self, low: list[Detection], tracks: list, high: list[Detection]) -> list[Detection]:
+    def _continuing(self, low: list[Detection], tracks: list, high: list[Detection],
+                    gate: float) -> list[Detection]:
         """The low-scored detections near a reported track of their key (see :meth:`_near`) that the
         start-scored detections ``high`` leave unmatched, each of them taking a near track of its key, closest
         pairs first (norfair's greedy order): a low box never takes a track from a sure one. In a crowd the
@@ -256,13 +262,13 @@ class Association:
         low = [candidate for candidate in low if candidate.data["score"] >= self.config.continue_threshold]
         if not low or not tracks:
             return []
-        near_own = self._near(low, tracks) & same_key(low, tracks)
+        near_own = self._near(low, tracks, gate) & same_key(low, tracks)
         if high:
-            closeness, near = self._closeness(high, tracks)
+            closeness, near = self._closeness(high, tracks, gate)
             near_own &= ~greedy_matched(closeness, near & same_key(high, tracks))[None, :]
         return [candidate for candidate, keep in zip(low, near_own.any(axis=1)) if keep]
 
-    def _join_wavering_phrases(self, candidates: list[Detection], tracks: list) -> None:
+    def _join_wavering_phrases(self, candidates: list[Detection], tracks: list, gate: float) -> None:
         """Give a detection that no track of its own key is near the key of a reported track of another
         phrase that it overlaps by more than config.cross_phrase_iou, if no detection of that track's own
         key is near the track: the detector wavering between two phrases on one object."""
@@ -270,7 +276,7 @@ class Association:
             return
         keyed = same_key(candidates, tracks)
         overlap = self._overlap(candidates, tracks)
-        near_own = self._near(candidates, tracks, overlap) & keyed
+        near_own = self._near(candidates, tracks, gate, overlap) & keyed
         overlap[:, near_own.any(axis=0)] = 0.0  # tracks their own phrase continues are taken
         overlap[keyed] = 0.0
         for index in np.flatnonzero(~near_own.any(axis=1)):

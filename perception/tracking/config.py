@@ -62,8 +62,21 @@ class TrackerConfig:
     # Largest distance that still matches. 0.6 for IoU accepts overlaps above 0.4: in crowds of one phrase
     # (gdino eval tracking --scenario crowd, noisy truth, seeds 0-7 and 100-107) 0.7 let a track take a
     # neighbour's box (IDF1 0.90 against 0.92, 11-13 switches against 8); on the default videos both hold.
-    # Raise it for fast motion at low frame rates.
+    # Raise it for fast motion at low frame rates. Between two consecutive frames the detector took,
+    # consecutive_distance_threshold applies instead.
     distance_threshold: float = 0.6
+    # Largest distance that still matches in an update one frame after the detector's previous run
+    # (ObjectTracker.update with period 1: gdino video and the evaluation at stride 1; not at the detector's
+    # pace, on the node and in gdino bag: see ObjectTracker.update_at_detector_pace); at most distance_threshold.
+    # None: 0.5 for IoU (overlaps above 0.5; distance_threshold if that is lower), distance_threshold for
+    # euclidean. Between two frames a person moves far less than between two runs a few frames apart, and a box
+    # overlapping a track by 0.4-0.5 is then likelier a neighbour's. Against 0.6, noisy truth at stride 1,
+    # switches / merged ids: crowds, tuning seeds 0 and 100: 13 / 10 -> 8 / 7 and 8 / 8 -> 5 / 5; real
+    # trajectories, tuning seeds 0 and 1000: 30 / 20 -> 19 / 12 and 19 / 13 -> 17 / 10 (fresh seeds in the README).
+    # 0.5 at every stride ended tracks that were still there at stride 3 (crowds, seeds 0 and 100: 11 and 19
+    # switches against 7 and 14); widening the gate by 0.05 per skipped frame was even at strides 2-4 and merged
+    # ids more than twice as often with the detector taking every 3rd to 12th frame (fresh crowds 700000, 710000).
+    consecutive_distance_threshold: float | None = None
     # Frames a track survives without a match once its counter is full (see the module docstring). Counted in
     # updates, not seconds: it is norfair's counter (it also paces confirmation, initialization_delay); a
     # track it ends is kept for re-identification, whose window is in seconds (reid_seconds). On the node and
@@ -194,6 +207,13 @@ class TrackerConfig:
         else:
             _check(self.distance_threshold > 0.0, "tracking distance_threshold must be > 0 pixels for the euclidean "
                    f"distance; got {self.distance_threshold}")
+        if self.consecutive_distance_threshold is None:
+            self.consecutive_distance_threshold = (min(0.5, self.distance_threshold) if self.distance == "iou"
+                                                   else self.distance_threshold)
+        _check(0.0 < self.consecutive_distance_threshold <= self.distance_threshold,
+               "tracking consecutive_distance_threshold must be in (0, distance_threshold] = "
+               f"(0, {self.distance_threshold}] (between consecutive frames the gate is at most the one after "
+               f"skipped frames); got {self.consecutive_distance_threshold}")
         _check(1 <= self.hit_counter_max <= 10_000,
                f"tracking hit_counter_max must be in [1, 10000]; got {self.hit_counter_max}")
         _check(0 <= self.initialization_delay < self.hit_counter_max,
@@ -229,6 +249,10 @@ class TrackerConfig:
         _check(self.kalman_process_noise > 0.0,
                f"tracking kalman_process_noise must be > 0; got {self.kalman_process_noise}")
         self._check_synonym_groups()
+
+    def distance_threshold_at(self, period: int) -> float:
+        """The association gate of an update ``period`` frames after the detector's previous run."""
+        return self.consecutive_distance_threshold if period == 1 else self.distance_threshold
 
     def _check_synonym_groups(self) -> None:
         seen: set[str] = set()
