@@ -206,45 +206,52 @@ def test_frame_skipping_with_period_keeps_identities():
     assert not any(track.matched for frame in range(len(truth)) if frame % stride for track in tracks[frame])
 
 
+LEFT = np.array([40.0, 100.0, 80.0, 200.0], np.float32)
+RIGHT = np.array([200.0, 100.0, 240.0, 200.0], np.float32)
+SHIFTED = LEFT + np.array([16.0, 0.0, 16.0, 0.0], np.float32)  # IoU 0.43 with LEFT
+
+
+def two_people_then_one_shifted() -> list[Detections]:
+    """Eight runs of the detector on two people of one phrase, then one where the left one is missed and a box
+    overlapping where they stood by IoU 0.43 appears."""
+    runs = [np.stack([LEFT, RIGHT])] * 8 + [np.stack([SHIFTED, RIGHT])]
+    return [Detections(boxes=boxes, scores=np.full(2, 0.8, np.float32), labels=["person"] * 2) for boxes in runs]
+
+
+def left_person(tracks: list[Track]) -> Track:
+    return next(track for track in tracks if iou(track.box_xyxy, RIGHT) < 0.5)
+
+
 @pytest.mark.parametrize("stride, continued", [(1, False), (2, True), (4, True)])
 def test_the_association_gate_is_tight_between_consecutive_frames_and_wider_at_a_stride(stride, continued):
-    """Two people of one phrase; one is missed and a box overlapping where they stood by IoU 0.43 appears.
-    Between consecutive frames that is more than a person moves: someone else (in a crowd, the neighbour
-    walking by), so it continues nothing (the gate 0.5); after frames the detector skipped (0.6) it is the
-    person having moved. A gate of 0.6 at every stride (IoU above 0.4) handed the person's id to the box at
-    stride 1."""
-    left = np.array([40.0, 100.0, 80.0, 200.0], np.float32)
-    right = np.array([200.0, 100.0, 240.0, 200.0], np.float32)
-    shifted = left + np.array([16.0, 0.0, 16.0, 0.0], np.float32)
-    assert iou(left, shifted) == pytest.approx(0.4286, abs=1e-3)
+    """Two people of one phrase; one is missed and a box overlapping where they stood by IoU 0.43 appears
+    (two_people_then_one_shifted). Between consecutive frames that is more than a person moves: someone else
+    (in a crowd, the neighbour walking by), so it continues nothing (the gate 0.5); after frames the detector
+    skipped (0.6) it is the person having moved. A gate of 0.6 at every stride (IoU above 0.4) handed the
+    person's id to the box at stride 1."""
+    assert iou(LEFT, SHIFTED) == pytest.approx(0.4286, abs=1e-3)
     tracker = ObjectTracker(TrackerConfig())
     tracker.set_phrases(["person"])
-    runs = [np.stack([left, right])] * 8 + [np.stack([shifted, right])]
-    for boxes in runs:
+    for detections in two_people_then_one_shifted():
         for _ in range(stride - 1):
             tracker.update(None)
-        tracks = tracker.update(Detections(boxes=boxes, scores=np.full(2, 0.8, np.float32), labels=["person"] * 2),
-                                frame=SCENE, period=stride)
+        tracks = tracker.update(detections, frame=SCENE, period=stride)
     assert len(tracks) == 2  # the box that continued nothing waits for its initialization delay
-    person = next(track for track in tracks if iou(track.box_xyxy, right) < 0.5)
+    person = left_person(tracks)
     assert person.matched is continued
-    assert iou(person.box_xyxy, shifted if continued else left) > 0.9
+    assert iou(person.box_xyxy, SHIFTED if continued else LEFT) > 0.9
 
 
 def test_at_the_detector_pace_the_gate_is_the_one_after_skipped_frames():
     """At the detector's pace the period counts steps at config.frame_rate (10), not the camera's frames:
     one step at 25 fps may hide two skipped frames, so the tight gate between consecutive frames is not used."""
-    left = np.array([40.0, 100.0, 80.0, 200.0], np.float32)
-    right = np.array([200.0, 100.0, 240.0, 200.0], np.float32)
-    shifted = left + np.array([16.0, 0.0, 16.0, 0.0], np.float32)
     tracker = ObjectTracker(TrackerConfig())
     tracker.set_phrases(["person"])
-    runs = [np.stack([left, right])] * 8 + [np.stack([shifted, right])]
-    for index, boxes in enumerate(runs):  # a run every 3rd frame of 25 fps: 0.12 s, one step of 0.1 s
-        tracks = tracker.update_at_detector_pace(
-            Detections(boxes=boxes, scores=np.full(2, 0.8, np.float32), labels=["person"] * 2), SCENE, index * 0.12)
-    person = next(track for track in tracks if iou(track.box_xyxy, right) < 0.5)
-    assert person.matched and iou(person.box_xyxy, shifted) > 0.9
+    for index, detections in enumerate(two_people_then_one_shifted()):
+        # A run every 3rd frame of 25 fps: 0.12 s apart, one step of 0.1 s.
+        tracks = tracker.update_at_detector_pace(detections, SCENE, index * 0.12)
+    person = left_person(tracks)
+    assert person.matched and iou(person.box_xyxy, SHIFTED) > 0.9
 
 
 @pytest.mark.parametrize("stride, first_reported", [(1, 2), (2, 2), (3, 3), (5, 5)])

@@ -9,10 +9,11 @@ only continue a reported track of their key they are near and that the detection
 leave unmatched (``continue_threshold``, ByteTrack's second association, after its first), and never start
 one.
 
-Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this update's gate
-(``TrackerConfig.distance_threshold_at``: tighter between consecutive frames than after frames the detector
-skipped; the tracker sets norfair's threshold on every update) with a Kalman filter per track and
-starts, confirms and ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own
+Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this update's gate (the tracker
+sets norfair's threshold on every update: ``TrackerConfig.distance_threshold_at`` its period, tighter between
+consecutive frames than after frames the detector skipped; at the detector's pace ``distance_threshold``) with a
+Kalman filter per track and starts, confirms and ends tracks by its hit counter (see
+:mod:`perception.tracking.config`). Its own
 re-identification is not used: :mod:`perception.tracking.reidentification` replaces it. Its confirmation is
 corrected for the detector's stride (:func:`hold_until_confirmed`, applied by the tracker to every new track
 norfair confirms on its first box, unless that box continues an unconfirmed track norfair could not match):
