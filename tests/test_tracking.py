@@ -223,14 +223,13 @@ def left_person(tracks: list[Track]) -> Track:
 
 
 @pytest.mark.parametrize("stride, continued", [(1, False), (2, True), (4, True)])
-def test_the_association_gate_is_tight_between_consecutive_frames_and_wider_at_a_stride(stride, continued):
+def test_a_tighter_gate_between_consecutive_frames_applies_only_there(stride, continued):
     """Two people of one phrase; one is missed and a box overlapping where they stood by IoU 0.43 appears
-    (two_people_then_one_shifted). Between consecutive frames that is more than a person moves: someone else
-    (in a crowd, the neighbour walking by), so it continues nothing (the gate 0.5); after frames the detector
-    skipped (0.6) it is the person having moved. A gate of 0.6 at every stride (IoU above 0.4) handed the
-    person's id to the box at stride 1."""
+    (two_people_then_one_shifted). With consecutive_distance_threshold 0.5, between consecutive frames that is
+    someone else (in a crowd, the neighbour walking by), so it continues nothing; after frames the detector
+    skipped (distance_threshold, 0.6) it is the person having moved."""
     assert iou(LEFT, SHIFTED) == pytest.approx(0.4286, abs=1e-3)
-    tracker = ObjectTracker(TrackerConfig())
+    tracker = ObjectTracker(TrackerConfig(consecutive_distance_threshold=0.5))
     tracker.set_phrases(["person"])
     for detections in two_people_then_one_shifted():
         for _ in range(stride - 1):
@@ -245,7 +244,7 @@ def test_the_association_gate_is_tight_between_consecutive_frames_and_wider_at_a
 def test_at_the_detector_pace_the_gate_is_the_one_after_skipped_frames():
     """At the detector's pace the period counts steps at config.frame_rate (10), not the camera's frames:
     one step at 25 fps may hide two skipped frames, so the tight gate between consecutive frames is not used."""
-    tracker = ObjectTracker(TrackerConfig())
+    tracker = ObjectTracker(TrackerConfig(consecutive_distance_threshold=0.5))
     tracker.set_phrases(["person"])
     for index, detections in enumerate(two_people_then_one_shifted()):
         # A run every 3rd frame of 25 fps: 0.12 s apart, one step of 0.1 s.
@@ -723,11 +722,11 @@ def test_a_track_that_coasted_to_the_end_of_its_hit_counter_lives_on_when_matche
     assert {t.track_id for frame_tracks in tracks for t in frame_tracks} == {1}
 
 
-def test_the_gate_between_consecutive_frames_defaults_per_distance():
-    assert TrackerConfig().consecutive_distance_threshold == 0.5
-    assert TrackerConfig(distance_threshold=0.4).consecutive_distance_threshold == 0.4
-    assert TrackerConfig(distance="euclidean", distance_threshold=40.0).consecutive_distance_threshold == 40.0
-    assert [TrackerConfig().distance_threshold_at(period) for period in (1, 2, 5)] == [0.5, 0.6, 0.6]
+def test_one_gate_at_every_stride_unless_a_tighter_one_is_set_between_consecutive_frames():
+    assert [TrackerConfig().distance_threshold_at(period) for period in (1, 2, 5)] == [0.6, 0.6, 0.6]
+    assert TrackerConfig(distance="euclidean", distance_threshold=40.0).distance_threshold_at(1) == 40.0
+    tighter = TrackerConfig(consecutive_distance_threshold=0.5)
+    assert [tighter.distance_threshold_at(period) for period in (1, 2, 5)] == [0.5, 0.6, 0.6]
 
 
 def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():

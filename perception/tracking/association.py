@@ -9,15 +9,15 @@ only continue a reported track of their key they are near and that the detection
 leave unmatched (``continue_threshold``, ByteTrack's second association, after its first), and never start
 one.
 
-Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this update's gate (the tracker
-sets norfair's threshold on every update: ``TrackerConfig.distance_threshold_at`` its period, tighter between
-consecutive frames than after frames the detector skipped; at the detector's pace ``distance_threshold``) with a
-Kalman filter per track and starts, confirms and ends tracks by its hit counter (see
-:mod:`perception.tracking.config`). Its own
-re-identification is not used: :mod:`perception.tracking.reidentification` replaces it. Its confirmation is
-corrected for the detector's stride (:func:`hold_until_confirmed`, applied by the tracker to every new track
-norfair confirms on its first box, unless that box continues an unconfirmed track norfair could not match):
-its counter starts at the stride, so from stride 3 on a single box was a confirmed track.
+Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this update's gate (the tracker sets
+norfair's threshold on every update: ``TrackerConfig.distance_threshold_at`` its period, which may be set tighter
+between consecutive frames than after frames the detector skipped; at the detector's pace ``distance_threshold``)
+with a Kalman filter per track and starts, confirms and ends tracks by its hit counter (see
+:mod:`perception.tracking.config`). Its own re-identification is not used:
+:mod:`perception.tracking.reidentification` replaces it. Its confirmation is corrected for the detector's stride
+(:func:`hold_until_confirmed`, applied by the tracker to every new track norfair confirms on its first box, unless
+that box continues an unconfirmed track norfair could not match): its counter starts at the stride, so from stride
+3 on a single box was a confirmed track.
 
 After norfair: of the objects it started, those a low score started and those overlapping the only reported
 track of their key by more than ``new_track_iou`` (:meth:`Association.second_boxes`: a second, differently

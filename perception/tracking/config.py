@@ -62,20 +62,22 @@ class TrackerConfig:
     # Largest distance that still matches. 0.6 for IoU accepts overlaps above 0.4: in crowds of one phrase
     # (gdino eval tracking --scenario crowd, noisy truth, seeds 0-7 and 100-107) 0.7 let a track take a
     # neighbour's box (IDF1 0.90 against 0.92, 11-13 switches against 8); on the default videos both hold.
-    # Raise it for fast motion at low frame rates. Between two consecutive frames the detector took,
-    # consecutive_distance_threshold applies instead.
+    # Raise it for fast motion at low frame rates. consecutive_distance_threshold may set a tighter gate between
+    # two consecutive frames the detector took.
     distance_threshold: float = 0.6
     # Largest distance that still matches in an update one frame after the detector's previous run
     # (ObjectTracker.update with period 1: gdino video and the evaluation at stride 1; not at the detector's
     # pace, on the node and in gdino bag: see ObjectTracker.update_at_detector_pace); at most distance_threshold.
-    # None: 0.5 for IoU (overlaps above 0.5; distance_threshold if that is lower), distance_threshold for
-    # euclidean. Between two frames a person moves far less than between two runs a few frames apart, and a box
-    # overlapping a track by 0.4-0.5 is then likelier a neighbour's. Against 0.6, noisy truth at stride 1,
-    # switches / merged ids: crowds, tuning seeds 0 and 100: 13 / 10 -> 8 / 7 and 8 / 8 -> 5 / 5; real
-    # trajectories, tuning seeds 0 and 1000: 30 / 20 -> 19 / 12 and 19 / 13 -> 17 / 10 (fresh seeds in the README).
-    # 0.5 at every stride ended tracks that were still there at stride 3 (crowds, seeds 0 and 100: 11 and 19
-    # switches against 7 and 14); widening the gate by 0.05 per skipped frame was even at strides 2-4 and merged
-    # ids more than twice as often with the detector taking every 3rd to 12th frame (fresh crowds 700000, 710000).
+    # None: distance_threshold (one gate). 0.5 (overlaps above 0.5) is the measured alternative, for a detector
+    # whose boxes of an object change little from frame to frame: between two frames a person moves far less than
+    # between two runs a few frames apart, and a box overlapping a track by 0.4-0.5 is then likelier a
+    # neighbour's. Against 0.6 on noisy truth at stride 1 it cut switches and merged ids by a third (fresh
+    # noisy-truth crowds 950000-959000: 81 / 80 -> 57 / 54; real trajectories 920000, 930000: 51 / 40 -> 41 / 28),
+    # but not on the bundled model's own boxes (fresh default videos 750000, 940000, 1100000, 1110000: 21 -> 25
+    # switches on 352 tracks; crowd videos 760000, 1120000: 36 / 20 -> 38 / 18), which wobble more: not the
+    # default. 0.5 at every stride ended tracks that were still there at stride 3 (crowds, seeds 0 and 100: 11
+    # and 19 switches against 7 and 14); widening the gate by 0.05 per skipped frame merged ids more than twice as
+    # often with the detector taking every 3rd to 12th frame (fresh crowds 700000, 710000).
     consecutive_distance_threshold: float | None = None
     # Frames a track survives without a match once its counter is full (see the module docstring). Counted in
     # updates, not seconds: it is norfair's counter (it also paces confirmation, initialization_delay); a
@@ -208,8 +210,7 @@ class TrackerConfig:
             _check(self.distance_threshold > 0.0, "tracking distance_threshold must be > 0 pixels for the euclidean "
                    f"distance; got {self.distance_threshold}")
         if self.consecutive_distance_threshold is None:
-            self.consecutive_distance_threshold = (min(0.5, self.distance_threshold) if self.distance == "iou"
-                                                   else self.distance_threshold)
+            self.consecutive_distance_threshold = self.distance_threshold
         _check(0.0 < self.consecutive_distance_threshold <= self.distance_threshold,
                "tracking consecutive_distance_threshold must be in (0, distance_threshold] = "
                f"(0, {self.distance_threshold}] (between consecutive frames the gate is at most the one after "
