@@ -209,12 +209,11 @@ class TrackerConfig:
         else:
             _check(self.distance_threshold > 0.0, "tracking distance_threshold must be > 0 pixels for the euclidean "
                    f"distance; got {self.distance_threshold}")
-        if self.consecutive_distance_threshold is None:
-            self.consecutive_distance_threshold = self.distance_threshold
-        _check(0.0 < self.consecutive_distance_threshold <= self.distance_threshold,
+        _check(self.consecutive_distance_threshold is None
+               or 0.0 < self.consecutive_distance_threshold <= self.distance_threshold,
                "tracking consecutive_distance_threshold must be in (0, distance_threshold] = "
                f"(0, {self.distance_threshold}] (between consecutive frames the gate is at most the one after "
-               f"skipped frames); got {self.consecutive_distance_threshold}")
+               f"skipped frames), or null; got {self.consecutive_distance_threshold}")
         _check(1 <= self.hit_counter_max <= 10_000,
                f"tracking hit_counter_max must be in [1, 10000]; got {self.hit_counter_max}")
         _check(0 <= self.initialization_delay < self.hit_counter_max,
@@ -253,7 +252,9 @@ class TrackerConfig:
 
     def distance_threshold_at(self, period: int) -> float:
         """The association gate of an update ``period`` frames after the detector's previous run."""
-        return self.consecutive_distance_threshold if period == 1 else self.distance_threshold
+        if period == 1 and self.consecutive_distance_threshold is not None:
+            return self.consecutive_distance_threshold
+        return self.distance_threshold
 
     def _check_synonym_groups(self) -> None:
         seen: set[str] = set()
