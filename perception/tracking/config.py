@@ -65,19 +65,20 @@ class TrackerConfig:
     # Raise it for fast motion at low frame rates. consecutive_distance_threshold may set a tighter gate between
     # two consecutive frames the detector took.
     distance_threshold: float = 0.6
-    # Largest distance that still matches in an update one frame after the detector's previous run
-    # (ObjectTracker.update with period 1: gdino video and the evaluation at stride 1; not at the detector's
-    # pace, on the node and in gdino bag: see ObjectTracker.update_at_detector_pace); at most distance_threshold.
-    # None: distance_threshold (one gate). 0.5 (overlaps above 0.5) is the measured alternative, for a detector
-    # whose boxes of an object change little from frame to frame: between two frames a person moves far less than
-    # between two runs a few frames apart, and a box overlapping a track by 0.4-0.5 is then likelier a
-    # neighbour's. Against 0.6 on noisy truth at stride 1 it cut switches and merged ids by a third (fresh
-    # noisy-truth crowds 950000-959000: 81 / 80 -> 57 / 54; real trajectories 920000, 930000: 51 / 40 -> 41 / 28),
-    # but not on the bundled model's own boxes (fresh default videos 750000, 940000, 1100000, 1110000: 21 -> 25
-    # switches on 352 tracks; crowd videos 760000, 1120000: 36 / 20 -> 38 / 18), which wobble more: not the
-    # default. 0.5 at every stride ended tracks that were still there at stride 3 (crowds, seeds 0 and 100: 11
-    # and 19 switches against 7 and 14); widening the gate by 0.05 per skipped frame merged ids more than twice as
-    # often with the detector taking every 3rd to 12th frame (fresh crowds 700000, 710000).
+    # Largest distance that still matches in an update one frame after the detector's previous run (ObjectTracker.update
+    # with period 1: gdino video and the evaluation at stride 1; not at the detector's pace, on the node and in gdino
+    # bag: see ObjectTracker.update_at_detector_pace); at most distance_threshold. None: distance_threshold (one gate).
+    # 0.5 (overlaps above 0.5) is the measured alternative, for a detector whose boxes of an object change little from
+    # frame to frame: between two frames a person moves far less than between two runs a few frames apart, and a box
+    # overlapping a track by 0.4-0.5 is then likelier a neighbour's. Against 0.6 on noisy truth at stride 1 it cut
+    # switches and merged ids by a third (fresh noisy-truth crowds 950000-959000: 81 / 80 -> 57 / 54; real trajectories
+    # 920000, 930000: 51 / 40 -> 41 / 28), but on the bundled model's own boxes, whose frame-to-frame wobble is larger,
+    # it is about even and varies by seed (fresh default videos 750000, 940000, 1100000, 1110000, 1200000, 1210000, 534
+    # tracks: 42 -> 38 switches, from 1 -> 6 on 1100000 to 12 -> 5 on 1210000; crowd videos 760000, 1120000, 1220000,
+    # 1230000: 68 / 51 -> 70 / 45): not the default until more seeds of the model's output say so. 0.5 at every stride
+    # ended tracks that were still there at stride 3 (crowds, seeds 0 and 100: 11 and 19 switches against 7 and 14);
+    # widening the gate by 0.05 per skipped frame merged ids more than twice as often with the detector taking every 3rd
+    # to 12th frame (fresh crowds 700000, 710000).
     consecutive_distance_threshold: float | None = None
     # Frames a track survives without a match once its counter is full (see the module docstring). Counted in
     # updates, not seconds: it is norfair's counter (it also paces confirmation, initialization_delay); a
