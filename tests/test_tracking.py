@@ -6,6 +6,7 @@ import pytest
 
 from perception.tracking import ObjectTracker, Track, appearance, appearance_similarity, detection_floor
 from perception.tracking.config import MotionConfig, TrackerConfig
+from perception.tracking.gates import steady_gate, update_gates
 from perception.tracking.history import Sighting, TrackHistory
 from perception.tracking.reidentification import reidentify
 from perception.types import Detections
@@ -239,6 +240,58 @@ def test_a_tighter_gate_between_consecutive_frames_applies_only_there(stride, co
     person = left_person(tracks)
     assert person.matched is continued
     assert iou(person.box_xyxy, SHIFTED if continued else LEFT) > 0.9
+
+
+# The left person's box wobbling in width from frame to frame around LEFT (IoU 0.54 between the two).
+LEFT_NARROW = np.array([46.0, 100.0, 74.0, 200.0], np.float32)
+LEFT_WIDE = np.array([34.0, 100.0, 86.0, 200.0], np.float32)
+
+
+@pytest.mark.parametrize("wobbling, margin, continued", [(False, 0.2, False), (True, 0.2, True), (True, None, False)])
+def test_a_track_whose_boxes_wobble_keeps_the_looser_gate_between_consecutive_frames(wobbling, margin, continued):
+    """two_people_then_one_shifted at stride 1 with consecutive_distance_threshold 0.5: with steady_gate_margin
+    0.2, the left person's boxes overlapping each other by 0.54 from frame to frame give it the gate 0.6, and the
+    box overlapping where it stood by 0.43 continues it; a steady track (its boxes alike, IoU 1) keeps 0.5 and
+    the box continues nothing, as it does for every track without steady_gate_margin (one gate for all)."""
+    assert iou(LEFT_NARROW, LEFT_WIDE) == pytest.approx(0.538, abs=1e-3)
+    tracker = ObjectTracker(TrackerConfig(consecutive_distance_threshold=0.5, steady_gate_margin=margin))
+    tracker.set_phrases(["person"])
+    for index, detections in enumerate(two_people_then_one_shifted()):
+        if wobbling and index < 8:
+            detections.boxes[0] = LEFT_NARROW if index % 2 else LEFT_WIDE
+        tracks = tracker.update(detections, frame=SCENE)
+    assert len(tracks) == 2
+    person = left_person(tracks)
+    assert person.matched is continued
+    assert iou(person.box_xyxy, SHIFTED) > 0.9 if continued else iou(person.box_xyxy, SHIFTED) < 0.6
+
+
+def test_a_steady_gate_comes_from_the_latest_pairs_of_consecutive_boxes_within_the_two_gates():
+    config = TrackerConfig(consecutive_distance_threshold=0.5, steady_gate_margin=0.2)
+    assert steady_gate([0.9, 0.9], config) is None  # too few pairs: the update's default gate
+    assert steady_gate([0.9, 0.95, 1.0], config) == 0.5  # 1 - (0.9 - 0.2) = 0.3, at least the tight gate
+    assert steady_gate([0.68, 0.8, 0.9], config) == pytest.approx(0.52)  # the least pair: 1 - (0.68 - 0.2)
+    assert steady_gate([0.3, 0.8, 0.9], config) == 0.6  # at most distance_threshold
+    assert steady_gate([0.3] + [0.9] * 8, config) == 0.5  # only the latest 8 pairs count
+    assert steady_gate([0.9] * 3, TrackerConfig(consecutive_distance_threshold=0.5)) is None
+
+
+def test_per_track_gates_apply_only_between_consecutive_frames():
+    config = TrackerConfig(consecutive_distance_threshold=0.5, steady_gate_margin=0.2)
+    steady = {7: [1.0] * 3, 8: [0.6] * 3, 9: [1.0]}
+    gates = update_gates(1, config, steady)
+    assert (gates.default, gates.by_track) == (0.6, {7: 0.5, 8: 0.6})
+    assert (update_gates(2, config, steady).default, update_gates(2, config, steady).by_track) == (0.6, {})
+    one_gate = update_gates(1, TrackerConfig(consecutive_distance_threshold=0.5), steady)
+    assert (one_gate.default, one_gate.by_track) == (0.5, {})
+
+
+def test_a_track_is_steady_only_over_boxes_seen_in_consecutive_frames():
+    track = TrackHistory("person", first_frame=0, first_time=0.0)
+    box, moved = LEFT.astype(np.float64), SHIFTED.astype(np.float64)
+    for frame, seen in [(0, box), (1, box), (3, moved), (4, moved), (5, box)]:
+        track.see(Sighting(frame / 10, seen, seen, None), "person", None, frame)
+    assert list(track.steadiness) == pytest.approx([1.0, 1.0, 0.4286], abs=1e-3)  # not frames 1 -> 3
 
 
 def test_at_the_detector_pace_the_gate_is_the_one_after_skipped_frames():
@@ -654,8 +707,8 @@ def history(track_id: int | None, left: float, times: list[float], look: list[fl
     track = TrackHistory("person", first_frame=0, first_time=times[0])
     track.track_id = track_id
     box = np.array([left, 100.0, left + 60.0, 220.0])
-    for time in times:
-        track.see(Sighting(time, box, box, np.array(look)), "person", None)
+    for frame, time in enumerate(times):
+        track.see(Sighting(time, box, box, np.array(look)), "person", None, frame)
     return track
 
 
@@ -742,6 +795,12 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
         ({"distance": "euclidean", "distance_threshold": 0}, r"must be > 0 pixels for the euclidean distance"),
         ({"consecutive_distance_threshold": 0.7},
          r"consecutive_distance_threshold must be in \(0, distance_threshold\] = \(0, 0.6\] .*; got 0.7"),
+        ({"steady_gate_margin": 0.2}, r"steady_gate_margin .* needs the iou distance and consecutive_distance_threshold "
+                                      r"set \(got distance 'iou', consecutive_distance_threshold None\)"),
+        ({"distance": "euclidean", "distance_threshold": 40, "consecutive_distance_threshold": 30,
+          "steady_gate_margin": 0.2}, r"steady_gate_margin .* needs the iou distance"),
+        ({"consecutive_distance_threshold": 0.5, "steady_gate_margin": 1.0},
+         r"steady_gate_margin must be in \[0, 1\), or null; got 1.0"),
         ({"hit_counter_max": 0}, r"hit_counter_max must be in \[1, 10000\]; got 0"),
         ({"hit_counter_max": 5, "initialization_delay": 5},
          r"initialization_delay must be in \[0, hit_counter_max - 1\] = \[0, 4\]"),

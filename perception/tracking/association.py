@@ -9,9 +9,10 @@ only continue a reported track of their key they are near and that the detection
 leave unmatched (``continue_threshold``, ByteTrack's second association, after its first), and never start
 one.
 
-Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this update's gate (the tracker sets
-norfair's threshold on every update: ``TrackerConfig.distance_threshold_at`` its period, which may be set tighter
-between consecutive frames than after frames the detector skipped; at the detector's pace ``distance_threshold``)
+Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this update's gates
+(:mod:`perception.tracking.gates`: ``TrackerConfig.distance_threshold_at`` its period, which may be set tighter
+between consecutive frames than after frames the detector skipped, and there per track by how steady its boxes
+have been; at the detector's pace ``distance_threshold``)
 with a Kalman filter per track and starts, confirms and ends tracks by its hit counter (see
 :mod:`perception.tracking.config`). Its own re-identification is not used:
 :mod:`perception.tracking.reidentification` replaces it. Its confirmation is corrected for the detector's stride
@@ -39,6 +40,7 @@ from norfair.filter import NoFilterFactory, OptimizedKalmanFilterFactory
 from perception.boxes import box_iou
 from perception.postprocess import nms_keep
 from perception.tracking.config import TrackerConfig
+from perception.tracking.gates import Gates, GatedDistance
 from perception.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ def norfair_tracker(config: TrackerConfig) -> Tracker:
         if config.filter == "kalman"
         else NoFilterFactory()
     )
-    return Tracker(
+    tracker = Tracker(
         distance_function=config.distance,
         distance_threshold=config.distance_threshold,
         hit_counter_max=config.hit_counter_max,
@@ -68,6 +70,9 @@ def norfair_tracker(config: TrackerConfig) -> Tracker:
         filter_factory=filter_factory,
         past_detections_length=0,
     )
+    # norfair 2.3 takes a distance by name or as a function of one pair; its matching calls the object set here.
+    tracker.distance_function = GatedDistance(config.distance)
+    return tracker
 
 
 def confirmation_matches(initialization_delay: int, period: int) -> int:
@@ -160,16 +165,16 @@ class Association:
         return "phrase:" + min(self.synonyms_of(phrase))
 
     def candidates(self, detections: Detections, tracks: list, start_threshold: float,
-                   gate: float) -> tuple[list, list]:
+                   gates: Gates) -> tuple[list, list]:
         """(candidates for norfair, the low-scored ones among them) from one frame's detections; tracks:
-        the norfair objects that are reported now; gate: this update's distance threshold (the one norfair
-        matches with, ``TrackerConfig.distance_threshold_at``)."""
+        the norfair objects that are reported now; gates: this update's distance thresholds (those norfair
+        matches with, :mod:`perception.tracking.gates`)."""
         candidates = self._without_duplicates(self._to_norfair(detections))
-        self._join_wavering_phrases(candidates, tracks, gate)
+        self._join_wavering_phrases(candidates, tracks, gates)
         low = [candidate for candidate in candidates if candidate.data["score"] < start_threshold]
         if low:
             candidates = [candidate for candidate in candidates if candidate.data["score"] >= start_threshold]
-            low = self._continuing(low, tracks, candidates, gate)
+            low = self._continuing(low, tracks, candidates, gates)
         return candidates + low, low
 
     def _to_norfair(self, detections: Detections) -> list[Detection]:
@@ -233,11 +238,13 @@ class Association:
                      if id(track.last_detection) not in fresh and overlap[:, j].max() > self.config.new_track_iou]
         return [obj for obj, is_second in zip(started, second) if is_second], continued
 
-    def _closeness(self, candidates: list[Detection], tracks: list, gate: float,
+    def _closeness(self, candidates: list[Detection], tracks: list, gates: Gates,
                    overlap: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(candidates, tracks) closeness of each detection to each track's last estimate (before this frame's
         prediction), whatever their keys: the IoU, or minus the corner distance in pixels; and whether it is
-        within the association distance ``gate``. overlap: their :meth:`_overlap`, if already known."""
+        within the track's association distance (its gate in ``gates``). overlap: their :meth:`_overlap`, if
+        already known."""
+        gate = gates.of(tracks)[None, :]
         if self.config.distance == "iou":
             overlap = self._overlap(candidates, tracks) if overlap is None else overlap
             return overlap, overlap > 1.0 - gate
@@ -246,13 +253,13 @@ class Association:
         distance = np.linalg.norm(gaps, axis=2)
         return -distance, distance < gate
 
-    def _near(self, candidates: list[Detection], tracks: list, gate: float,
+    def _near(self, candidates: list[Detection], tracks: list, gates: Gates,
               overlap: np.ndarray | None = None) -> np.ndarray:
-        """(candidates, tracks) bool: within the association distance ``gate`` (see :meth:`_closeness`)."""
-        return self._closeness(candidates, tracks, gate, overlap)[1]
+        """(candidates, tracks) bool: within the track's association distance (see :meth:`_closeness`)."""
+        return self._closeness(candidates, tracks, gates, overlap)[1]
 
     def _continuing(self, low: list[Detection], tracks: list, high: list[Detection],
-                    gate: float) -> list[Detection]:
+                    gates: Gates) -> list[Detection]:
         """The low-scored detections near a reported track of their key (see :meth:`_near`) that the
         start-scored detections ``high`` leave unmatched, each of them taking a near track of its key, closest
         pairs first (norfair's greedy order): a low box never takes a track from a sure one. In a crowd the
@@ -263,13 +270,13 @@ class Association:
         low = [candidate for candidate in low if candidate.data["score"] >= self.config.continue_threshold]
         if not low or not tracks:
             return []
-        near_own = self._near(low, tracks, gate) & same_key(low, tracks)
+        near_own = self._near(low, tracks, gates) & same_key(low, tracks)
         if high:
-            closeness, near = self._closeness(high, tracks, gate)
+            closeness, near = self._closeness(high, tracks, gates)
             near_own &= ~greedy_matched(closeness, near & same_key(high, tracks))[None, :]
         return [candidate for candidate, keep in zip(low, near_own.any(axis=1)) if keep]
 
-    def _join_wavering_phrases(self, candidates: list[Detection], tracks: list, gate: float) -> None:
+    def _join_wavering_phrases(self, candidates: list[Detection], tracks: list, gates: Gates) -> None:
         """Give a detection that no track of its own key is near the key of a reported track of another
         phrase that it overlaps by more than config.cross_phrase_iou, if no detection of that track's own
         key is near the track: the detector wavering between two phrases on one object."""
@@ -277,7 +284,7 @@ class Association:
             return
         keyed = same_key(candidates, tracks)
         overlap = self._overlap(candidates, tracks)
-        near_own = self._near(candidates, tracks, gate, overlap) & keyed
+        near_own = self._near(candidates, tracks, gates, overlap) & keyed
         overlap[:, near_own.any(axis=0)] = 0.0  # tracks their own phrase continues are taken
         overlap[keyed] = 0.0
         for index in np.flatnonzero(~near_own.any(axis=1)):

@@ -80,6 +80,12 @@ class TrackerConfig:
     # widening the gate by 0.05 per skipped frame merged ids more than twice as often with the detector taking every 3rd
     # to 12th frame (fresh crowds 700000, 710000).
     consecutive_distance_threshold: float | None = None
+    # With consecutive_distance_threshold set: each track's own gate between consecutive frames, from how steady its
+    # boxes have been (perception.tracking.gates): a track whose boxes in consecutive frames overlapped each other by
+    # at least m accepts a box overlapping it by more than m - steady_gate_margin, the gate staying within
+    # [consecutive_distance_threshold, distance_threshold]; a track without three such pairs keeps distance_threshold.
+    # None: one gate for all (consecutive_distance_threshold).
+    steady_gate_margin: float | None = None
     # Frames a track survives without a match once its counter is full (see the module docstring). Counted in
     # updates, not seconds: it is norfair's counter (it also paces confirmation, initialization_delay); a
     # track it ends is kept for re-identification, whose window is in seconds (reid_seconds). On the node and
@@ -215,6 +221,14 @@ class TrackerConfig:
                "tracking consecutive_distance_threshold must be in (0, distance_threshold] = "
                f"(0, {self.distance_threshold}] (between consecutive frames the gate is at most the one after "
                f"skipped frames), or null; got {self.consecutive_distance_threshold}")
+        _check(self.steady_gate_margin is None or 0.0 <= self.steady_gate_margin < 1.0,
+               f"tracking steady_gate_margin must be in [0, 1), or null; got {self.steady_gate_margin}")
+        _check(self.steady_gate_margin is None or (self.consecutive_distance_threshold is not None
+                                                   and self.distance == "iou"),
+               "tracking steady_gate_margin sets each track's gate between consecutive_distance_threshold and "
+               "distance_threshold from the IoU of its boxes: it needs the iou distance and "
+               f"consecutive_distance_threshold set (got distance {self.distance!r}, consecutive_distance_threshold "
+               f"{self.consecutive_distance_threshold})")
         _check(1 <= self.hit_counter_max <= 10_000,
                f"tracking hit_counter_max must be in [1, 10000]; got {self.hit_counter_max}")
         _check(0 <= self.initialization_delay < self.hit_counter_max,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.tracking.gates import STEADY_PAIRS
+
 # Sightings kept per object: the last _HISTORY_SECONDS of them, at most _HISTORY_SIGHTINGS, at least 2.
 _HISTORY_SECONDS = 1.0
 _HISTORY_SIGHTINGS = 30
@@ -49,6 +51,13 @@ def overlap(first: np.ndarray, second: np.ndarray) -> float:
                  * max(min(first[3], second[3]) - max(first[1], second[1]), 0.0))
 
 
+def iou(first: np.ndarray, second: np.ndarray) -> float:
+    """Intersection over union of two xyxy boxes (0 for two boxes without area)."""
+    shared = overlap(first, second)
+    union = area(first) + area(second) - shared
+    return shared / union if union > 0 else 0.0
+
+
 def touched_borders(box: np.ndarray, frame_size: tuple[int, int] | None,
                     within: float = _BORDER_REACH) -> frozenset[str]:
     """Image borders ("left", "top", "right", "bottom") that an image-coordinate box reaches (within ``within``
@@ -74,8 +83,14 @@ class TrackHistory:
         self.phrases: Counter[str] = Counter()
         self.last_phrase = ""
         self.frame_size: tuple[int, int] | None = None  # (height, width) of the frame of the last sighting
+        self.last_frame = first_frame  # frame index of the last sighting
+        # IoU of each of the latest pairs of its boxes seen in consecutive frames (absolute coordinates), oldest first
+        self.steadiness: deque[float] = deque(maxlen=STEADY_PAIRS)
 
-    def see(self, sighting: Sighting, phrase: str, frame_size: tuple[int, int] | None) -> None:
+    def see(self, sighting: Sighting, phrase: str, frame_size: tuple[int, int] | None, frame: int) -> None:
+        if self.sightings and frame == self.last_frame + 1:
+            self.steadiness.append(iou(self.sightings[-1].box, sighting.box))
+        self.last_frame = frame
         self.sightings.append(sighting)
         while len(self.sightings) > 2 and sighting.time - self.sightings[0].time > _HISTORY_SECONDS:
             self.sightings.popleft()

@@ -37,6 +37,7 @@ from perception.tracking.appearance import appearance
 from perception.tracking.association import (
     Association, hold_until_confirmed, motion_estimator, norfair_tracker, only_of_their_key, reported, xyxy)
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
+from perception.tracking.gates import Gates, update_gates
 from perception.tracking.history import Sighting, TrackHistory, area, centre, overlap
 from perception.tracking.reidentification import reach, reidentify
 from perception.tracking.config import TrackerConfig
@@ -125,16 +126,16 @@ class ObjectTracker:
             without it, updates are one frame apart at ``config.frame_rate``.
         Returns the reported tracks (past their initialization delay), ordered by id.
         """
-        return self._step(detections, frame, period, start_threshold, timestamp,
-                          self.config.distance_threshold_at(period))
+        gates = update_gates(period, self.config, {key: history.steadiness for key, history in self._histories.items()})
+        return self._step(detections, frame, period, start_threshold, timestamp, gates)
 
     def _step(self, detections: Detections | None, frame: np.ndarray | None, period: int, start_threshold: float,
-              timestamp: float | None, gate: float) -> list[Track]:
-        """:meth:`update` with the association's gate (distance threshold) given."""
+              timestamp: float | None, gates: Gates) -> list[Track]:
+        """:meth:`update` with the association's gates (distance thresholds) given."""
         frame = self._checked(detections, frame, period)
         now = self._clock.tick(timestamp)
         self._frame += 1
-        fresh = self._associate(detections, frame, period, start_threshold, gate)
+        fresh = self._associate(detections, frame, period, start_threshold, gates)
         matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
         self._remember(matched, now, None if frame is None else frame.shape[:2])
         self._forget_ended_objects(retire=True)
@@ -187,16 +188,17 @@ class ObjectTracker:
         switches (real trajectories at 25 fps, the detector taking every 1st to 4th frame, tuning seeds 0 and
         1000: 85 and 109 against 72 and 92)."""
         period = self._catch_up(timestamp, frame)
-        return self._step(detections, frame, period, start_threshold, timestamp, self.config.distance_threshold)
+        return self._step(detections, frame, period, start_threshold, timestamp, Gates(self.config.distance_threshold))
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
-                   start_threshold: float, gate: float) -> set[int]:
+                   start_threshold: float, gates: Gates) -> set[int]:
         """Match this frame's detections to the live tracks (norfair); returns the ids (``id()``) of the
         detections handed to norfair, so a track whose last detection is one of them was matched now."""
         transformation = None if self._motion is None else self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        self._tracker.distance_threshold = gate  # norfair reads it on every update
+        self._tracker.distance_threshold = gates.default  # norfair reads it on every update
+        self._tracker.distance_function.gates = gates
         candidates, low = ([], []) if detections is None else self._association.candidates(
-            detections, reported(self._tracker.tracked_objects), start_threshold, gate)
+            detections, reported(self._tracker.tracked_objects), start_threshold, gates)
         if self.config.reid_appearance > 0:
             # Only for the detections norfair gets: duplicates and unused low scores never need it.
             for candidate in candidates:
@@ -232,7 +234,7 @@ class ObjectTracker:
             history = self._histories.setdefault(obj.initializing_id, TrackHistory(obj.label, self._frame, now))
             detection = obj.last_detection
             history.see(Sighting(now, xyxy(detection.absolute_points), xyxy(detection.points),
-                                 detection.data.get("look")), detection.data["phrase"], frame_size)
+                                 detection.data.get("look")), detection.data["phrase"], frame_size, self._frame)
 
     def _drop_expired_lost_tracks(self, now: float) -> None:
         """Keep a lost track while a new track first seen within reid_seconds of its loss may still be confirmed."""
