@@ -267,22 +267,22 @@ def test_a_track_whose_boxes_wobble_keeps_the_looser_gate_between_consecutive_fr
 
 
 def test_a_steady_gate_comes_from_the_latest_pairs_of_consecutive_boxes_within_the_two_gates():
-    config = TrackerConfig(consecutive_distance_threshold=0.5, steady_gate_margin=0.2)
+    config = TrackerConfig()  # the defaults: 0.5 and 0.2
     assert steady_gate([0.9, 0.9], config) is None  # too few pairs: the update's default gate
     assert steady_gate([0.9, 0.95, 1.0], config) == 0.5  # 1 - (0.9 - 0.2) = 0.3, at least the tight gate
     assert steady_gate([0.68, 0.8, 0.9], config) == pytest.approx(0.52)  # the least pair: 1 - (0.68 - 0.2)
     assert steady_gate([0.3, 0.8, 0.9], config) == 0.6  # at most distance_threshold
     assert steady_gate([0.3] + [0.9] * 8, config) == 0.5  # only the latest 8 pairs count
-    assert steady_gate([0.9] * 3, TrackerConfig(consecutive_distance_threshold=0.5)) is None
+    assert steady_gate([0.9] * 3, TrackerConfig(steady_gate_margin=None)) is None
 
 
 def test_per_track_gates_apply_only_between_consecutive_frames():
-    config = TrackerConfig(consecutive_distance_threshold=0.5, steady_gate_margin=0.2)
+    config = TrackerConfig()
     steady = {7: [1.0] * 3, 8: [0.6] * 3, 9: [1.0]}
     gates = update_gates(1, config, steady)
     assert (gates.default, gates.by_track) == (0.6, {7: 0.5, 8: 0.6})
     assert (update_gates(2, config, steady).default, update_gates(2, config, steady).by_track) == (0.6, {})
-    one_gate = update_gates(1, TrackerConfig(consecutive_distance_threshold=0.5), steady)
+    one_gate = update_gates(1, TrackerConfig(steady_gate_margin=None), steady)
     assert (one_gate.default, one_gate.by_track) == (0.5, {})
 
 
@@ -775,11 +775,13 @@ def test_a_track_that_coasted_to_the_end_of_its_hit_counter_lives_on_when_matche
     assert {t.track_id for frame_tracks in tracks for t in frame_tracks} == {1}
 
 
-def test_one_gate_at_every_stride_unless_a_tighter_one_is_set_between_consecutive_frames():
-    assert [TrackerConfig().distance_threshold_at(period) for period in (1, 2, 5)] == [0.6, 0.6, 0.6]
+def test_the_gate_between_consecutive_frames_is_tighter_by_default_with_the_iou_distance_only():
+    assert [TrackerConfig().distance_threshold_at(period) for period in (1, 2, 5)] == [0.5, 0.6, 0.6]
+    assert TrackerConfig(distance_threshold=0.4).distance_threshold_at(1) == 0.4  # never above distance_threshold
     assert TrackerConfig(distance="euclidean", distance_threshold=40.0).distance_threshold_at(1) == 40.0
-    tighter = TrackerConfig(consecutive_distance_threshold=0.5)
-    assert [tighter.distance_threshold_at(period) for period in (1, 2, 5)] == [0.5, 0.6, 0.6]
+    one_gate = TrackerConfig(consecutive_distance_threshold=0.6)
+    assert [one_gate.distance_threshold_at(period) for period in (1, 2, 5)] == [0.6, 0.6, 0.6]
+    assert update_gates(1, one_gate, {7: [1.0] * 3}).by_track == {}  # nothing between 0.6 and 0.6
 
 
 def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
@@ -795,11 +797,10 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
         ({"distance": "euclidean", "distance_threshold": 0}, r"must be > 0 pixels for the euclidean distance"),
         ({"consecutive_distance_threshold": 0.7},
          r"consecutive_distance_threshold must be in \(0, distance_threshold\] = \(0, 0.6\] .*; got 0.7"),
-        ({"steady_gate_margin": 0.2}, r"steady_gate_margin .* needs the iou distance and consecutive_distance_threshold "
-                                      r"set \(got distance 'iou', consecutive_distance_threshold None\)"),
-        ({"distance": "euclidean", "distance_threshold": 40, "consecutive_distance_threshold": 30,
-          "steady_gate_margin": 0.2}, r"steady_gate_margin .* needs the iou distance"),
-        ({"consecutive_distance_threshold": 0.5, "steady_gate_margin": 1.0},
+        ({"distance": "euclidean", "distance_threshold": 40, "consecutive_distance_threshold": 30},
+         r"steady_gate_margin sets a track's gate from the IoU of its boxes: with the euclidean distance and "
+         r"consecutive_distance_threshold set \(30 pixels\), set steady_gate_margin to null"),
+        ({"steady_gate_margin": 1.0},
          r"steady_gate_margin must be in \[0, 1\), or null; got 1.0"),
         ({"hit_counter_max": 0}, r"hit_counter_max must be in \[1, 10000\]; got 0"),
         ({"hit_counter_max": 5, "initialization_delay": 5},

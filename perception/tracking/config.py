@@ -15,6 +15,8 @@ LABEL_GATINGS = ("phrase", "prompt")
 PROMPT_CHANGE_RULES = ("reset", "keep")
 FILTERS = ("kalman", "none")
 MOTION_MODELS = ("homography", "translation")
+# consecutive_distance_threshold's default with the iou distance (at most distance_threshold).
+CONSECUTIVE_IOU_GATE = 0.5
 
 
 def _check(condition: bool, message: str) -> None:
@@ -67,25 +69,31 @@ class TrackerConfig:
     distance_threshold: float = 0.6
     # Largest distance that still matches in an update one frame after the detector's previous run (ObjectTracker.update
     # with period 1: gdino video and the evaluation at stride 1; not at the detector's pace, on the node and in gdino
-    # bag: see ObjectTracker.update_at_detector_pace); at most distance_threshold. None: distance_threshold (one gate).
-    # 0.5 (overlaps above 0.5) is the measured alternative, for a detector whose boxes of an object change little from
-    # frame to frame: between two frames a person moves far less than between two runs a few frames apart, and a box
-    # overlapping a track by 0.4-0.5 is then likelier a neighbour's. Against 0.6 on noisy truth at stride 1 it cut
-    # switches and merged ids by a third (fresh noisy-truth crowds 950000-959000: 81 / 80 -> 57 / 54; real trajectories
-    # 920000, 930000: 51 / 40 -> 41 / 28), but on the bundled model's own boxes, whose frame-to-frame wobble is larger,
-    # it is about even and varies by seed (fresh default videos 750000, 940000, 1100000, 1110000, 1200000, 1210000, 534
-    # tracks: 42 -> 38 switches, from 1 -> 6 on 1100000 to 12 -> 5 on 1210000; crowd videos 760000, 1120000, 1220000,
-    # 1230000: 68 / 51 -> 70 / 45): not the default until more seeds of the model's output say so. 0.5 at every stride
-    # ended tracks that were still there at stride 3 (crowds, seeds 0 and 100: 11 and 19 switches against 7 and 14);
-    # widening the gate by 0.05 per skipped frame merged ids more than twice as often with the detector taking every 3rd
-    # to 12th frame (fresh crowds 700000, 710000).
+    # bag: see ObjectTracker.update_at_detector_pace); at most distance_threshold. None: CONSECUTIVE_IOU_GATE (0.5, at
+    # most distance_threshold) with the iou distance, distance_threshold with the euclidean one (no pixel gate was
+    # measured); distance_threshold itself: one gate at every stride. Between two frames a person moves far less than
+    # between two runs a few frames apart, and a box overlapping a track by 0.4-0.5 is then likelier a neighbour's.
+    # With steady_gate_margin (the default) it is the gate of the tracks whose boxes are steady; alone, the gate of all.
+    # 0.5 at every stride ended tracks that were still there at stride 3 (crowds, seeds 0 and 100: 11 and 19 switches
+    # against 7 and 14); widening the gate by 0.05 per skipped frame merged ids more than twice as often with the
+    # detector taking every 3rd to 12th frame (fresh crowds 700000, 710000).
     consecutive_distance_threshold: float | None = None
-    # With consecutive_distance_threshold set: each track's own gate between consecutive frames, from how steady its
-    # boxes have been (perception.tracking.gates): a track whose boxes in consecutive frames overlapped each other by
-    # at least m accepts a box overlapping it by more than m - steady_gate_margin, the gate staying within
-    # [consecutive_distance_threshold, distance_threshold]; a track without three such pairs keeps distance_threshold.
-    # None: one gate for all (consecutive_distance_threshold).
-    steady_gate_margin: float | None = None
+    # Each track's own gate between consecutive frames, from how steady its boxes have been (perception.tracking.gates):
+    # a track whose boxes in consecutive frames overlapped each other by at least m accepts a box overlapping it by
+    # more than m - steady_gate_margin, the gate staying within [consecutive_distance_threshold, distance_threshold]; a
+    # track without three such pairs keeps distance_threshold. None: consecutive_distance_threshold for every track.
+    # One tight gate (0.5) for all cut switches and merged ids by a third on noisy truth but was about even on the
+    # bundled model's boxes, which wobble more from frame to frame, and worse on some seeds (fresh default videos 750000,
+    # 940000, 1100000, 1110000, 1200000, 1210000, 534 tracks: 42 -> 38 switches, from 1 -> 6 on 1100000 to 12 -> 5 on
+    # 1210000); the per-track gate keeps the looser one where the detector wobbles. Fresh seeds at stride 1, switches
+    # and merged ids, this / one gate of 0.6 (before) / one of 0.5: the bundled model on default videos 1300000,
+    # 1310000, 1340000, 1360000, 1370000 (398 tracks) 12, 3 / 12, 3 / 16, 3, on crowd videos 1320000, 1330000, 1350000
+    # 63, 46 / 62, 53 / 63, 46; noisy-truth crowds 1400000-1409000 58, 63 / 78, 88 / 54, 56 (the crowd targets met on
+    # 10 / 7 / 10 of the ten); real trajectories 1410000, 1420000 47, 33 / 57, 44 / 48, 30. On the tuning seeds margins
+    # of 0.1, 0.15 and 0.25, the least IoU of the last 4 pairs, and the tight gate for tracks without three pairs all
+    # scored within a few switches of this (0.25 worse on noisy truth). At a stride and at the detector's pace the gate
+    # is distance_threshold, as before.
+    steady_gate_margin: float | None = 0.2
     # Frames a track survives without a match once its counter is full (see the module docstring). Counted in
     # updates, not seconds: it is norfair's counter (it also paces confirmation, initialization_delay); a
     # track it ends is kept for re-identification, whose window is in seconds (reid_seconds). On the node and
@@ -223,12 +231,10 @@ class TrackerConfig:
                f"skipped frames), or null; got {self.consecutive_distance_threshold}")
         _check(self.steady_gate_margin is None or 0.0 <= self.steady_gate_margin < 1.0,
                f"tracking steady_gate_margin must be in [0, 1), or null; got {self.steady_gate_margin}")
-        _check(self.steady_gate_margin is None or (self.consecutive_distance_threshold is not None
-                                                   and self.distance == "iou"),
-               "tracking steady_gate_margin sets each track's gate between consecutive_distance_threshold and "
-               "distance_threshold from the IoU of its boxes: it needs the iou distance and "
-               f"consecutive_distance_threshold set (got distance {self.distance!r}, consecutive_distance_threshold "
-               f"{self.consecutive_distance_threshold})")
+        _check(self.steady_gate_margin is None or self.distance == "iou" or self.consecutive_distance_threshold is None,
+               "tracking steady_gate_margin sets a track's gate from the IoU of its boxes: with the euclidean distance "
+               f"and consecutive_distance_threshold set ({self.consecutive_distance_threshold} pixels), set "
+               "steady_gate_margin to null")
         _check(1 <= self.hit_counter_max <= 10_000,
                f"tracking hit_counter_max must be in [1, 10000]; got {self.hit_counter_max}")
         _check(0 <= self.initialization_delay < self.hit_counter_max,
@@ -266,10 +272,14 @@ class TrackerConfig:
         self._check_synonym_groups()
 
     def distance_threshold_at(self, period: int) -> float:
-        """The association gate of an update ``period`` frames after the detector's previous run."""
-        if period == 1 and self.consecutive_distance_threshold is not None:
+        """The association gate of an update ``period`` frames after the detector's previous run (between
+        consecutive frames, that of the steady tracks when steady_gate_margin is set: see
+        perception.tracking.gates)."""
+        if period != 1:
+            return self.distance_threshold
+        if self.consecutive_distance_threshold is not None:
             return self.consecutive_distance_threshold
-        return self.distance_threshold
+        return min(CONSECUTIVE_IOU_GATE, self.distance_threshold) if self.distance == "iou" else self.distance_threshold
 
     def _check_synonym_groups(self) -> None:
         seen: set[str] = set()

@@ -1,15 +1,16 @@
 """The association's gate of each track in one update: the largest distance at which a box still continues it.
 
 norfair matches every track with one threshold, which the tracker sets on each update
-(``TrackerConfig.distance_threshold_at`` the update's period). With ``steady_gate_margin`` set, tracks differ
-between two consecutive frames the detector took: a track whose own boxes have stayed steady from frame to
-frame, overlapping each other by at least ``m`` (the least IoU of its last ``STEADY_PAIRS`` pairs of boxes in
-consecutive frames, at least ``MIN_STEADY_PAIRS`` of them), accepts only a box overlapping it by more than
-``m - steady_gate_margin``, within the gates ``consecutive_distance_threshold`` (the tightest) and
-``distance_threshold``; a track without that evidence (new, or matched at a stride) keeps ``distance_threshold``.
-A box overlapping a steady track by much less than its own boxes ever have is likelier a neighbour's; a
-detector whose boxes of one object wobble (the bundled model's do more than noisy truth's) keeps the looser gate
-on the tracks it wobbles on, where one tight gate for all ended them.
+(``TrackerConfig.distance_threshold_at`` the update's period). With ``steady_gate_margin`` set (0.2 by
+default), tracks differ between two consecutive frames the detector took: a track whose own boxes have stayed
+steady from frame to frame, overlapping each other by at least ``m`` (the least IoU of its last
+``STEADY_PAIRS`` pairs of boxes in consecutive frames, at least ``MIN_STEADY_PAIRS`` of them), accepts only a
+box overlapping it by more than ``m - steady_gate_margin``, within the gates ``distance_threshold_at(1)``
+(``consecutive_distance_threshold``, 0.5 by default: the tightest) and ``distance_threshold``; a track without
+that evidence (new, or matched at a stride) keeps ``distance_threshold``. A box overlapping a steady track by
+much less than its own boxes ever have is likelier a neighbour's; a detector whose boxes of one object wobble
+(the bundled model's do more than noisy truth's) keeps the looser gate on the tracks it wobbles on, where one
+tight gate for all ended them.
 
 :class:`GatedDistance` applies the per-track gates inside norfair's matching, and the tracker's own steps before
 it (:mod:`perception.tracking.association`) read the same :class:`Gates`, so both agree on which track a box is
@@ -51,14 +52,15 @@ def steady_gate(steadiness: Sequence[float], config: TrackerConfig) -> float | N
         return None
     least = min(list(steadiness)[-STEADY_PAIRS:])
     gate = 1.0 - (least - config.steady_gate_margin)
-    return float(np.clip(gate, config.consecutive_distance_threshold, config.distance_threshold))
+    return float(np.clip(gate, config.distance_threshold_at(1), config.distance_threshold))
 
 
 def update_gates(period: int, config: TrackerConfig, steadiness: dict[int, Sequence[float]]) -> Gates:
     """The gates of an update ``period`` frames after the detector's previous run (:meth:`ObjectTracker.update`);
     steadiness: each live norfair object's (by ``initializing_id``) IoUs of its pairs of boxes in consecutive frames."""
-    if period != 1 or config.steady_gate_margin is None:
-        return Gates(config.distance_threshold_at(period))
+    tightest = config.distance_threshold_at(period)
+    if config.steady_gate_margin is None or tightest == config.distance_threshold:
+        return Gates(tightest)
     own = {key: steady_gate(ious, config) for key, ious in steadiness.items()}
     return Gates(config.distance_threshold, {key: gate for key, gate in own.items() if gate is not None})
 
