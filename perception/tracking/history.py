@@ -11,7 +11,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from perception.boxes import box_iou
 from perception.tracking.gates import STEADY_PAIRS
 
 # Sightings kept per object: the last _HISTORY_SECONDS of them, at most _HISTORY_SIGHTINGS, at least 2.
@@ -51,13 +53,6 @@ def overlap(first: np.ndarray, second: np.ndarray) -> float:
                  * max(min(first[3], second[3]) - max(first[1], second[1]), 0.0))
 
 
-def iou(first: np.ndarray, second: np.ndarray) -> float:
-    """Intersection over union of two xyxy boxes (0 for two boxes without area)."""
-    shared = overlap(first, second)
-    union = area(first) + area(second) - shared
-    return shared / union if union > 0 else 0.0
-
-
 def touched_borders(box: np.ndarray, frame_size: tuple[int, int] | None,
                     within: float = _BORDER_REACH) -> frozenset[str]:
     """Image borders ("left", "top", "right", "bottom") that an image-coordinate box reaches (within ``within``
@@ -89,7 +84,8 @@ class TrackHistory:
 
     def see(self, sighting: Sighting, phrase: str, frame_size: tuple[int, int] | None, frame: int) -> None:
         if self.sightings and frame == self.last_frame + 1:
-            self.steadiness.append(iou(self.sightings[-1].box, sighting.box))
+            pair = torch.from_numpy(np.stack([self.sightings[-1].box, sighting.box]))
+            self.steadiness.append(float(box_iou(pair[:1], pair[1:])))
         self.last_frame = frame
         self.sightings.append(sighting)
         while len(self.sightings) > 2 and sighting.time - self.sightings[0].time > _HISTORY_SECONDS:
