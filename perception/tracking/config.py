@@ -64,8 +64,8 @@ class TrackerConfig:
     # Largest distance that still matches. 0.6 for IoU accepts overlaps above 0.4: in crowds of one phrase
     # (gdino eval tracking --scenario crowd, noisy truth, seeds 0-7 and 100-107) 0.7 let a track take a
     # neighbour's box (IDF1 0.90 against 0.92, 11-13 switches against 8); on the default videos both hold.
-    # Raise it for fast motion at low frame rates. consecutive_distance_threshold may set a tighter gate between
-    # two consecutive frames the detector took.
+    # Raise it for fast motion at low frame rates. Between two consecutive frames the detector took the gate is
+    # tighter for tracks whose boxes are steady (consecutive_distance_threshold, steady_gate_margin).
     distance_threshold: float = 0.6
     # Largest distance that still matches in an update one frame after the detector's previous run (ObjectTracker.update
     # with period 1: gdino video and the evaluation at stride 1; not at the detector's pace, on the node and in gdino

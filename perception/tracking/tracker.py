@@ -126,8 +126,10 @@ class ObjectTracker:
             without it, updates are one frame apart at ``config.frame_rate``.
         Returns the reported tracks (past their initialization delay), ordered by id.
         """
-        gates = update_gates(period, self.config, {key: history.steadiness for key, history in self._histories.items()})
-        return self._step(detections, frame, period, start_threshold, timestamp, gates)
+        # Per-track gates matter only where there are boxes to match: not on the frames the detector skipped.
+        steadiness = {} if detections is None else {key: history.steadiness for key, history in self._histories.items()}
+        return self._step(detections, frame, period, start_threshold, timestamp,
+                          update_gates(period, self.config, steadiness))
 
     def _step(self, detections: Detections | None, frame: np.ndarray | None, period: int, start_threshold: float,
               timestamp: float | None, gates: Gates) -> list[Track]:
