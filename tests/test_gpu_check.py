@@ -67,5 +67,5 @@ def test_the_cpu_dry_run_writes_the_json_and_passes(tmp_path):
                             capture_output=True, text=True, timeout=900, cwd=ROOT)
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert result.returncode == 0 and report["ok"], result.stderr
-    assert set(report["steps"]) == {"build", "tests", "detector_comparison", "benchmark"}
+    assert set(report["steps"]) == {"build", "tests", "detector_comparison", "benchmark"} and report["finished"]
     assert report["goals"]["fps"]["measured"] is False

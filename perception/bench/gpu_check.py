@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("torch sees no CUDA GPU; --device cpu runs the dry run")
     device, plan = torch.device(args.device), FULL if args.device == "cuda" else DRY_RUN
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"environment": environment(device), "plan": asdict(plan), "steps": {}}
+    report = {"environment": environment(device), "plan": asdict(plan), "steps": {}, "finished": False}
+    path = args.out_dir / "gpu_check.json"
     started = time.perf_counter()
     steps = (("build", lambda: build_op(device)), ("tests", lambda: run_tests(device)),
              ("detector_comparison", lambda: compare_detector(device, plan)),
@@ -255,10 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         report["steps"][name]["step_seconds"] = round(time.perf_counter() - step_start, 1)
         logger.info("%s: %s (%s s)", name, "ok" if report["steps"][name]["ok"] else "FAILED",
                     report["steps"][name]["step_seconds"])
+        # Written after every step: a run stopped at a lease's time limit still leaves the steps it finished.
+        path.write_text(json.dumps(report, indent=1))
     report["goals"] = goals(device, plan, report["steps"]["benchmark"])
     report["ok"] = all(step["ok"] for step in report["steps"].values())
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    path = args.out_dir / "gpu_check.json"
+    report["seconds"], report["finished"] = round(time.perf_counter() - started, 1), True
     path.write_text(json.dumps(report, indent=1))
     logger.info("%s in %s s -> %s", "ok" if report["ok"] else "FAILED", report["seconds"], path)
     return 0 if report["ok"] else 1
