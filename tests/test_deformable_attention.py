@@ -92,7 +92,12 @@ def test_gradcheck_float64(case, device: str) -> None:
 
     # Fast mode (random projections) keeps the larger cases quick; the small ones check every entry.
     fast_mode = value.numel() > 500
-    assert torch.autograd.gradcheck(attention, (value, locations, weights), fast_mode=fast_mode)
+    # The CUDA backward sums the value gradient of every sample that reads a pixel with atomicAdd, in an order
+    # that varies from run to run (as the original op's kernel does): two backward passes agree to rounding
+    # (about 1e-16 in float64), not bit for bit; seen on an H200. The CPU backward is deterministic.
+    nondet_tol = 1e-12 if device == "cuda" else 0.0
+    assert torch.autograd.gradcheck(attention, (value, locations, weights), fast_mode=fast_mode,
+                                    nondet_tol=nondet_tol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
