@@ -115,9 +115,13 @@ class BiAttention(nn.Module):
         query_bias = (keys @ self.vision_query.bias.view(self.num_heads, -1, 1)).flatten(1)  # (B, heads*Nt)
         similarity = torch.baddbmm(query_bias[:, None, :], vision, folded_query.transpose(1, 2))
         similarity = bounded_similarity(similarity)
-        # Text side: softmax over image tokens (dim 1), kept in this layout to avoid a transpose copy.
-        text_logits = (similarity - similarity.max(1, keepdim=True).values).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
-        text_weights = text_logits.masked_fill(vision_padding_mask[:, :, None], float("-inf")).softmax(1)
+        # Text side: softmax over image tokens, the last dim of the transposed view (B, heads*Nt, Nv), as `direct`
+        # does. A softmax over dim 1 of (B, Nv, heads*Nt) runs on a GPU as torch's strided ("spatial") kernel,
+        # which took 12.8 ms of each encoder layer on an H200 at 800x1333 (77 of the model's 92 ms of kernels);
+        # over the last dim it is the contiguous kernel after one small copy. The same time on a CPU.
+        text_logits = similarity.transpose(1, 2)
+        text_logits = (text_logits - text_logits.max(-1, keepdim=True).values).clamp(-FUSION_LOGIT_LIMIT, FUSION_LOGIT_LIMIT)
+        text_weights = text_logits.masked_fill(vision_padding_mask[:, None, :], float("-inf")).softmax(-1)
         vision_weights = similarity.view(batch, num_vision, self.num_heads, num_text)
         vision_weights = vision_weights.masked_fill(text_padding_mask[:, None, None, :], float("-inf")).softmax(-1)
         # Image side: each head's text values already projected by its slice of the output weight.
@@ -125,7 +129,7 @@ class BiAttention(nn.Module):
         projected_values = (self._split_heads(self.text_value(text)) @ output_heads).flatten(1, 2)  # (B, heads*Nt, dim)
         vision_update = torch.baddbmm(self.vision_output.bias, vision_weights.flatten(2), projected_values)
         # Text side: the weighted image tokens, then each head's value projection.
-        weighted_vision = (text_weights.transpose(1, 2) @ vision).view(batch, self.num_heads, num_text, dim)
+        weighted_vision = (text_weights @ vision).view(batch, self.num_heads, num_text, dim)
         text_values = weighted_vision @ self._head_weights(self.vision_value).transpose(1, 2)
         text_values = text_values + self.vision_value.bias.view(self.num_heads, 1, -1)
         return vision_update, self.text_output(text_values.transpose(1, 2).flatten(2))
