@@ -152,6 +152,10 @@ SPECS = (
     ParameterSpec("tracking.continue_threshold", _TRACKER_DEFAULTS.continue_threshold,
                   "Detections scored from this up to box_threshold continue tracks, never start one; 0: off.",
                   value_range=(0.0, 0.999)),
+    ParameterSpec("tracking.continue_iou", _TRACKER_DEFAULTS.continue_iou,
+                  "Such a weak detection continues only a track it overlaps by more than this IoU; 0: any within "
+                  "the gate.",
+                  value_range=(0.0, 0.999)),
     ParameterSpec("tracking.frame_rate", _TRACKER_DEFAULTS.frame_rate,
                   "The least often a camera's tracker is stepped while the detector is slower than the camera "
                   "(hit_counter_max counts these steps); frames are timed by their stamps, or without one by "

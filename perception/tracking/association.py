@@ -5,9 +5,9 @@ key for the whole prompt with ``label_gating="prompt"``); boxes of one key overl
 than ``duplicate_iou`` are dropped, so one object cannot start two tracks; a detection no track of its own
 key is near may take the key of a reported track of another phrase it overlaps by more than
 ``cross_phrase_iou`` (the detector wavering between phrases); scores below the detector's box threshold
-only continue a reported track of their key they are near and that the detections scored to start tracks
-leave unmatched (``continue_threshold``, ByteTrack's second association, after its first), and never start
-one.
+only continue a reported track of their key they overlap by more than ``continue_iou`` (tighter than the
+gate) and that the detections scored to start tracks leave unmatched (``continue_threshold``, ByteTrack's second
+association, after its first), and never start one.
 
 Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this update's gates
 (:mod:`perception.tracking.gates`: ``TrackerConfig.distance_threshold_at`` its period, which may be set tighter
@@ -260,17 +260,21 @@ class Association:
 
     def _continuing(self, low: list[Detection], tracks: list, high: list[Detection],
                     gates: Gates) -> list[Detection]:
-        """The low-scored detections near a reported track of their key (see :meth:`_near`) that the
-        start-scored detections ``high`` leave unmatched, each of them taking a near track of its key, closest
-        pairs first (norfair's greedy order): a low box never takes a track from a sure one. In a crowd the
-        low boxes of a model are often a second box on someone or a box between two people, and closer to a
-        track than that person's own sure box; continuing with them made identity switches."""
+        """The low-scored detections near a reported track of their key (see :meth:`_near`), overlapping it by
+        more than config.continue_iou, that the start-scored detections ``high`` leave unmatched, each of them
+        taking a near track of its key, closest pairs first (norfair's greedy order): a low box never takes a
+        track from a sure one. In a crowd the low boxes of a model are often a second box on someone or a box
+        between two people, and closer to a track than that person's own sure box; continuing with them made
+        identity switches, and a box between two people overlapping the track of the one it missed within the
+        gate carried that track onto the other."""
         if self.config.continue_threshold <= 0:
             return []
         low = [candidate for candidate in low if candidate.data["score"] >= self.config.continue_threshold]
         if not low or not tracks:
             return []
         near_own = self._near(low, tracks, gates) & same_key(low, tracks)
+        if self.config.continue_iou > 0:
+            near_own &= self._overlap(low, tracks) > self.config.continue_iou
         if high:
             closeness, near = self._closeness(high, tracks, gates)
             near_own &= ~greedy_matched(closeness, near & same_key(high, tracks))[None, :]

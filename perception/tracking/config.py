@@ -181,6 +181,17 @@ class TrackerConfig:
     # copies of a walker's box as weak second boxes loses more (`--second-boxes 0.3`, fresh crowd seeds
     # 430000-437000: IDF1 -0.004 on average, 57 -> 64 switches, 60 -> 73 merged ids).
     continue_threshold: float = 0.25
+    # Such a weak box continues a track only where it overlaps that track's last estimate by more than this
+    # IoU: tighter than the association's gate (ByteTrack's second association is tighter than its first, too).
+    # A crowd model's weak boxes often lie between two people, within the gate of the one whose own box it
+    # missed, and carried that track onto the neighbour: the boxes of a track that held both people. The
+    # bundled model, bfloat16, replayed recordings of tuning seeds 1300000 / 1800000 / 1810000 (crowd videos):
+    # merged ids 18 / 12 / 17 -> 16 / 10 / 17 at 0.6, switches 34 / 22 / 25 -> 32 / 21 / 26, IDF1 +0.001 to
+    # +0.004; 0.65 and 0.7 alike; default videos 1300000 / 1800000: switches 1 / 8 -> 2 / 5. Noisy truth,
+    # whose weak boxes are all true, within a switch or a merge (IDF1 -0.001), better at a detector stride of 3
+    # (two fewer switches). Fresh figures: the README's tracking section. 0 turns it off (any weak box within
+    # the gate).
+    continue_iou: float = 0.6
     # Frames per second assumed when ``ObjectTracker.update`` gets no ``timestamp``: every update is then
     # one frame later than the last. The windows below are in seconds, so a 10 fps video and a 30 fps
     # camera behave alike when each passes its frames' timestamps (or its true rate here). A stream updated
@@ -251,6 +262,8 @@ class TrackerConfig:
                f"tracking new_track_iou must be in (0, 1] (1 turns it off); got {self.new_track_iou}")
         _check(0.0 <= self.continue_threshold < 1.0,
                f"tracking continue_threshold must be in [0, 1) (0 turns it off); got {self.continue_threshold}")
+        _check(0.0 <= self.continue_iou < 1.0,
+               f"tracking continue_iou must be in [0, 1) (0: any weak box within the gate); got {self.continue_iou}")
         _check(0.0 < self.frame_rate <= 1000.0,
                f"tracking frame_rate must be in (0, 1000] frames per second; got {self.frame_rate}")
         _check(0.0 <= self.report_coasting_seconds <= 600.0,
