@@ -76,13 +76,29 @@ def test_compressed_camera_is_decoded(harness):
 
 
 def test_frames_of_two_cameras_that_wait_together_go_through_the_model_as_one_batch(harness):
-    for round_index in range(6):
-        harness.publish("/cam_a/image_raw", seed=10 + round_index)
-        harness.publish("/cam_b/image_raw", seed=20 + round_index)
-    wait_for(lambda: len(harness.replies["/cam_b/image_raw"]) >= 1, 30, "detections of camera b", harness.node_process)
-    health = harness.latest_health()
+    # Two frames wait together only when both arrive while the model is busy with an earlier one. A burst of
+    # frames of two cameras published in a tight loop does that, unless this process is slowed down: with both
+    # cores loaded by other work the frames once reached the node one at a time (largest_batch 1). So up to
+    # five bursts go out; a node that never batches fails all five.
+    for _ in range(5):
+        replies = len(harness.replies["/cam_b/image_raw"])
+        for round_index in range(6):
+            harness.publish("/cam_a/image_raw", seed=10 + round_index)
+            harness.publish("/cam_b/image_raw", seed=20 + round_index)
+        wait_for(lambda: len(harness.replies["/cam_b/image_raw"]) > replies, 30, "detections of camera b",
+                 harness.node_process)
+        health = harness.latest_health()
+        if int(health["largest_batch"]) == 2:
+            break
     assert int(health["largest_batch"]) == 2
-    assert int(health["processed"]) + int(health["dropped"]) >= 12
+    # Every frame the node received is answered, dropped (replaced by a newer one of its camera while it waited) or
+    # counted as refused or lost; the last ones may still be in the model when the first reply of the last burst
+    # arrives. (Images go out best effort, as cameras send them: one of a burst may never arrive.)
+    def accounted(health: dict[str, str]) -> bool:
+        kinds = ("processed", "dropped", "malformed", "refused", "skipped_without_prompt", "lost_frames")
+        return sum(int(health[kind]) for kind in kinds) == int(health["received"])
+
+    wait_for(lambda: accounted(harness.diagnostics[-1]), 30, "every frame received accounted for", harness.node_process)
 
 
 def test_prompt_topic_changes_labels_and_text_is_encoded_once_per_prompt(harness):
