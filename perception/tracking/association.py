@@ -272,9 +272,10 @@ class Association:
         low = [candidate for candidate in low if candidate.data["score"] >= self.config.continue_threshold]
         if not low or not tracks:
             return []
-        near_own = self._near(low, tracks, gates) & same_key(low, tracks)
+        overlap = self._overlap(low, tracks)
+        near_own = self._near(low, tracks, gates, overlap) & same_key(low, tracks)
         if self.config.continue_iou > 0:
-            near_own &= self._overlap(low, tracks) > self.config.continue_iou
+            near_own &= overlap > self.config.continue_iou
         if high:
             closeness, near = self._closeness(high, tracks, gates)
             near_own &= ~greedy_matched(closeness, near & same_key(high, tracks))[None, :]
