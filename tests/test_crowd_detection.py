@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from perception.eval.crowd_detection import match_count
 from perception.training.crowds import CrowdConfig, generate_crowd_scene
@@ -103,6 +104,14 @@ def test_training_stages_mix_crowds_as_they_say(capsys):
         with pytest.raises(SystemExit) as raised:
             main(["--output", "unused", *argv])
         assert raised.value.code == 2 and "--init" in capsys.readouterr().err
+    refused = [(["--workers", "-1"], "--workers"), (["--seconds", "0"], "--seconds"),
+               (["--seconds", "60", "--iterations", "10"], "--seconds")]
+    if not torch.cuda.is_available():
+        refused.append((["--device", "cuda"], "finds no GPU; train on --device cpu"))
+    for argv, reason in refused:
+        with pytest.raises(SystemExit) as raised:
+            main(["--output", "unused", *argv])
+        assert raised.value.code == 2 and reason in capsys.readouterr().err
 
 
 def test_the_crowd_stage_exports_its_share_of_the_init_weights(tmp_path, capsys):

@@ -58,6 +58,30 @@ def test_resumed_training_continues_exactly(tmp_path):
         assert torch.equal(a, b), name  # the same kernels on the same numbers, as they were when it stopped
 
 
+def test_batches_drawn_by_worker_processes_are_the_batches_drawn_in_the_training_process():
+    tokenizer = PromptTokenizer.from_vocab_file(None, 256)
+    dataset = SyntheticGroundingDataset(5_000, 50, (SIZE, SIZE))
+    streams = [batch_stream(dataset, 2, VOCABULARY, tokenizer, 0, PromptConfig(max_negatives=2),
+                            PreprocessConfig(shortest_edge=SIZE, longest_edge=SIZE), workers)(3) for workers in (0, 2)]
+    for alone, drawn in itertools.islice(zip(*streams), 7):  # more batches than workers: their turns come round
+        assert torch.equal(alone.pixel_values, drawn.pixel_values)
+        assert all(torch.equal(a, b) for a, b in zip(alone.input_ids, drawn.input_ids))
+        assert all(torch.equal(a.boxes, b.boxes) and torch.equal(a.positive_map, b.positive_map)
+                   for a, b in zip(alone.targets, drawn.targets))
+
+
+def test_a_timed_run_fixes_its_iteration_count_after_timing_the_start_and_stops_there(tmp_path, caplog):
+    trainer = make_trainer(tmp_path, iterations=10_000)
+    trainer.config.warmup_iterations = 30
+    with caplog.at_level("INFO", logger="perception.training.trainer"):
+        trainer.train(seconds=0.001)  # less than the timed iterations took: it stops right after them
+    assert trainer.iteration == trainer.config.iterations == 26
+    assert "repeat with --iterations 26" in caplog.text
+    short = make_trainer(tmp_path / "short", iterations=100)  # warm-up 5: the timing would fall after it
+    with pytest.raises(ValueError, match="warmup_iterations >= 25"):
+        short.train(seconds=60)
+
+
 def test_a_non_finite_loss_stops_training(tmp_path):
     trainer = make_trainer(tmp_path, iterations=2)
     trainer.criterion = lambda outputs, targets: {"loss": outputs.logits.sum() * float("nan")}

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from perception.model.tokenizer import PromptTokenizer
 from perception.preprocess import PreprocessConfig, as_rgb_tensor, pad_batch, preprocess
@@ -33,18 +33,44 @@ def make_batch(samples: Sequence, vocabulary: Sequence[str], tokenizer: PromptTo
 
 
 def batch_stream(dataset: Dataset, batch_size: int, vocabulary: Sequence[str], tokenizer: PromptTokenizer,
-                 seed: int, prompt_config: PromptConfig, preprocess_config: PreprocessConfig):
+                 seed: int, prompt_config: PromptConfig, preprocess_config: PreprocessConfig, workers: int = 0):
     """batches(start_iteration): iteration i always uses the same images and prompts, so a resumed run
-    continues exactly where it stopped."""
+    continues exactly where it stopped. With workers > 0, that many processes make the batches ahead of the
+    model (a GPU step is faster than one process draws 16 scenes); worker k makes iterations start + k,
+    start + k + workers, ... and they are handed out in turn, so the stream is the same as with none."""
+    def make(iteration: int) -> Batch:
+        rng = np.random.default_rng([seed, iteration])
+        first = iteration * batch_size
+        samples = [dataset[(first + k) % len(dataset)] for k in range(batch_size)]
+        return make_batch(samples, vocabulary, tokenizer, rng, prompt_config, preprocess_config)
+
     def batches(start_iteration: int) -> Iterator[Batch]:
+        if workers:
+            loader = DataLoader(_IterationBatches(make, start_iteration), batch_size=None, num_workers=workers,
+                                prefetch_factor=4, multiprocessing_context="fork")  # `make` is a closure
+            yield from loader
+            return
         iteration = start_iteration
         while True:
-            rng = np.random.default_rng([seed, iteration])
-            first = iteration * batch_size
-            samples = [dataset[(first + k) % len(dataset)] for k in range(batch_size)]
-            yield make_batch(samples, vocabulary, tokenizer, rng, prompt_config, preprocess_config)
+            yield make(iteration)
             iteration += 1
     return batches
+
+
+class _IterationBatches(IterableDataset):
+    """The endless batches from start on, split among DataLoader workers by iteration (DataLoader takes one
+    from each worker in turn, which restores the order)."""
+
+    def __init__(self, make, start: int) -> None:
+        self.make, self.start = make, start
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        index, count = (info.id, info.num_workers) if info is not None else (0, 1)
+        iteration = self.start + index
+        while True:
+            yield self.make(iteration)
+            iteration += count
 
 
 def padded_targets(targets: Sequence[GroundingTarget], num_tokens: int) -> list[GroundingTarget]:

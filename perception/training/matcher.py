@@ -93,7 +93,7 @@ class HungarianMatcher:
         matches = []
         for image_logits, image_boxes, target in zip(logits, pred_boxes.float(), targets):
             if len(target.boxes) == 0:
-                empty = torch.zeros(0, dtype=torch.int64)
+                empty = torch.zeros(0, dtype=torch.int64, device=logits.device)
                 matches.append((empty, empty.clone()))
                 continue
             target_boxes = target.boxes.to(image_boxes)
@@ -107,6 +107,7 @@ class HungarianMatcher:
                 raise ValueError("matching cost is not finite: predictions hold NaN or infinite values")
             query_indices, target_indices = linear_sum_assignment(cost.cpu().numpy())
             matches.append(
-                (torch.as_tensor(query_indices, dtype=torch.int64), torch.as_tensor(target_indices, dtype=torch.int64))
+                (torch.as_tensor(query_indices, dtype=torch.int64, device=logits.device),
+                 torch.as_tensor(target_indices, dtype=torch.int64, device=logits.device))
             )
         return matches

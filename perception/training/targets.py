@@ -43,6 +43,9 @@ class GroundingTarget:
         if self.positive_map.dtype != torch.bool:
             raise ValueError(f"positive_map must be bool, got {self.positive_map.dtype}")
 
+    def to(self, device: torch.device) -> "GroundingTarget":
+        return GroundingTarget(self.boxes.to(device), self.positive_map.to(device))
+
     def padded(self, num_tokens: int) -> "GroundingTarget":
         """The same target for a prompt padded at its end to `num_tokens` text tokens."""
         extra = num_tokens - self.positive_map.shape[1]

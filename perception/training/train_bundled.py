@@ -62,7 +62,7 @@ def stage_dataset(stage: str):
 
 
 def build_trainer(output: Path, iterations: int, batch_size: int, seed: int, stage: str = "scenes",
-                  init: Path | None = None) -> Trainer:
+                  init: Path | None = None, device: str = "cpu", workers: int = 0) -> Trainer:
     torch.manual_seed(seed)
     if init is not None:
         model = load_hf_directory(init).model.float()
@@ -77,13 +77,13 @@ def build_trainer(output: Path, iterations: int, batch_size: int, seed: int, sta
     # 17.6% of absent-only prompts of the 500 evaluation scenes, nearly all on an object of the named kind
     # in another colour; this one (9500 iterations) on 7.4%.
     prompts = PromptConfig(max_negatives=6, attribute_negative_fraction=0.35, absent_only_probability=0.2)
-    batches = batch_stream(dataset, batch_size, VOCABULARY, tokenizer, seed, prompts, PREPROCESS)
+    batches = batch_stream(dataset, batch_size, VOCABULARY, tokenizer, seed, prompts, PREPROCESS, workers)
     # The Swin starts from random weights and trains at the full rate; only the PCA-initialized text
     # encoder, which needs to keep its pretrained geometry, moves slower.
     config = TrainConfig(iterations=iterations or settings["iterations"], learning_rate=settings["learning_rate"],
                          backbone_learning_rate=settings["learning_rate"] / 2, backbone_prefixes=("text_encoder.bert.",),
                          warmup_iterations=settings["warmup"], checkpoint_every=100, log_every=20)
-    return Trainer(model, batches, grounding_criterion(GroundingLoss()), config, output)
+    return Trainer(model.to(device), batches, grounding_criterion(GroundingLoss()), config, output)
 
 
 def blend_with_init(model: torch.nn.Module, init: torch.nn.Module, init_share: float) -> None:
@@ -96,7 +96,7 @@ def blend_with_init(model: torch.nn.Module, init: torch.nn.Module, init_share: f
     with torch.no_grad():
         for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
             if tensor.is_floating_point():
-                tensor.mul_(1.0 - init_share).add_(init_tensors[name].to(tensor.dtype), alpha=init_share)
+                tensor.mul_(1.0 - init_share).add_(init_tensors[name].to(tensor), alpha=init_share)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,15 +115,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="export this share of the --init weights blended with the trained ones, in [0, 1) "
                              "(default: the stage's, crowds {crowds})".format(
                                  **{stage: settings["init_share"] for stage, settings in STAGES.items()}))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the model trains (the scenes are drawn on the CPU either way)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes that draw the batches ahead of the model (0: the training process draws "
+                             "them; a GPU needs several); the batches are the same either way")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="train for about this long: the iteration count is fixed after timing the first 25 "
+                             "and logged (instead of --iterations)")
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device cuda, but this torch ({torch.__version__}, built for CUDA {torch.version.cuda}) "
+                     "finds no GPU; train on --device cpu, or install a CUDA build of torch on a machine with one")
+    if args.workers < 0 or (args.seconds is not None and (args.seconds <= 0 or args.iterations is not None)):
+        parser.error("--workers must be >= 0, and --seconds > 0 and not with --iterations")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if (args.stage == "crowds") != (args.init is not None):
         parser.error("--stage crowds needs --init (the first stage's export), and only it takes one")
     init_share = STAGES[args.stage]["init_share"] if args.init_share is None else args.init_share
     if not 0.0 <= init_share < 1.0 or (init_share and args.init is None):
         parser.error(f"--init-share must be in [0, 1) and needs --init (stage crowds); got {init_share}")
-    trainer = build_trainer(args.output, args.iterations, args.batch_size, args.seed, args.stage, args.init)
-    trainer.train()
+    trainer = build_trainer(args.output, args.iterations, args.batch_size, args.seed, args.stage, args.init,
+                            args.device, args.workers)
+    trainer.train(args.seconds)
+    trainer.model.cpu()
     if args.export:
         if init_share:
             blend_with_init(trainer.model, load_hf_directory(args.init).model.float(), init_share)

@@ -18,6 +18,7 @@ import torch
 
 from perception.model.grounding_dino import GroundingDino
 from perception.model.text_encoder import EncodedText
+from perception.training.targets import GroundingTarget
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +50,19 @@ class Batch:
 
     pixel_values: (B, 3, H, W) normalized; image_padding_mask: (B, H, W) True = padding.
     input_ids: per image (1, Nt_i) prompt tokens (prompts differ per image).
-    targets: per image {"boxes": (n, 4) normalized cxcywh, "token_maps": (n, Nt_i) bool}.
+    targets: per image a GroundingTarget ((n, 4) normalized cxcywh boxes, (n, Nt_i) bool positive map).
     """
 
     pixel_values: torch.Tensor
     image_padding_mask: torch.Tensor
     input_ids: list[torch.Tensor]
-    targets: list[dict[str, torch.Tensor]]
+    targets: list[GroundingTarget]
+
+    def to(self, device: torch.device) -> "Batch":
+        """The batch on `device`."""
+        return Batch(self.pixel_values.to(device), self.image_padding_mask.to(device),
+                     [ids.to(device) for ids in self.input_ids],
+                     [target.to(device) for target in self.targets])
 
 
 def encode_prompts(model: GroundingDino, input_ids: list[torch.Tensor]) -> EncodedText:
@@ -112,6 +119,7 @@ class Trainer:
                                            fused=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule(config))
         self.iteration = 0
+        self.device = next(model.parameters()).device  # each batch goes where the model is
 
     @property
     def checkpoint_path(self) -> Path:
@@ -123,6 +131,7 @@ class Trainer:
         torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(), "iteration": self.iteration,
                     "torch_rng": torch.get_rng_state(),  # dropout and drop-path continue where they were
+                    "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
                     "config": asdict(self.config)}, partial)
         os.replace(partial, self.checkpoint_path)  # a crash mid-save never leaves a broken checkpoint
 
@@ -135,11 +144,14 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.iteration = state["iteration"]
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         logger.info("resumed from %s at iteration %d", self.checkpoint_path, self.iteration)
         return True
 
     def step(self, batch: Batch) -> dict[str, float]:
         self.model.train()
+        batch = batch.to(self.device)
         text = encode_prompts(self.model, batch.input_ids)
         outputs = self.model(batch.pixel_values, batch.image_padding_mask, text, return_auxiliary=True)
         losses = self.criterion(outputs, batch.targets)
@@ -151,16 +163,39 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.iteration += 1
-        return {name: float(value.detach()) for name, value in losses.items()}
+        values = torch.stack([value.detach().float() for value in losses.values()]).tolist()  # one copy to the host
+        return dict(zip(losses, values))
 
-    def train(self) -> dict[str, float]:
-        """Run to config.iterations (resuming first if a checkpoint exists); returns the last losses."""
+    def train(self, seconds: float | None = None) -> dict[str, float]:
+        """Run to config.iterations (resuming first if a checkpoint exists); returns the last losses.
+
+        seconds: train for about this long instead. The rate is timed over the iterations 5-25 of this run
+        (the first ones pay for start-up), then config.iterations is fixed so that the rest fits (and logged:
+        --iterations with that number repeats the run anywhere); the schedule's decay follows it. Those first
+        iterations must fall inside the warm-up, whose shape does not depend on config.iterations."""
+        timing = (self.iteration + 5, self.iteration + 25) if seconds is not None else None
+        if timing and timing[1] > self.config.warmup_iterations:
+            raise ValueError(f"a timed run needs warmup_iterations >= {timing[1]} (it times those iterations "
+                             f"before it fixes the total); got {self.config.warmup_iterations}")
         self.resume()
         started, start_iteration, running, last = time.perf_counter(), self.iteration, {}, {}
         for batch in self.batches(self.iteration):
             if self.iteration >= self.config.iterations:
                 break
             last = self.step(batch)
+            if timing and self.iteration in timing:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                now = time.perf_counter()
+                if self.iteration == timing[0]:
+                    timed_from = now
+                else:
+                    rate = (timing[1] - timing[0]) / (now - timed_from)
+                    left = seconds - (now - started)
+                    self.config.iterations = max(self.iteration + 1, self.iteration + int(rate * left))
+                    logger.info("timed %.2f it/s over iterations %d-%d: %d iterations fit %d s (repeat with "
+                                "--iterations %d)", rate, *timing, self.config.iterations, seconds,
+                                self.config.iterations)
             for name, value in last.items():
                 running[name] = 0.9 * running.get(name, value) + 0.1 * value
             if self.iteration % self.config.log_every == 0 or self.iteration == self.config.iterations:
