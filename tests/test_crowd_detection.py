@@ -94,13 +94,13 @@ def test_training_stages_mix_crowds_as_they_say(capsys):
     from perception.training.train_bundled import STAGES, main, stage_dataset
 
     assert isinstance(stage_dataset("scenes"), SyntheticGroundingDataset)
-    for stage in ("crowds", "mixed"):
+    for stage in ("crowds", "crowds-long", "mixed"):
         mixture = stage_dataset(stage)
         assert isinstance(mixture.parts[1], CrowdGroundingDataset)
         share = STAGES[stage]["crowd_share"]
         assert np.allclose(np.diff(mixture.cumulative, prepend=0.0), [1 - share, share]) and 0 < share < 0.5
-    # "mixed" trains from scratch like "scenes"; only "crowds" goes on from an exported model.
-    for argv in (["--stage", "mixed", "--init", "x"], ["--stage", "crowds"]):
+    # "mixed" trains from scratch like "scenes"; only "crowds" and "crowds-long" go on from an exported model.
+    for argv in (["--stage", "mixed", "--init", "x"], ["--stage", "crowds"], ["--stage", "crowds-long"]):
         with pytest.raises(SystemExit) as raised:
             main(["--output", "unused", *argv])
         assert raised.value.code == 2 and "--init" in capsys.readouterr().err
