@@ -71,8 +71,9 @@ SPECS = (
     ParameterSpec("box_threshold", 0.35, "Smallest box score reported.", runtime=True, value_range=(0.0, 1.0)),
     ParameterSpec("text_threshold", 0.25, "Smallest token score for a phrase to label a box.", runtime=True,
                   value_range=(0.0, 1.0)),
-    ParameterSpec("model", "", "Model directory, original .pth checkpoint, or random:tiny (plumbing tests); "
-                  "empty: the bundled model."),
+    ParameterSpec("model", "", "Model directory, original .pth checkpoint, bundled:crowds (the bundled model "
+                  "trained longer on crowds of one phrase), or random:tiny (plumbing tests); empty: the bundled "
+                  "model."),
     ParameterSpec("device", "cpu", "Torch device for inference, e.g. cpu, cuda, cuda:1."),
     ParameterSpec("dtype", "auto", "Inference precision; auto: float16 on a CUDA GPU, bfloat16 on a CPU with bfloat16 "
                   "instructions where a check against float32 passes, else float32 (the choice is logged).",

@@ -15,8 +15,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: 
     """--weights, --preset, thresholds, device, dtype, batch size and the model's input size."""
     group = parser.add_argument_group("model")
     group.add_argument("--weights", default=None,
-                       help="checkpoint directory, original .pth file, hub id, or random:tiny "
-                            "(default: the bundled model)")
+                       help="checkpoint directory, original .pth file, hub id, bundled:crowds (the bundled model "
+                            "trained longer on crowds of one phrase), or random:tiny (default: the bundled model)")
     group.add_argument("--preset", default=None, help="architecture preset for an original .pth file")
     group.add_argument("--box-threshold", type=float, default=None, help="minimum box score (default 0.35)")
     group.add_argument("--text-threshold", type=float, default=None, help="minimum phrase score (default 0.25)")

@@ -1,20 +1,21 @@
-"""Train the bundled model from a fixed seed on generated scenes and export it in the Hugging Face layout, in three
-stages: ``python -m perception.training.train_bundled --output runs/bundled --export runs/bundled/model``
-(9500 iterations), then ``--stage crowds --init runs/bundled/model --output runs/bundled_crowds --export
-runs/bundled_crowds/model``, then on a GPU ``--stage crowds-long --init runs/bundled_crowds/model --output
-runs/bundled_long --export perception/assets/bundled_model --device cuda --workers 12``.
+"""Train the bundled models from a fixed seed on generated scenes and export them in the Hugging Face layout: the
+bundled model in two stages, ``python -m perception.training.train_bundled --output runs/bundled --export
+runs/bundled/model`` (9500 iterations), then ``--stage crowds --init runs/bundled/model --output runs/bundled_crowds
+--export perception/assets/bundled_model``; the bundled crowd model (``--weights bundled:crowds``) from it on a GPU,
+``--stage crowds-long --init perception/assets/bundled_model --output runs/bundled_long --export
+perception/assets/bundled_crowd_model --device cuda --workers 12``.
 
 The second stage (1500 iterations at a third of the rate) goes on with still images of crowds of one phrase
 mixed in (its crowd_share of the images), since a model that has only seen a few objects per phrase finds a
 handful of a crowd of eight, and exports the average of its weights and the first stage's (init_share; see
 blend_with_init). Measured on fresh images: the average finds 0.49-0.51 of the walkers of a crowd (the first
 stage 0.20-0.22) and gains 0.6 AP points on the default scenes; the stage's own weights find 0.80-0.82 but lose
-1.2 AP points (3000 iterations: 0.88-0.90 and 1.1, over the 90-minute budget with the first stage). The third
-stage goes on from that average with the same mix, 1628 steps of 16 images (4.3 times the second stage's images;
-7 minutes on an H200), and exports its own weights: it finds 0.92 of a crowd's walkers for 0.8 AP points (the
-README's Training section). ``--stage mixed`` instead trains from scratch with crowds in the mix from the start
-(7000 iterations, so that it fits the first stage's time with the crowd images' extra cost): measured, crowd
-recall 0.77 but default AP 0.81.
+1.2 AP points (3000 iterations: 0.88-0.90 and 1.1, over the 90-minute budget with the first stage). The crowd
+model's stage goes on from that average with the same mix, 1628 steps of 16 images (4.3 times the second stage's
+images; 6.5 minutes on an H200), and exports its own weights: it finds about 0.9 of a crowd's walkers for 0.8 AP
+points and more identity switches on the default videos (the README's Training section). ``--stage mixed``
+instead trains from scratch with crowds in the mix from the start (7000 iterations, so that it fits the first
+stage's time with the crowd images' extra cost): measured, crowd recall 0.77 but default AP 0.81.
 Each stage resumes from ``<output>/last.pt`` when run again; ``--export DIR`` writes its final weights (for
 crowds, blended).
 """
@@ -51,7 +52,8 @@ CROWD_FIRST_SEED = 60_000_000
 # init_share: the export is init_share x the --init weights + (1 - init_share) x the trained ones (a weight-space
 # ensemble of the fine-tuned model and the one it started from, WiSE-FT); see blend_with_init.
 # "crowds-long" goes on from the crowds stage's export with 16 images a step (4.3 times the crowds stage's images)
-# and exports its own weights: 7 minutes on an H200 (--device cuda --workers 12), beyond 90 CPU minutes here.
+# and exports its own weights (the bundled crowd model): 6.5 minutes on an H200 (--device cuda --workers 12),
+# about 73 minutes on 2 CPU cores, 158 with the first two stages.
 STAGES = {"scenes": {"iterations": 9500, "learning_rate": 3e-4, "warmup": 100, "crowd_share": 0.0, "init_share": 0.0,
                      "batch_size": 4},
           "crowds": {"iterations": 1500, "learning_rate": 1e-4, "warmup": 50, "crowd_share": 0.35, "init_share": 0.5,
