@@ -893,11 +893,9 @@ def test_non_finite_boxes_are_refused():
         tracker.update(Detections(boxes=[[0, 0, np.nan, 5]], scores=[0.5], labels=["person"]), frame=SCENE)
 
 
-@pytest.mark.parametrize("duplicate_iou, tracks_expected", [(0.7, 1), (None, 1), (1.0, 2)])
+@pytest.mark.parametrize("duplicate_iou, tracks_expected", [(0.7, 1), (1.0, 2)])
 def test_a_duplicate_box_does_not_start_a_second_track(duplicate_iou, tracks_expected):
-    config = TrackerConfig(initialization_delay=1)
-    if duplicate_iou is not None:
-        config = TrackerConfig(initialization_delay=1, duplicate_iou=duplicate_iou)
+    config = TrackerConfig(initialization_delay=1, duplicate_iou=duplicate_iou)
     truth = ground_truth_boxes(frames=20, objects=1, seed=9)
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person", "dog"])
@@ -929,9 +927,7 @@ def second_box_scene(offset: np.ndarray, others: int = 0) -> tuple[np.ndarray, l
     return truth, detections
 
 
-# A second box on the object: IoU about 0.6 with the first. The tests of new_track_iou keep it from duplicate_iou
-# (0.7 there, above it) so that both boxes reach norfair; test_in_a_crowd_a_second_box_on_a_walker_starts_no_track
-# takes the default.
+# A second box on the object: IoU about 0.6 with the first, below duplicate_iou (0.7), so both reach norfair.
 SECOND_BOX = np.array([0.0, 12.0, 4.0, 18.0], np.float32)
 # Another object of the phrase beside the first: IoU about 0.2.
 NEIGHBOUR = np.array([42.0, 10.0, 42.0, 10.0], np.float32)
@@ -952,24 +948,10 @@ NEIGHBOUR = np.array([42.0, 10.0, 42.0, 10.0], np.float32)
 def test_a_second_box_on_a_tracked_object_starts_no_second_track(new_track_iou, offset, others, ids_expected):
     truth, detections = second_box_scene(offset, others)
     first = truth[5, 0]
-    config = TrackerConfig(initialization_delay=1, reid_seconds=0, duplicate_iou=0.7)
-    if new_track_iou is not None:
-        config = TrackerConfig(initialization_delay=1, reid_seconds=0, duplicate_iou=0.7, new_track_iou=new_track_iou)
-    assert 0.5 < iou(first, first + SECOND_BOX) < 0.7 and 0.15 < iou(first, first + NEIGHBOUR) < config.new_track_iou
-    tracks = run(ObjectTracker(config), detections)
-    assert len({track.track_id for frame in tracks for track in frame}) == ids_expected
-
-
-@pytest.mark.parametrize("duplicate_iou, ids_expected", [(None, 2), (0.7, 3)])
-def test_in_a_crowd_a_second_box_on_a_walker_starts_no_track(duplicate_iou, ids_expected):
-    """Two walkers of one phrase; from frame 5 the first is also drawn a second time (IoU about 0.6 with its
-    box), the two boxes alternating in score, as the bundled model does with people in a crowd. With another
-    walker in view new_track_iou stands aside (the box may be someone partly hidden), so only duplicate_iou keeps
-    the second box from starting a track: the default (0.5) does; 0.7, the default before, did not."""
-    truth, detections = second_box_scene(SECOND_BOX, others=1)
     config = TrackerConfig(initialization_delay=1, reid_seconds=0)
-    if duplicate_iou is not None:
-        config = TrackerConfig(initialization_delay=1, reid_seconds=0, duplicate_iou=duplicate_iou)
+    if new_track_iou is not None:
+        config = TrackerConfig(initialization_delay=1, reid_seconds=0, new_track_iou=new_track_iou)
+    assert 0.5 < iou(first, first + SECOND_BOX) < 0.7 and 0.15 < iou(first, first + NEIGHBOUR) < config.new_track_iou
     tracks = run(ObjectTracker(config), detections)
     assert len({track.track_id for frame in tracks for track in frame}) == ids_expected
 

@@ -144,15 +144,8 @@ class TrackerConfig:
     on_prompt_change: str = "reset"
     # Detections of one association key (phrase, synonym group, or all with label_gating "prompt") that
     # overlap a higher-scored one by more than this IoU are duplicates of it and are dropped before
-    # association, so one object cannot start two tracks. 1 keeps every detection. 0.5 (0.7 before): the bundled
-    # crowd model (`bundled:crowds`, README Training) finds 0.9 of a crowd's walkers with more second boxes on
-    # them; its crowd videos, bfloat16, replayed recordings of tuning seeds 1300000 / 1800000: IDF1 0.761 / 0.766
-    # -> 0.793 / 0.789, identity switches 75 / 60 -> 56 / 47, merged ids 34 / 17 -> 29 / 17 (0.4: 0.769 / 0.796,
-    # 61 / 40; 0.6: 0.792 / 0.778, 57 / 60); its default videos 1300000 the same (0.956, 2 switches). The bundled
-    # model: default videos 0 / 1870000 / 1880000, switches 2 / 1 / 4 -> 2 / 2 / 4 (IDF1 +0.002 / -0.002 /
-    # -0.001), crowd videos 1870000 / 1880000 unchanged. Noisy truth, tuning crowds 1300000 / 1301000 and
-    # trajectories 1300000, within two switches (IDF1 +0.002, -0.001, -0.000). Fresh figures: README, Tracking.
-    duplicate_iou: float = 0.5
+    # association, so one object cannot start two tracks. 1 keeps every detection.
+    duplicate_iou: float = 0.7
     # A detection that continued no track starts one only if it overlaps no reported track of its key by more
     # than this IoU (the track's box after this frame's match) where that track is the only reported one of its
     # key: otherwise it is likelier a second box on that track's object (the detector drawing a partly hidden
