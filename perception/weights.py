@@ -166,7 +166,7 @@ def load_weights(spec: str | None, preset: str | None = None) -> LoadedWeights:
             loaded.description = f"{description} {directory}"
             return loaded
         raise WeightsError(
-            f"no weights given and no {description} is installed at {directory}: pass a Hugging Face checkpoint "
+            f"no {description} is installed at {directory}: pass a Hugging Face checkpoint "
             "directory, an original .pth file, a hub id such as IDEA-Research/grounding-dino-tiny (downloads), or "
             "random:tiny"
         )

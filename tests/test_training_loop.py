@@ -82,6 +82,18 @@ def test_a_timed_run_fixes_its_iteration_count_after_timing_the_start_and_stops_
         short.train(seconds=60)
 
 
+def test_a_resumed_timed_run_times_the_iterations_after_its_checkpoint(tmp_path):
+    interrupted = make_trainer(tmp_path, iterations=10_000)
+    interrupted.config.warmup_iterations = 40
+    stream = interrupted.batches
+    interrupted.batches = lambda start: itertools.islice(stream(start), 10)  # dies after 10; checkpoint at 9
+    interrupted.train()
+    resumed = make_trainer(tmp_path, iterations=10_000)
+    resumed.config.warmup_iterations = 40
+    resumed.train(seconds=0.001)  # times iterations 14-34 after the checkpoint, then stops
+    assert resumed.iteration == resumed.config.iterations == 35
+
+
 def test_a_non_finite_loss_stops_training(tmp_path):
     trainer = make_trainer(tmp_path, iterations=2)
     trainer.criterion = lambda outputs, targets: {"loss": outputs.logits.sum() * float("nan")}

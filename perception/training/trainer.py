@@ -172,12 +172,14 @@ class Trainer:
         seconds: train for about this long instead. The rate is timed over the iterations 5-25 of this run
         (the first ones pay for start-up), then config.iterations is fixed so that the rest fits (and logged:
         --iterations with that number repeats the run anywhere); the schedule's decay follows it. Those first
-        iterations must fall inside the warm-up, whose shape does not depend on config.iterations."""
+        iterations must fall inside the warm-up, whose shape does not depend on config.iterations (so a run
+        resumed past it goes on with --iterations)."""
+        self.resume()
         timing = (self.iteration + 5, self.iteration + 25) if seconds is not None else None
         if timing and timing[1] > self.config.warmup_iterations:
             raise ValueError(f"a timed run needs warmup_iterations >= {timing[1]} (it times those iterations "
-                             f"before it fixes the total); got {self.config.warmup_iterations}")
-        self.resume()
+                             f"before it fixes the total); got {self.config.warmup_iterations}: give the "
+                             "iteration count instead")
         started, start_iteration, running, last = time.perf_counter(), self.iteration, {}, {}
         for batch in self.batches(self.iteration):
             if self.iteration >= self.config.iterations:
