@@ -45,21 +45,17 @@ def batch_stream(dataset: Dataset, batch_size: int, vocabulary: Sequence[str], t
         return make_batch(samples, vocabulary, tokenizer, rng, prompt_config, preprocess_config)
 
     def batches(start_iteration: int) -> Iterator[Batch]:
-        if workers:
-            loader = DataLoader(_IterationBatches(make, start_iteration), batch_size=None, num_workers=workers,
-                                prefetch_factor=4, multiprocessing_context="fork")  # `make` is a closure
-            yield from loader
-            return
-        iteration = start_iteration
-        while True:
-            yield make(iteration)
-            iteration += 1
+        source = _IterationBatches(make, start_iteration)
+        if not workers:
+            return iter(source)
+        return iter(DataLoader(source, batch_size=None, num_workers=workers, prefetch_factor=4,
+                               multiprocessing_context="fork"))  # `make` is a closure
     return batches
 
 
 class _IterationBatches(IterableDataset):
-    """The endless batches from start on, split among DataLoader workers by iteration (DataLoader takes one
-    from each worker in turn, which restores the order)."""
+    """The endless batches from start on: in the training process all of them, in DataLoader workers split by
+    iteration (DataLoader takes one from each worker in turn, which restores the order)."""
 
     def __init__(self, make, start: int) -> None:
         self.make, self.start = make, start

@@ -194,7 +194,7 @@ class Trainer:
                 else:
                     rate = (timing[1] - timing[0]) / (now - timed_from)
                     left = seconds - (now - started)
-                    self.config.iterations = max(self.iteration + 1, self.iteration + int(rate * left))
+                    self.config.iterations = self.iteration + max(1, int(rate * left))
                     logger.info("timed %.2f it/s over iterations %d-%d: %d iterations fit %d s (repeat with "
                                 "--iterations %d)", rate, *timing, self.config.iterations, seconds,
                                 self.config.iterations)
