@@ -95,7 +95,7 @@ def same_scores(one: dict, other: dict) -> None:
                 == {key: other["baselines"][name][key] for key in COMPARED}), name
 
 
-def test_replayed_detections_score_as_the_model_did_with_any_tracker_settings(capsys, tmp_path):
+def test_replayed_detections_score_as_the_model_did_with_any_tracker_settings_and_box_threshold(capsys, tmp_path):
     recording = tmp_path / "detections.jsonl"
     recorded = eval_tracking(capsys, *RECORDED_RUN, "--record-detections", str(recording))
     assert recorded["recorded_detections"] == str(recording) and recorded["id_switches"] + recorded["gt_tracks"] > 0
@@ -114,6 +114,13 @@ def test_replayed_detections_score_as_the_model_did_with_any_tracker_settings(ca
     with_model = eval_tracking(capsys, *RECORDED_RUN, "--continue-threshold", "0")
     replayed = eval_tracking(capsys, "--replay-detections", str(recording), "--continue-threshold", "0")
     same_scores(replayed, with_model)
+    # A higher box threshold: the recording holds every box down to its floor, so the replay answers as the model
+    # asked for 0.5 does (fewer boxes above it, and the present-phrase rule under it drops more of those left).
+    with_model = eval_tracking(capsys, *RECORDED_RUN, "--box-threshold", "0.5")
+    replayed = eval_tracking(capsys, "--replay-detections", str(recording), "--box-threshold", "0.5")
+    same_scores(replayed, with_model)
+    assert replayed["box_threshold"] == with_model["box_threshold"] == 0.5 and recorded["box_threshold"] == 0.35
+    assert with_model["IDF1"] != recorded["IDF1"] or with_model["MOTA"] != recorded["MOTA"]
 
 
 def test_a_recording_that_does_not_fit_is_a_one_line_error(capsys, tmp_path):
@@ -131,8 +138,9 @@ def test_a_recording_that_does_not_fit_is_a_one_line_error(capsys, tmp_path):
 
     assert f"--seed 3: {recording} was recorded with 0" in refused("--seed", "3")
     assert "--weights, --dtype: the detections come from" in refused("--weights", "random:tiny", "--dtype", "float32")
-    # A tracker asking below what was recorded would silently lose boxes.
+    # A tracker or a box threshold asking below what was recorded would silently lose boxes.
     assert "recording holds them down to 0.1 only" in refused("--continue-threshold", "0.05")
+    assert "box threshold 0.05: the recording holds detections down to 0.1 only" in refused("--box-threshold", "0.05")
     (tmp_path / "cut.jsonl").write_text(lines[0] + "\n")
     assert main(["eval", "tracking", "--replay-detections", str(tmp_path / "cut.jsonl")]) == 2
     assert "0 videos; the header says 1 (a cut-off file?)" in capsys.readouterr().err

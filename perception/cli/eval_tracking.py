@@ -63,7 +63,8 @@ def register_eval(eval_subparsers) -> None:
     recorded.add_argument("--replay-detections", type=Path, metavar="FILE",
                           help="run the pipeline on the detections recorded in FILE instead of the model, on the "
                                "videos they were recorded on (scenario, seed, videos, frames, size and stride "
-                               "come from FILE): tracker settings compared on a model's boxes without running it")
+                               "come from FILE): tracker settings, and --box-threshold down to the recorded floor, "
+                               "compared on a model's boxes without running it")
     noise = parser.add_argument_group("noisy truth (with --detections noisy-truth)")
     noise.add_argument("--jitter", type=float, help="std of each box corner's offset, fraction of the box size "
                                                     "(default 0.05)")
@@ -169,10 +170,13 @@ def _replayed(args: argparse.Namespace):
     if args.detections != "model":
         raise CliError("--replay-detections replays a model's detections; it does not go with --detections "
                        f"{args.detections}")
-    _refuse(args, MODEL_OPTIONS, f"the detections come from {args.replay_detections}, not from a model (record "
-                                "them again with these options)")
+    _refuse(args, [option for option in MODEL_OPTIONS if option[0] != "box_threshold"],
+            f"the detections come from {args.replay_detections}, not from a model (record them again with these "
+            "options)")
     try:
         recording = read_recording(args.replay_detections)
+        if args.box_threshold is not None:
+            recording = recording.at_box_threshold(args.box_threshold)
     except RecordingError as error:
         raise CliError(str(error)) from error
     for option, (_, key) in VIDEO_OPTIONS.items():
@@ -250,9 +254,11 @@ def run(args: argparse.Namespace) -> int:
         _write_recording(record_to, config, comparison, detector)
     return _report(args, comparison, config.frame_rate, noise, {
         "weights": detector.description if detector is not None else None,
+        "box_threshold": detector.box_threshold if detector is not None else None,
         **(precision_report(detector, agreement) if detector is not None else {}),
         **({"weights": f"{replay.header['weights']} (replayed from {args.replay_detections})",
-            "dtype": replay.header["dtype"], "agreement_with_float32": None} if replay is not None else {}),
+            "box_threshold": replay.header["box_threshold"], "dtype": replay.header["dtype"],
+            "agreement_with_float32": None} if replay is not None else {}),
         "recorded_detections": str(record_to) if record_to is not None else None,
         "videos": config.videos,
         "frames_per_video": config.frames,

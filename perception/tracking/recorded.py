@@ -2,8 +2,9 @@
 
 `gdino eval tracking --record-detections FILE` writes what the detector found in every frame it ran on, down
 to ByteTrack's low threshold; `--replay-detections FILE` runs the same videos through the same pipeline with
-those detections in place of the model. Tracker settings can then be compared on a model's real boxes in
-seconds instead of minutes, every variant on identical input.
+those detections in place of the model. Tracker settings, and the detector's box threshold down to that low
+threshold, can then be compared on a model's real boxes in seconds instead of minutes, every variant on identical
+input.
 
 The file is JSON lines: a header (what the videos and the detector were), then one line per video holding
 each frame's detections, null where the detector did not run. Floats are written as Python's repr of the
@@ -103,6 +104,15 @@ class Recording:
 
     header: dict
     videos: dict[str, list[Detections | None]]
+
+    def at_box_threshold(self, box_threshold: float) -> "Recording":
+        """The same detections as a detector with box threshold ``box_threshold`` would have answered: the
+        recording holds every box down to its floor and a replay applies the threshold (:func:`as_called`), so any
+        threshold from the floor up is served exactly; RecordingError under the floor."""
+        if not box_threshold >= self.header["floor"]:
+            raise RecordingError(f"box threshold {box_threshold}: the recording holds detections down to "
+                                 f"{self.header['floor']} only: record again with this threshold")
+        return Recording({**self.header, "box_threshold": box_threshold}, self.videos)
 
     def check_fits(self, run: dict) -> None:
         """RecordingError unless `run` (VIDEO_KEYS) describes the videos this recording was made on."""
