@@ -561,6 +561,31 @@ def test_a_lost_track_is_re_identified_near_where_it_was(reid_seconds, shift, la
     assert (before == after) == same_id, (before, after)
 
 
+@pytest.mark.parametrize("with_another, same_id", [(False, True), (True, False)])
+def test_a_lone_object_is_re_identified_for_longer_than_reid_seconds(with_another, same_id):
+    """An object of a phrase of its own hidden for 4 s (behind another object) keeps its id with reid_seconds 3:
+    with nobody else of its kind around, a newcomer where it should be is the less likely explanation (its window
+    is 1.5 times as long). With another of its phrase in view, 3 s is the window: a new id."""
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_seconds=3, frame_rate=10)
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person"])
+    still = Detections(np.array([[600.0, 500.0, 660.0, 580.0]], np.float32), np.array([0.8]), ["person"])
+    tracks = []
+    for detections in reappearing(80, range(20, 60)):
+        if with_another:  # someone standing still far below
+            detections = still if detections is None else Detections(
+                np.concatenate([detections.boxes, still.boxes]), np.concatenate([detections.scores, still.scores]),
+                detections.labels + still.labels)
+        tracks.append(tracker.update(detections, frame=SCENE))
+
+    def walker(frame_tracks: list[Track]) -> set[int]:
+        return {t.track_id for t in frame_tracks if t.box_xyxy[1] < 300}
+
+    before, after = walker(tracks[19]), walker(tracks[-1])
+    assert len(before) == len(after) == 1
+    assert (before == after) == same_id, (before, after)
+
+
 def behind_an_occluder(frames: int, hidden: range, shrink: int, speed: float,
                        reappear_at: float | None = None) -> list[Detections | None]:
     """A 60x80 "person" moving left at `speed` pixels per frame behind something standing left of it: for

@@ -201,7 +201,8 @@ class TrackerConfig:
     frame_rate: float = 10.0
     # Re-identification (perception.tracking.reidentification): a new track of a lost track's phrase (or
     # synonym group) first seen at most this many seconds after the lost one was, confirmed within reach of
-    # where it should be by then, takes its id back when no other explanation is as likely. 0: off.
+    # where it should be by then, takes its id back when no other explanation is as likely (1.5 times as long
+    # for a lost track with no other track of its phrase known). 0: off.
     reid_seconds: float = 3.0
     # Reach around where the lost track should be (its last full-size box moved along its velocity), in box
     # sizes of the lost track (the square root of its largest recent box's area): reid_distance when it is

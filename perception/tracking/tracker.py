@@ -10,7 +10,8 @@ frame) and returns the reported :class:`Track` objects. Its steps, each in its o
    it as well, else a new id (:mod:`.reidentification`); one that norfair confirmed on its first box (from
    stride 3 on) waits for a second box first, whatever id it would take, unless its box is the second of an
    unconfirmed track norfair could not match (``initialization_delay`` in :mod:`.config`);
-5. retirement: tracks norfair ended are kept as lost for ``reid_seconds``;
+5. retirement: tracks norfair ended are kept as lost for ``reid_seconds`` (longer for a track alone of its
+   phrase, :func:`.reidentification.window`);
 6. report: the tracks past their initialization delay and seen within ``report_coasting_seconds`` (the only
    reported track of its key: until its hit counter ends it).
 
@@ -39,7 +40,7 @@ from perception.tracking.association import (
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
 from perception.tracking.gates import Gates, update_gates
 from perception.tracking.history import Sighting, TrackHistory, area, centre, overlap
-from perception.tracking.reidentification import reach, reidentify
+from perception.tracking.reidentification import reach, reidentify, window as reid_window
 from perception.tracking.config import TrackerConfig
 from perception.types import Detections
 
@@ -239,9 +240,10 @@ class ObjectTracker:
                                  detection.data.get("look")), detection.data["phrase"], frame_size, self._frame)
 
     def _drop_expired_lost_tracks(self, now: float) -> None:
-        """Keep a lost track while a new track first seen within reid_seconds of its loss may still be confirmed."""
+        """Keep a lost track while a new track first seen within the longest re-identification window of its loss
+        may still be confirmed."""
         oldest = min([h.first_time for h in self._histories.values() if h.track_id is None], default=now)
-        self._lost = [lost for lost in self._lost if lost.last_time + self.config.reid_seconds >= oldest]
+        self._lost = [lost for lost in self._lost if lost.last_time + reid_window(self.config) >= oldest]
 
     def _checked(self, detections: Detections | None, frame: np.ndarray | None, period: int) -> np.ndarray | None:
         """The frame as (H, W, 3) uint8 RGB (or None), once every argument of an update is accepted."""
