@@ -24,10 +24,10 @@ missed the current frame. A lost track is a candidate when all of these hold:
 A lost track among at least two others of its key known (a crowd) is a candidate only within half its reach:
 there someone new of its kind is as likely as the lost one a little farther away.
 A lost track alone of its key (no other reported track of it known, live or lost) gets a larger reach, a longer
-window (``_ALONE_WINDOW`` times ``reid_seconds``) and neither the "still hidden" nor the border rules: with nobody else of its kind around, a newcomer of that kind
-is the less likely explanation (an object hidden behind another near a border comes back cut by it). When a
-track matched now also covers where it should be, the size rule's lower bound is waived too: it may come
-back with most of its box still hidden.
+window (``_ALONE_WINDOW`` times ``reid_seconds``) and neither the "still hidden" nor the border rules: with nobody
+else of its kind around, a newcomer of that kind is the less likely explanation (an object hidden behind another
+near a border comes back cut by it). When a track matched now also covers where it should be, the size rule's lower
+bound is waived too: it may come back with most of its box still hidden.
 Among candidates, the nearest (distance over reach) wins only with a margin: at most half the runner-up's,
 or else a clearly higher colour similarity (by ``_APPEARANCE_MARGIN``); people dressed alike never decide by
 colour. Failing that, a farther candidate wins if its colours are clearly more alike than every other's and
@@ -58,10 +58,10 @@ _SAME_OBJECT_IOU = 0.3
 # may reappear anywhere within it (default videos with the bundled model, seeds 0-23: 1 left 5 identity
 # switches, 1.5 4, 2 4 but took a box 3 sizes away for the lost object).
 _ALONE_REACH = 1.5
-# And its window is this many times reid_seconds: an object of a phrase of its own hidden behind another for longer
-# than reid_seconds comes back with its id. Bundled model, default videos (seeds 0, 1870000-1890000): 24 identity
-# switches -> 23 at 1.5 and at 2 (a red house 3.3 s behind a red square); the crowds, whose tracks are never
-# alone, unchanged. 1.5 as the smaller of the two.
+# And its window is this many times reid_seconds: an object of a phrase of its own hidden behind another for
+# longer than reid_seconds comes back with its id. Bundled model, default videos (seeds 0, 1870000-1890000): 24
+# identity switches -> 23 (a red house 3.3 s behind a red square), as reid_seconds 4.5 or 6 for every track gave
+# there; those also changed crowds (the crowd model's IDF1 0.792 -> 0.787), whose tracks are never alone.
 _ALONE_WINDOW = 1.5
 # A lost track with at least _CROWD_SIZE other reported tracks of its key known (live or lost) is one of a
 # crowd: there a newcomer of its kind is likely, so it is a candidate only within this fraction of its reach.
