@@ -586,6 +586,31 @@ def test_a_lone_object_is_re_identified_for_longer_than_reid_seconds(with_anothe
     assert (before == after) == same_id, (before, after)
 
 
+def test_a_track_lost_for_longer_than_reid_seconds_does_not_make_a_crowd_of_the_others():
+    """A person walks off for good (lost at 2 s), another is hidden 4-5.5 s and comes back 70 pixels ahead of
+    where it should be (two thirds of its reach), while a third stands still far away. The first, lost for longer
+    than reid_seconds and not alone, is no longer one of the others known: the hidden one has one other of its
+    kind around, not a crowd (which would halve its reach), and keeps its id."""
+    config = TrackerConfig(hit_counter_max=4, initialization_delay=2, reid_seconds=3, frame_rate=10)
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person"])
+    tracks = []
+    for frame, walker in enumerate(reappearing(70, range(40, 55), shift=70.0)):
+        boxes = [] if walker is None else [walker.boxes[0]]
+        if frame < 20:  # someone who leaves for good
+            boxes.append([900.0, 300.0, 960.0, 380.0])
+        boxes.append([600.0, 500.0, 660.0, 580.0])  # someone standing still
+        tracks.append(tracker.update(Detections(np.array(boxes, np.float32), np.full(len(boxes), 0.8),
+                                                ["person"] * len(boxes)), frame=SCENE))
+
+    def walker_ids(frame_tracks: list[Track]) -> set[int]:
+        return {t.track_id for t in frame_tracks if t.box_xyxy[1] < 200}
+
+    before, after = walker_ids(tracks[39]), walker_ids(tracks[-1])
+    assert len(before) == len(after) == 1
+    assert before == after, (before, after)
+
+
 def behind_an_occluder(frames: int, hidden: range, shrink: int, speed: float,
                        reappear_at: float | None = None) -> list[Detections | None]:
     """A 60x80 "person" moving left at `speed` pixels per frame behind something standing left of it: for

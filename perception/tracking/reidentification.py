@@ -61,7 +61,9 @@ _ALONE_REACH = 1.5
 # And its window is this many times reid_seconds: an object of a phrase of its own hidden behind another for
 # longer than reid_seconds comes back with its id. Bundled model, default videos (seeds 0, 1870000-1890000): 24
 # identity switches -> 23 (a red house 3.3 s behind a red square), as reid_seconds 4.5 or 6 for every track gave
-# there; those also changed crowds (the crowd model's IDF1 0.792 -> 0.787), whose tracks are never alone.
+# there; those also changed crowds (the crowd model's IDF1 0.792 -> 0.787), whose tracks are never alone. Seeds
+# 1900000-1920000: 11 -> 10, once a track kept past reid_seconds no longer counted towards a crowd (it made one red
+# circle of two lose its id on 1910000: 11 -> 11).
 _ALONE_WINDOW = 1.5
 # A lost track with at least _CROWD_SIZE other reported tracks of its key known (live or lost) is one of a
 # crowd: there a newcomer of its kind is likely, so it is a candidate only within this fraction of its reach.
@@ -159,8 +161,14 @@ def reidentify(new: TrackHistory, lost_tracks: Sequence[TrackHistory], claimants
     claimants: the other live tracks of that key, confirmed or not (the newer ones may claim the same id).
     hidden: whether a lost track's predicted box is covered by a track matched now.
     """
-    known = [track for track in (*lost_tracks, *claimants) if track.track_id is not None]
-    candidates = _candidates(new, lost_tracks, known, hidden, config)
+    # Lost for longer than reid_seconds, a track is neither a candidate nor one of the others known (a crowd), unless
+    # it is the only track of its key known: then it is alone and has its longer window.
+    recent = [lost for lost in lost_tracks if new.first_time <= lost.last_time + window(config, alone=False)]
+    known = [track for track in (*recent, *claimants) if track.track_id is not None]
+    older = [lost for lost in lost_tracks if lost not in recent and lost.track_id is not None]
+    if not known and len(older) == 1:
+        recent = known = older
+    candidates = _candidates(new, recent, known, hidden, config)
     for rank, (reaches, similarity, lost) in enumerate(candidates):
         rivals = [(other_reaches, other_similarity) for other_reaches, other_similarity, other_lost in candidates
                   if other_lost is not lost]
