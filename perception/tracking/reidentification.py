@@ -62,8 +62,8 @@ _ALONE_REACH = 1.5
 # longer than reid_seconds comes back with its id. Bundled model, default videos (seeds 0, 1870000-1890000): 24
 # identity switches -> 23 (a red house 3.3 s behind a red square), as reid_seconds 4.5 or 6 for every track gave
 # there; those also changed crowds (the crowd model's IDF1 0.792 -> 0.787), whose tracks are never alone. Seeds
-# 1900000-1920000: 11 -> 10, once a track kept past reid_seconds no longer counted towards a crowd (it made one red
-# circle of two lose its id on 1910000: 11 -> 11).
+# 1900000-1920000: 11 -> 10. A track kept past reid_seconds must not count towards a crowd (reidentify): while it
+# did, it cost a second red circle its id on 1910000, and those seeds stayed at 11.
 _ALONE_WINDOW = 1.5
 # A lost track with at least _CROWD_SIZE other reported tracks of its key known (live or lost) is one of a
 # crowd: there a newcomer of its kind is likely, so it is a candidate only within this fraction of its reach.
