@@ -39,7 +39,7 @@ from perception.training.losses import GroundingLoss
 from perception.training.prompts import PromptConfig
 from perception.training.sprites import COLOUR_HUES, KINDS
 from perception.training.trainer import Trainer, TrainConfig
-from perception.weights import load_hf_directory
+from perception.weights import checkpoint_vocab_file, load_hf_directory
 
 logger = logging.getLogger(__name__)
 VOCABULARY = sorted(f"{colour} {kind}" for colour in COLOUR_HUES for kind in KINDS)
@@ -78,11 +78,14 @@ def build_trainer(output: Path, iterations: int, batch_size: int, seed: int, sta
                   init: Path | None = None, device: str = "cpu", workers: int = 0) -> Trainer:
     torch.manual_seed(seed)
     if init is not None:
-        model = load_hf_directory(init).model.float()
+        # Its own vocabulary (the bert-base-uncased one it was trained with): a machine without the MiniLM package
+        # (a GPU machine) can go on from it.
+        loaded = load_hf_directory(init)
+        model, vocabulary_file = loaded.model.float(), loaded.vocab_file
     else:
-        model = GroundingDino(bundled_model_config())
+        model, vocabulary_file = GroundingDino(bundled_model_config()), None
         initialize_text_embeddings(model)
-    tokenizer = PromptTokenizer.from_vocab_file(vocab_file(init), model.config.max_text_len)
+    tokenizer = PromptTokenizer.from_vocab_file(vocabulary_file, model.config.max_text_len)
     settings = STAGES[stage]
     dataset = stage_dataset(stage)
     # One prompt in five names absent phrases only, and about a third of the negatives are attribute
@@ -99,10 +102,9 @@ def build_trainer(output: Path, iterations: int, batch_size: int, seed: int, sta
     return Trainer(model.to(device), batches, grounding_criterion(GroundingLoss()), config, output)
 
 
-def vocab_file(init: Path | None) -> Path:
-    """The --init model's vocabulary (the bert-base-uncased one it was trained with), so that a machine without
-    the MiniLM package (a GPU machine) can go on from it; from scratch, the package's."""
-    return init / "vocab.txt" if init is not None and (init / "vocab.txt").is_file() else default_vocab_file()
+def export_vocab_file(init: Path | None) -> Path:
+    """The vocabulary an export carries: the --init model's (checkpoint_vocab_file), else the package's."""
+    return (checkpoint_vocab_file(init) if init is not None else None) or default_vocab_file()
 
 
 def blend_with_init(model: torch.nn.Module, init: torch.nn.Module, init_share: float) -> None:
@@ -157,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                      "stage's); no other stage takes one")
     init_share = STAGES[args.stage]["init_share"] if args.init_share is None else args.init_share
     if not 0.0 <= init_share < 1.0 or (init_share and args.init is None):
-        parser.error(f"--init-share must be in [0, 1) and needs --init (stage crowds); got {init_share}")
+        parser.error(f"--init-share must be in [0, 1) and needs --init (stages crowds and crowds-long); got "
+                     f"{init_share}")
     batch_size = STAGES[args.stage]["batch_size"] if args.batch_size is None else args.batch_size
     trainer = build_trainer(args.output, args.iterations, batch_size, args.seed, args.stage, args.init,
                             args.device, args.workers)
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.export:
         if init_share:
             blend_with_init(trainer.model, load_hf_directory(args.init).model.float(), init_share)
-        save_hf_checkpoint(trainer.model, args.export, vocab_file=vocab_file(args.init), dtype=torch.float16,
+        save_hf_checkpoint(trainer.model, args.export, vocab_file=export_vocab_file(args.init), dtype=torch.float16,
                            preprocess=PREPROCESS)
         logger.info("exported to %s: %s", args.export, f"{init_share} x {args.init} + {1 - init_share:g} x the trained "
                     "weights" if init_share else "the trained weights")
