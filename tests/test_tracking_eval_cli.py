@@ -121,6 +121,11 @@ def test_replayed_detections_score_as_the_model_did_with_any_tracker_settings_an
     same_scores(replayed, with_model)
     assert replayed["box_threshold"] == with_model["box_threshold"] == 0.5 and recorded["box_threshold"] == 0.35
     assert with_model["IDF1"] != recorded["IDF1"] or with_model["MOTA"] != recorded["MOTA"]
+    # So is the coverage of the ground truth by visibility; a box above the threshold is one the detector found.
+    assert replayed["coverage_by_visibility"] == with_model["coverage_by_visibility"]
+    bands = [band for band in with_model["coverage_by_visibility"].values() if band["objects"]]
+    assert bands and all(band["detected"] <= band["found"] for band in bands)
+    assert recorded["coverage_by_visibility"] != with_model["coverage_by_visibility"]
 
 
 def test_a_recording_that_does_not_fit_is_a_one_line_error(capsys, tmp_path):

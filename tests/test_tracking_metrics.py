@@ -2,6 +2,7 @@
 noisy ground truth."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from perception.tracking.metrics import evaluate_mot
@@ -86,3 +87,32 @@ def test_tracker_on_noisy_truth_meets_the_identity_targets(tmp_path):
 def test_evaluation_needs_exactly_one_source(tmp_path):
     with pytest.raises(ValueError, match="one of a detector, a recording of one and a noise model"):
         evaluate_on_synthetic_videos(tmp_path, TrackingEvalConfig(videos=1, frames=2))
+
+
+def test_coverage_counts_each_visibility_band_as_the_tracker_and_the_detector_cover_it(tmp_path):
+    from perception.tracking.coverage import Coverage, read_mot_boxes
+    from perception.tracking.records import mot_lines
+    from perception.tracking.tracker import Track
+    from perception.training.synthetic import TrackedObject
+    from perception.types import Detections
+
+    person = [TrackedObject(1, "person", (0.0, 0.0, 10.0, 20.0), 1.0),  # in full view: found, detected and tracked
+              TrackedObject(2, "person", (40.0, 0.0, 50.0, 20.0), 0.5),  # half hidden: found at a low score only
+              TrackedObject(3, "person", (80.0, 0.0, 90.0, 20.0), 0.1)]  # all but hidden: a box of another phrase
+    detections = Detections(np.array([[0, 0, 10, 19], [40, 1, 50, 21], [80, 0, 90, 20], [0, 30, 9, 40]], np.float32),
+                            np.array([0.8, 0.2, 0.9, 0.9], np.float32), ["person", "person", "dog", "person"])
+    # Our tracks: on the first person and, coasting, at IoU 1/3 with the second (not covering it).
+    tracks = [Track(7, "person", 0.8, np.array([0, 0, 10, 20], np.float32), 5, True),
+              Track(8, "person", 0.2, np.array([45, 0, 55, 20], np.float32), 9, False)]
+    (tmp_path / "ours.txt").write_text(mot_lines(1, tracks))
+    tracked = read_mot_boxes(tmp_path / "ours.txt", 2)
+    assert len(tracked[0]) == 0 and np.allclose(tracked[1], [[0, 0, 10, 20], [45, 0, 55, 20]])
+    coverage = Coverage()
+    coverage.add(person, detections, tracked[1], box_threshold=0.35)
+    coverage.add([], Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), []), tracked[0], 0.35)
+    report = coverage.as_dict()
+    assert list(report) == ["0.8-1.0", "0.6-0.8", "0.4-0.6", "0.2-0.4", "0.0-0.2"]
+    assert report["0.8-1.0"] == {"objects": 1, "tracked": 1.0, "detected": 1.0, "found": 1.0}
+    assert report["0.4-0.6"] == {"objects": 1, "tracked": 0.0, "detected": 0.0, "found": 1.0}
+    assert report["0.0-0.2"] == {"objects": 1, "tracked": 0.0, "detected": 0.0, "found": 0.0}
+    assert report["0.6-0.8"] == {"objects": 0, "tracked": None, "detected": None, "found": None}

@@ -263,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
         "videos": config.videos,
         "frames_per_video": config.frames,
         "detector_pace": pace.as_list() if pace is not None else None,
+        "coverage_by_visibility": comparison.coverage,
         "seed": config.seed,
         "seconds": round(time.perf_counter() - started, 1),
     })
@@ -334,6 +335,10 @@ def _report(args: argparse.Namespace, comparison, frame_rate: float, noise, deta
         print(f"{result['gt_tracks']} ground-truth tracks [{args.scenario}, {args.detections}, {shape}]; "
               f"targets {targets}: "
               f"{'met' if result['meets_targets'] else 'not met'}")
+        for band, shares in (result.get("coverage_by_visibility") or {}).items():
+            print(f"visible {band}: {shares['objects']} ground-truth boxes; covered at IoU >= 0.5 by our tracks "
+                  f"{shares['tracked']}, by boxes of the detector above the threshold {shares['detected']}, at any "
+                  f"score {shares['found']}")
         if result.get("agreement_with_float32") is not None:
             print(f"{result['dtype']} against float32 on the same frames: {result['agreement_with_float32']} of "
                   f"{result['float32_detections']} detections matched at IoU >= 0.9, largest score difference "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perception.tracking.coverage import Coverage, read_mot_boxes
 from perception.tracking.metrics import TrackingScores, evaluate_trackers
 from perception.tracking.records import mot_lines
 from perception.tracking import ObjectTracker
@@ -85,6 +86,9 @@ class TrackingComparison:
     # to `floor`: what perception.tracking.recorded writes.
     detections: dict[str, list[Detections | None]] = field(default_factory=dict)
     floor: float | None = None
+    # With a detector or a recording of one: our tracker's and the detector's coverage of the ground truth by
+    # visibility (perception.tracking.coverage.Coverage.as_dict).
+    coverage: dict | None = None
 
 
 def scenario_video(scenario: str, seed: int, frames: int,
@@ -192,7 +196,7 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
         directory.mkdir(parents=True, exist_ok=True)
     box_threshold = (NOISY_TRUTH_BOX_THRESHOLD if noise is not None
                      else replay.header["box_threshold"] if replay is not None else detector.box_threshold)
-    lengths, detections_of, floor = {}, {}, None
+    lengths, detections_of, floor, coverage = {}, {}, None, Coverage()
     for offset in range(config.videos):
         seed = config.seed + offset
         name = f"{config.scenario}-{seed:04d}" if config.scenario != "default" else f"synthetic-{seed:04d}"
@@ -207,6 +211,9 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
             detections, lowest = _track_with_detector(frames, objects_per_frame, video_detector, config,
                                                       clips / f"{name}.mp4", mot_path)
             floor = lowest if floor is None else min(floor, lowest)
+            for objects, found, tracked in zip(objects_per_frame, detections, read_mot_boxes(mot_path, len(frames))):
+                if found is not None:
+                    coverage.add(objects, found, tracked, box_threshold)
             for baseline in baselines:
                 _replay(_baseline(baseline, config.frame_rate), detections, box_threshold, config.job.frame_stride,
                         trackers_root / baseline / f"{name}.txt")
@@ -214,7 +221,8 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
         lengths[name] = len(detections)
     scores = evaluate_trackers(gt_root, trackers_root, [TRACKER_NAME, *baselines], lengths)
     return TrackingComparison(ours=scores[TRACKER_NAME], baselines={name: scores[name] for name in baselines},
-                              detections=detections_of, floor=floor)
+                              detections=detections_of, floor=floor,
+                              coverage=coverage.as_dict() if noise is None else None)
 
 
 def evaluate_on_trajectories(work_dir: Path, sequences: list[Sequence], noise: NoiseConfig, draws: int = 10,
