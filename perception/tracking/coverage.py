@@ -30,8 +30,9 @@ def _band_names() -> list[str]:
     return [f"{low:.1f}-{high:.1f}" for low, high in zip(edges, edges[1:])]
 
 
-def _covered(truth: np.ndarray, boxes: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """(objects,) bool: some allowed box overlaps the object's box at IoU >= COVER_IOU."""
+def _covered(truth: np.ndarray, boxes: np.ndarray, allowed: np.ndarray | bool = True) -> np.ndarray:
+    """(objects,) bool: some allowed box ((objects, boxes) bool, or every box) overlaps the object's box at IoU >=
+    COVER_IOU."""
     if len(truth) == 0 or len(boxes) == 0:
         return np.zeros(len(truth), bool)
     return ((iou(list(truth), list(boxes)) >= COVER_IOU) & allowed).any(axis=1)
@@ -54,7 +55,7 @@ class Coverage:
         same_phrase = phrases[:, None] == np.array(detections.labels, object)[None, :]
         found = _covered(truth, detections.boxes, same_phrase)
         detected = _covered(truth, detections.boxes, same_phrase & (detections.scores > box_threshold)[None, :])
-        tracked_covered = _covered(truth, np.asarray(tracked, np.float32).reshape(-1, 4), np.ones((1, 1), bool))
+        tracked_covered = _covered(truth, tracked)
         bands = np.searchsorted(VISIBILITY_BANDS, [item.visibility for item in objects], side="right") - 1
         for column, flags in enumerate((np.ones(len(objects), bool), tracked_covered, detected, found)):
             np.add.at(self.counts[:, column], bands, flags.astype(np.int64))
