@@ -306,6 +306,7 @@ def _run_trajectories(args: argparse.Namespace):
 
 
 def _report(args: argparse.Namespace, comparison, frame_rate: float, noise, details: dict) -> int:
+    from perception.tracking.coverage import COVER_IOU
     from perception.tracking.evaluation import baseline_settings
 
     result = _summary(comparison.ours)
@@ -336,9 +337,9 @@ def _report(args: argparse.Namespace, comparison, frame_rate: float, noise, deta
               f"targets {targets}: "
               f"{'met' if result['meets_targets'] else 'not met'}")
         for band, shares in (result.get("coverage_by_visibility") or {}).items():
-            print(f"visible {band}: {shares['objects']} ground-truth boxes; covered at IoU >= 0.5 by our tracks "
-                  f"{shares['tracked']}, by boxes of the detector above the threshold {shares['detected']}, at any "
-                  f"score {shares['found']}")
+            print(f"visible {band}: {shares['objects']} ground-truth boxes; covered at IoU >= {COVER_IOU} by our "
+                  f"tracks {shares['tracked']}, by boxes of the detector above the threshold {shares['detected']}, at "
+                  f"any score {shares['found']}")
         if result.get("agreement_with_float32") is not None:
             print(f"{result['dtype']} against float32 on the same frames: {result['agreement_with_float32']} of "
                   f"{result['float32_detections']} detections matched at IoU >= 0.9, largest score difference "

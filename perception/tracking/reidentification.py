@@ -163,9 +163,11 @@ def reidentify(new: TrackHistory, lost_tracks: Sequence[TrackHistory], claimants
     """
     # Lost for longer than reid_seconds, a track is neither a candidate nor one of the others known (a crowd), unless
     # it is the only track of its key known: then it is alone and has its longer window.
-    recent = [lost for lost in lost_tracks if new.first_time <= lost.last_time + window(config, alone=False)]
+    recent, older = [], []
+    for lost in lost_tracks:
+        (recent if new.first_time <= lost.last_time + window(config, alone=False) else older).append(lost)
     known = [track for track in (*recent, *claimants) if track.track_id is not None]
-    older = [lost for lost in lost_tracks if lost not in recent and lost.track_id is not None]
+    older = [lost for lost in older if lost.track_id is not None]
     if not known and len(older) == 1:
         recent = known = older
     candidates = _candidates(new, recent, known, hidden, config)
