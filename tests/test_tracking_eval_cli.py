@@ -126,6 +126,11 @@ def test_replayed_detections_score_as_the_model_did_with_any_tracker_settings_an
     bands = [band for band in with_model["coverage_by_visibility"].values() if band["objects"]]
     assert bands and all(band["detected"] <= band["found"] for band in bands)
     assert recorded["coverage_by_visibility"] != with_model["coverage_by_visibility"]
+    # --oracle corrects the recording against the videos' ground truth before the replay: the same objects found in
+    # the same frames, each by one exactly drawn box, track at least as well as the model's own boxes.
+    truth = eval_tracking(capsys, "--replay-detections", str(recording), "--oracle", "truth")
+    assert truth["oracle"] == "truth" and recorded["oracle"] is None and truth["IDF1"] >= recorded["IDF1"]
+    assert truth["coverage_by_visibility"] != recorded["coverage_by_visibility"]
 
 
 def test_a_recording_that_does_not_fit_is_a_one_line_error(capsys, tmp_path):
@@ -142,6 +147,8 @@ def test_a_recording_that_does_not_fit_is_a_one_line_error(capsys, tmp_path):
         return capsys.readouterr().err
 
     assert f"--seed 3: {recording} was recorded with 0" in refused("--seed", "3")
+    assert main(["eval", "tracking", "--oracle", "truth"]) == 2
+    assert "--oracle corrects recorded detections: give --replay-detections FILE" in capsys.readouterr().err
     assert "--weights, --dtype: the detections come from" in refused("--weights", "random:tiny", "--dtype", "float32")
     # A tracker or a box threshold asking below what was recorded would silently lose boxes.
     assert "recording holds them down to 0.1 only" in refused("--continue-threshold", "0.05")

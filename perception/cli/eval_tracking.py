@@ -65,6 +65,11 @@ def register_eval(eval_subparsers) -> None:
                                "videos they were recorded on (scenario, seed, videos, frames, size and stride "
                                "come from FILE): tracker settings, and --box-threshold down to the recorded floor, "
                                "compared on a model's boxes without running it")
+    parser.add_argument("--oracle", choices=("scores", "selection", "truth"),
+                        help="with --replay-detections: correct the recorded detections against the videos' ground "
+                             "truth first, to see what a better detector would give: scores (each object's best box "
+                             "scores 0.9), selection (that box alone), truth (the same, drawn at the ground-truth "
+                             "box); perception/tracking/oracle.py")
     noise = parser.add_argument_group("noisy truth (with --detections noisy-truth)")
     noise.add_argument("--jitter", type=float, help="std of each box corner's offset, fraction of the box size "
                                                     "(default 0.05)")
@@ -166,6 +171,8 @@ def _replayed(args: argparse.Namespace):
     from perception.tracking.recorded import RecordingError, read_recording
 
     if args.replay_detections is None:
+        if args.oracle is not None:
+            raise CliError("--oracle corrects recorded detections: give --replay-detections FILE")
         return None
     if args.detections != "model":
         raise CliError("--replay-detections replays a model's detections; it does not go with --detections "
@@ -179,6 +186,10 @@ def _replayed(args: argparse.Namespace):
             recording = recording.at_box_threshold(args.box_threshold)
     except RecordingError as error:
         raise CliError(str(error)) from error
+    if args.oracle is not None:
+        from perception.tracking.oracle import corrected_recording
+
+        recording = corrected_recording(recording, args.oracle)
     for option, (_, key) in VIDEO_OPTIONS.items():
         recorded = recording.header[key]
         recorded = tuple(reversed(recorded)) if option == "size" else recorded  # (width, height) on the command line
@@ -259,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
         **({"weights": f"{replay.header['weights']} (replayed from {args.replay_detections})",
             "box_threshold": replay.header["box_threshold"], "dtype": replay.header["dtype"],
             "agreement_with_float32": None} if replay is not None else {}),
+        "oracle": args.oracle if replay is not None else None,
         "recorded_detections": str(record_to) if record_to is not None else None,
         "videos": config.videos,
         "frames_per_video": config.frames,
@@ -278,7 +290,7 @@ def _run_trajectories(args: argparse.Namespace):
     if args.detections != "noisy-truth":
         raise CliError(f"--scenario {TRAJECTORIES} scores the trackers on noisy truth: add --detections noisy-truth "
                        "(the model needs video, and MOT ground truth is boxes)")
-    _refuse(args, ("frames", "record_detections", "replay_detections"),
+    _refuse(args, ("frames", "record_detections", "replay_detections", "oracle"),
             f"not for --scenario {TRAJECTORIES} (the sequences set their frames)")
     started = time.perf_counter()
     size = None if args.size is None else (args.size[1], args.size[0])
@@ -330,6 +342,8 @@ def _report(args: argparse.Namespace, comparison, frame_rate: float, noise, deta
                   f"merged ids {scores['merged_ids']}  fragmentations {scores['fragmentations']}")
         shape = (f"{result['videos']} videos x {result['frames_per_video']} frames" if "frames_per_video" in result
                  else f"{len(result['sequences'])} sequences x {result['noise_draws_per_sequence']} noise draws")
+        if result.get("oracle") is not None:
+            shape += f", the recorded detections corrected (--oracle {result['oracle']})"
         if result["detector_pace"] is not None:
             shape += (f", the detector on every {'-'.join(map(str, result['detector_pace']))} frames "
                       f"({result['frames']} frames scored)")

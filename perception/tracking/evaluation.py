@@ -99,6 +99,11 @@ def scenario_video(scenario: str, seed: int, frames: int,
     return generate_crowd_video(seed, frames, size, CROWD if scenario == "crowd" else MIXED_CROWD)
 
 
+def video_name(scenario: str, seed: int) -> str:
+    """The name of a scenario's generated video of ``seed`` (its MOT sequence and its recording entry)."""
+    return f"{scenario}-{seed:04d}" if scenario != "default" else f"synthetic-{seed:04d}"
+
+
 def _phrases(objects_per_frame: list[list[TrackedObject]]) -> list[str]:
     return sorted({item.phrase for objects in objects_per_frame for item in objects})
 
@@ -199,7 +204,7 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
     lengths, detections_of, floor, coverage = {}, {}, None, Coverage()
     for offset in range(config.videos):
         seed = config.seed + offset
-        name = f"{config.scenario}-{seed:04d}" if config.scenario != "default" else f"synthetic-{seed:04d}"
+        name = video_name(config.scenario, seed)
         frames, objects_per_frame = scenario_video(config.scenario, seed, config.frames, config.size)
         if noise is not None:
             detections = _noisy_truth_run(name, frames.__getitem__, objects_per_frame, config.size, config.frame_rate,
