@@ -224,7 +224,11 @@ class TrackerConfig:
     # "kalman": norfair's constant-velocity Kalman filter; "none": boxes stay where last seen.
     filter: str = "kalman"
     kalman_measurement_noise: float = 4.0  # norfair R: larger trusts detections less
-    kalman_process_noise: float = 0.1  # norfair Q: larger follows changes in speed faster
+    # norfair Q: larger follows changes in speed faster. The crowd model's boxes of partly hidden walkers change
+    # shape as people pass in front, and 0.1 takes that for speed: config/tracking_crowds.yaml sets 0.003 for them
+    # (README, Tracking: fewer switches in crowds; more on the default videos and on real trajectories at the
+    # node's pace, so not the default).
+    kalman_process_noise: float = 0.1
     motion: MotionConfig = field(default_factory=MotionConfig)
 
     def __post_init__(self) -> None:
