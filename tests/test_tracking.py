@@ -1106,8 +1106,8 @@ def crowd_preset() -> TrackerConfig:
 
 def tracks_through_a_partial_occlusion(config: TrackerConfig) -> tuple[int, list[int | None]]:
     """A walker (A) and one of the same phrase in front of it and lower (B) walk right side by side; A's box is
-    the part of it B leaves visible: for three frames it shrinks from the bottom (to 55% of its height, 30% of
-    the width gone on B's side), for five A is missed, then its whole box is back. Returns A's track id before
+    the part of it B leaves visible: for three frames it shrinks from the bottom (to two thirds of its height, a
+    fifth of its width gone on B's side), for five A is missed, then its whole box is back. Returns A's track id before
     and the id of the track on A's whole box in each of the five frames after (None: no reported track on it)."""
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])

@@ -38,7 +38,8 @@ def test_selection_keeps_one_box_per_found_object_and_truth_draws_it_exactly():
 
 
 def test_two_objects_on_one_box_get_it_once_and_empty_frames_pass():
-    pair = [TrackedObject(1, "person", (0.0, 0.0, 10.0, 20.0), 1.0), TrackedObject(2, "person", (0.0, 1.0, 10.0, 21.0), 0.3)]
+    pair = [TrackedObject(1, "person", (0.0, 0.0, 10.0, 20.0), 1.0),
+            TrackedObject(2, "person", (0.0, 1.0, 10.0, 21.0), 0.3)]
     one = Detections(np.array([[0, 0, 10, 20]], np.float32), np.array([0.5], np.float32), ["person"])
     assert corrected(pair, one, "truth").boxes.tolist() == [[0, 0, 10, 20]]
     empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), [])
