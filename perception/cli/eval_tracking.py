@@ -186,10 +186,6 @@ def _replayed(args: argparse.Namespace):
             recording = recording.at_box_threshold(args.box_threshold)
     except RecordingError as error:
         raise CliError(str(error)) from error
-    if args.oracle is not None:
-        from perception.tracking.oracle import corrected_recording
-
-        recording = corrected_recording(recording, args.oracle)
     for option, (_, key) in VIDEO_OPTIONS.items():
         recorded = recording.header[key]
         recorded = tuple(reversed(recorded)) if option == "size" else recorded  # (width, height) on the command line
@@ -258,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     with _work_dir(args, "gdino-eval-tracking-") as work_dir:
         try:
             comparison = evaluate_on_synthetic_videos(Path(work_dir), config, detector=detector, noise=noise,
-                                                      replay=replay, pace=pace)
+                                                      replay=replay, pace=pace, oracle=args.oracle)
         except RecordingError as error:
             raise CliError(str(error)) from error
     if record_to is not None:

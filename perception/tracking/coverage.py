@@ -30,12 +30,21 @@ def _band_names() -> list[str]:
     return [f"{low:.1f}-{high:.1f}" for low, high in zip(edges, edges[1:])]
 
 
-def _covered(truth: np.ndarray, boxes: np.ndarray, allowed: np.ndarray | bool = True) -> np.ndarray:
-    """(objects,) bool: some allowed box ((objects, boxes) bool, or every box) overlaps the object's box at IoU >=
-    COVER_IOU."""
+def phrase_overlap(objects: Sequence[TrackedObject], detections: Detections) -> np.ndarray:
+    """(objects, detections) IoU of each object's box with each detection of its phrase; 0 with another phrase's."""
+    if not objects or not len(detections):
+        return np.zeros((len(objects), len(detections)), np.float32)
+    overlap = iou([np.asarray(item.box, np.float32) for item in objects], list(detections.boxes))
+    overlap[np.array([item.phrase for item in objects], object)[:, None]
+            != np.array(detections.labels, object)[None, :]] = 0.0
+    return overlap
+
+
+def _covered(truth: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(objects,) bool: some box overlaps the object's box at IoU >= COVER_IOU."""
     if len(truth) == 0 or len(boxes) == 0:
         return np.zeros(len(truth), bool)
-    return ((iou(list(truth), list(boxes)) >= COVER_IOU) & allowed).any(axis=1)
+    return (iou(list(truth), list(boxes)) >= COVER_IOU).any(axis=1)
 
 
 class Coverage:
@@ -50,12 +59,10 @@ class Coverage:
         boxes ((N, 4) xyxy)."""
         if not objects:
             return
-        truth = np.array([item.box for item in objects], np.float32)
-        phrases = np.array([item.phrase for item in objects], object)
-        same_phrase = phrases[:, None] == np.array(detections.labels, object)[None, :]
-        found = _covered(truth, detections.boxes, same_phrase)
-        detected = _covered(truth, detections.boxes, same_phrase & (detections.scores > box_threshold)[None, :])
-        tracked_covered = _covered(truth, tracked)
+        covering = phrase_overlap(objects, detections) >= COVER_IOU
+        found = covering.any(axis=1)
+        detected = (covering & (detections.scores > box_threshold)[None, :]).any(axis=1)
+        tracked_covered = _covered(np.array([item.box for item in objects], np.float32), tracked)
         bands = np.searchsorted(VISIBILITY_BANDS, [item.visibility for item in objects], side="right") - 1
         for column, flags in enumerate((np.ones(len(objects), bool), tracked_covered, detected, found)):
             np.add.at(self.counts[:, column], bands, flags.astype(np.int64))

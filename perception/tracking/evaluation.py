@@ -29,6 +29,7 @@ from perception.tracking.records import mot_lines
 from perception.tracking import ObjectTracker
 from perception.tracking.baselines import ByteTrack, ByteTrackConfig, NorfairBaseline
 from perception.tracking.noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
+from perception.tracking.oracle import ORACLE_MODES, corrected_video
 from perception.tracking.pace import DetectorPace, track_at_pace
 from perception.tracking.trajectories import Sequence
 from perception.tracking.recorded import Recording, RecordingDetector, ReplayedDetector
@@ -178,8 +179,8 @@ def _baseline(name: str, frame_rate: float):
 
 def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, detector: FrameDetector | None = None,
                                  noise: NoiseConfig | None = None, baselines: tuple[str, ...] = BASELINES,
-                                 replay: Recording | None = None, pace: DetectorPace | None = None
-                                 ) -> TrackingComparison:
+                                 replay: Recording | None = None, pace: DetectorPace | None = None,
+                                 oracle: str | None = None) -> TrackingComparison:
     """Generate config.videos videos of config.scenario under work_dir, track them with ours and each of
     `baselines` (() for ours alone), and score every tracker with TrackEval.
 
@@ -187,11 +188,15 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
     run the pipeline on it instead (perception.tracking.recorded.RecordingError if it was made on other
     videos or cannot serve the tracker's thresholds), or noise to evaluate the trackers on corrupted
     ground truth: exactly one of the three. ``pace``: with noise only, the detector takes an uneven subset
-    of the frames and the trackers see only those, as on the node (perception.tracking.pace).
+    of the frames and the trackers see only those, as on the node (perception.tracking.pace). ``oracle``: with a
+    recording only, each video's recorded detections are first corrected against its ground truth
+    (perception.tracking.oracle, one of its ORACLE_MODES).
     """
     _check(sum(source is not None for source in (detector, noise, replay)) == 1,
            "evaluate with one of a detector, a recording of one and a noise model")
     _check_pace(pace, noise, config.job)
+    _check(oracle is None or replay is not None, "an oracle corrects recorded detections: replay a recording")
+    _check(oracle in (None, *ORACLE_MODES), f"oracle mode must be one of {', '.join(ORACLE_MODES)}; got {oracle!r}")
     if replay is not None:
         replay.check_fits(config.videos_described())
     unknown = sorted(set(baselines) - set(BASELINES))
@@ -211,7 +216,11 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
                                           config.job, noise, np.random.default_rng(seed), pace, work_dir, baselines)
         else:
             write_mot_sequence(gt_root / name, objects_per_frame, config.size, fps=config.frame_rate)
-            video_detector = ReplayedDetector(replay, name) if replay is not None else detector
+            if replay is None:
+                video_detector = detector
+            else:
+                video_detector = ReplayedDetector(
+                    replay if oracle is None else corrected_video(replay, name, objects_per_frame, oracle), name)
             mot_path = trackers_root / TRACKER_NAME / f"{name}.txt"
             detections, lowest = _track_with_detector(frames, objects_per_frame, video_detector, config,
                                                       clips / f"{name}.mp4", mot_path)

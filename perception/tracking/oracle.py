@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from perception.tracking.association import iou
-from perception.tracking.coverage import COVER_IOU
+from perception.tracking.coverage import COVER_IOU, phrase_overlap
 from perception.tracking.recorded import Recording
 from perception.training.synthetic import TrackedObject
 from perception.types import Detections
@@ -29,11 +28,9 @@ ORACLE_SCORE = 0.9  # above every box threshold in use, so an object's own box a
 
 def _own_boxes(objects: Sequence[TrackedObject], detections: Detections) -> list[int | None]:
     """For each object, the index of its own box (see the module docstring), or None."""
-    if not objects or not len(detections):
+    overlap = phrase_overlap(objects, detections)
+    if not overlap.size:
         return [None] * len(objects)
-    overlap = iou([np.asarray(item.box, np.float32) for item in objects], list(detections.boxes))
-    overlap[np.array([item.phrase for item in objects], object)[:, None]
-            != np.array(detections.labels, object)[None, :]] = 0.0
     best = overlap.argmax(axis=1)
     return [int(index) if overlap[row, index] >= COVER_IOU else None for row, index in enumerate(best)]
 
@@ -57,16 +54,12 @@ def corrected(objects: Sequence[TrackedObject], detections: Detections, mode: st
     return Detections(boxes[keep], scores[keep], [detections.labels[k] for k in keep])
 
 
-def corrected_recording(recording: Recording, mode: str) -> Recording:
-    """The recording with every frame's detections corrected against its videos' ground truth (regenerated)."""
-    from perception.tracking.evaluation import scenario_video, video_name
-
-    header = recording.header
-    videos = {}
-    for offset in range(header["videos"]):
-        seed = header["seed"] + offset
-        _, objects_per_frame = scenario_video(header["scenario"], seed, header["frames"], tuple(header["size"]))
-        name = video_name(header["scenario"], seed)
-        videos[name] = [None if found is None else corrected(objects, found, mode)
-                        for objects, found in zip(objects_per_frame, recording.videos[name])]
-    return Recording(header, videos)
+def corrected_video(recording: Recording, video: str, objects_per_frame: Sequence[Sequence[TrackedObject]],
+                    mode: str) -> Recording:
+    """A recording of ``video`` alone, each frame's detections corrected against that frame's ground truth
+    (``objects_per_frame``, the video's own); without the video in ``recording``, one without it (a replay of it
+    then says it is missing)."""
+    if video not in recording.videos:
+        return Recording(recording.header, {})
+    return Recording(recording.header, {video: [None if found is None else corrected(objects, found, mode)
+                                                for objects, found in zip(objects_per_frame, recording.videos[video])]})
