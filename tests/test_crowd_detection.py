@@ -41,6 +41,26 @@ def test_crowd_dataset_draws_a_phrase_per_seed_and_mixes_some():
         CrowdGroundingDataset(0, 10, mixed_share=1.5)
 
 
+def test_crowd_samples_and_their_targets_carry_how_much_of_each_walker_shows():
+    """The box losses weigh a partly hidden walker by its visibility (LossConfig.hidden_box_weight), so it must
+    reach the target of the walkers the prompt names, in their order; scenes without it count as fully visible."""
+    from perception.training.prompts import build_prompt
+    from perception.training.targets import build_target
+
+    sample = CrowdGroundingDataset(5_000, 40, mixed_share=1.0)[3]
+    assert len(set(sample.labels)) > 1
+    assert sample.visibility.shape == (len(sample.labels),) and (sample.visibility < 1).any()
+    assert ((sample.visibility >= 0.3) & (sample.visibility <= 1)).all()
+    crowd = sample.labels[0]
+    prompt = build_prompt([crowd])
+    target = build_target(sample, prompt, np.ones((1, 4), bool))
+    named = [index for index, label in enumerate(sample.labels) if label == crowd]
+    assert torch.equal(target.visibility, torch.from_numpy(sample.visibility[named]))
+    assert torch.equal(target.padded(6).visibility, target.visibility)
+    plain = SyntheticGroundingDataset(2, 1, (200, 300))[0]
+    assert plain.visibility.shape == (len(plain.labels),) and (plain.visibility <= 1).all()
+
+
 def test_mixture_is_deterministic_and_follows_its_weights():
     class Tagged:
         def __init__(self, tag):
@@ -94,13 +114,14 @@ def test_training_stages_mix_crowds_as_they_say(capsys):
     from perception.training.train_bundled import STAGES, main, stage_dataset
 
     assert isinstance(stage_dataset("scenes"), SyntheticGroundingDataset)
-    for stage in ("crowds", "crowds-long", "mixed"):
+    for stage in ("crowds", "crowds-long", "crowds-amodal", "mixed"):
         mixture = stage_dataset(stage)
         assert isinstance(mixture.parts[1], CrowdGroundingDataset)
         share = STAGES[stage]["crowd_share"]
         assert np.allclose(np.diff(mixture.cumulative, prepend=0.0), [1 - share, share]) and 0 < share < 0.5
-    # "mixed" trains from scratch like "scenes"; only "crowds" and "crowds-long" go on from an exported model.
-    for argv in (["--stage", "mixed", "--init", "x"], ["--stage", "crowds"], ["--stage", "crowds-long"]):
+    # "mixed" trains from scratch like "scenes"; the crowd stages go on from an exported model.
+    for argv in (["--stage", "mixed", "--init", "x"], ["--stage", "crowds"], ["--stage", "crowds-long"],
+                 ["--stage", "crowds-amodal"]):
         with pytest.raises(SystemExit) as raised:
             main(["--output", "unused", *argv])
         assert raised.value.code == 2 and "--init" in capsys.readouterr().err

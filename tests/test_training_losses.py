@@ -103,3 +103,23 @@ def test_a_batch_without_boxes_only_pushes_scores_down():
     assert losses["class"].item() == pytest.approx(6 * _focal(0.0, False), rel=1e-6)
     losses["loss"].backward()
     assert (logits.grad > 0).all()
+
+
+def test_hidden_box_weight_counts_a_partly_hidden_objects_box_losses_more():
+    """The hand-made target at visibility 0.4 with hidden_box_weight 2: its L1 and GIoU losses count
+    1 + 2 x 0.6 = 2.2 times; the class loss and a fully visible target are unchanged."""
+    logits, boxes, mask, target = _hand_made_case()
+    output = GroundingDinoOutput(logits=logits, boxes=boxes, text_token_mask=mask)
+    hidden = GroundingTarget(target.boxes, target.positive_map, torch.tensor([0.4]))
+    plain = GroundingLoss()(output, [hidden])
+    weighted = GroundingLoss(LossConfig(hidden_box_weight=2.0))(output, [hidden])
+    visible = GroundingLoss(LossConfig(hidden_box_weight=2.0))(output, [target])
+    assert weighted["l1"].item() == pytest.approx(2.2 * plain["l1"].item(), rel=1e-6)
+    assert weighted["giou"].item() == pytest.approx(2.2 * plain["giou"].item(), rel=1e-6)
+    assert weighted["class"].item() == pytest.approx(plain["class"].item(), rel=1e-6)
+    for name in ("class", "l1", "giou"):
+        assert visible[name].item() == pytest.approx(plain[name].item(), rel=1e-6)
+    with pytest.raises(ValueError, match="hidden_box_weight"):
+        LossConfig(hidden_box_weight=-1.0)
+    with pytest.raises(ValueError, match="visibility"):
+        GroundingTarget(target.boxes, target.positive_map, torch.tensor([0.4, 0.5]))

@@ -29,14 +29,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class GroundingSample:
-    """image: (H, W, 3) uint8 RGB; boxes: (N, 4) float32 xyxy pixels; labels: the phrase of each box."""
+    """image: (H, W, 3) uint8 RGB; boxes: (N, 4) float32 xyxy pixels; labels: the phrase of each box;
+    visibility: (N,) float32, the fraction of each object that is drawn (None: all of it)."""
 
     image: np.ndarray
     boxes: np.ndarray
     labels: list[str]
+    visibility: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        self.visibility = (np.ones(len(self.boxes), np.float32) if self.visibility is None
+                           else np.asarray(self.visibility, np.float32).reshape(-1))
+        if len(self.visibility) != len(self.boxes):
+            raise ValueError(f"{len(self.boxes)} boxes but {len(self.visibility)} visibilities")
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {self.image.shape} {self.image.dtype}")
         if len(self.boxes) != len(self.labels):
@@ -202,7 +208,7 @@ class SyntheticGroundingDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} scenes")
         scene = generate_scene(self.first_seed + index, self.size, self.config)
-        return GroundingSample(scene.image, scene.boxes, scene.labels)
+        return GroundingSample(scene.image, scene.boxes, scene.labels, scene.visibility)
 
 
 class CrowdGroundingDataset(Dataset):
@@ -233,7 +239,7 @@ class CrowdGroundingDataset(Dataset):
         config = CrowdConfig(phrase=phrases[int(rng.integers(len(phrases)))], scene=self.scene,
                              other_phrases=int(rng.integers(1, 4)) if mixed else 0, other_share=0.3 if mixed else 0.0)
         scene = generate_crowd_scene(seed, self.sizes[int(rng.integers(len(self.sizes)))], config)
-        return GroundingSample(scene.image, scene.boxes, scene.labels)
+        return GroundingSample(scene.image, scene.boxes, scene.labels, scene.visibility)
 
 
 class MixtureDataset(Dataset):

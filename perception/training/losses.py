@@ -54,10 +54,12 @@ class LossConfig:
     giou_weight: float = 2.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    # Each matched box's L1 and GIoU losses count 1 + hidden_box_weight x (1 - its object's visibility) times.
+    hidden_box_weight: float = 0.0
     matcher: MatcherConfig = field(default_factory=MatcherConfig)
 
     def __post_init__(self) -> None:
-        for name in ("class_weight", "box_l1_weight", "giou_weight", "focal_gamma"):
+        for name in ("class_weight", "box_l1_weight", "giou_weight", "focal_gamma", "hidden_box_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.focal_alpha <= 1:
@@ -104,9 +106,12 @@ class GroundingLoss:
         )
         matched_boxes = pred_boxes[batch_index, query_index]
         target_boxes = torch.cat([target.boxes[chosen] for target, (_, chosen) in zip(targets, matches)]).to(pred_boxes)
-        l1_loss = (matched_boxes - target_boxes).abs().sum()
+        visibility = torch.cat([target.visibility[chosen] for target, (_, chosen) in zip(targets, matches)])
+        box_weights = 1 + self.config.hidden_box_weight * (1 - visibility.to(pred_boxes))
+        l1_loss = ((matched_boxes - target_boxes).abs().sum(-1) * box_weights).sum()
         giou = paired_generalized_box_iou(cxcywh_to_xyxy(matched_boxes), cxcywh_to_xyxy(target_boxes))
-        return {"class": class_loss / num_boxes, "l1": l1_loss / num_boxes, "giou": (1 - giou).sum() / num_boxes}
+        return {"class": class_loss / num_boxes, "l1": l1_loss / num_boxes,
+                "giou": ((1 - giou) * box_weights).sum() / num_boxes}
 
     def __call__(self, predictions: ModelOutput, targets: Sequence[GroundingTarget]) -> dict[str, Tensor]:
         """Losses by name: "class", "l1", "giou" of the last decoder layer, the same with suffix

@@ -120,6 +120,11 @@ class Scene:
     def labels(self) -> list[str]:
         return [item.phrase for item in self.objects]
 
+    @property
+    def visibility(self) -> np.ndarray:
+        """(N,) float32: the fraction of each object that is drawn."""
+        return np.array([item.visibility for item in self.objects], np.float32)
+
 
 def sprite_window(
     shape: tuple[int, int], x: int, y: int, frame: tuple[int, int]

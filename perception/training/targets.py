@@ -28,10 +28,12 @@ class GroundingTarget:
     boxes: (N, 4) float32, normalized cxcywh in [0, 1] (divided by the image width and height).
     positive_map: (N, T) bool, True at the text tokens of the phrase naming each box; T is the
         number of text tokens of the model's input (padding included).
+    visibility: (N,) float32, the fraction of each object that is drawn (None: all of it).
     """
 
     boxes: Tensor
     positive_map: Tensor
+    visibility: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.boxes.dim() != 2 or self.boxes.shape[1] != 4:
@@ -42,16 +44,21 @@ class GroundingTarget:
             )
         if self.positive_map.dtype != torch.bool:
             raise ValueError(f"positive_map must be bool, got {self.positive_map.dtype}")
+        if self.visibility is None:
+            self.visibility = torch.ones(self.boxes.shape[0])
+        if self.visibility.shape != (self.boxes.shape[0],):
+            raise ValueError(f"visibility must be ({self.boxes.shape[0]},), got {tuple(self.visibility.shape)}")
 
     def to(self, device: torch.device) -> "GroundingTarget":
-        return GroundingTarget(self.boxes.to(device), self.positive_map.to(device))
+        return GroundingTarget(self.boxes.to(device), self.positive_map.to(device), self.visibility.to(device))
 
     def padded(self, num_tokens: int) -> "GroundingTarget":
         """The same target for a prompt padded at its end to `num_tokens` text tokens."""
         extra = num_tokens - self.positive_map.shape[1]
         if extra < 0:
             raise ValueError(f"cannot pad {self.positive_map.shape[1]} text tokens down to {num_tokens}")
-        return GroundingTarget(self.boxes, torch.nn.functional.pad(self.positive_map, (0, extra), value=False))
+        return GroundingTarget(self.boxes, torch.nn.functional.pad(self.positive_map, (0, extra), value=False),
+                               self.visibility)
 
 
 def token_map_from_offsets(prompt: Prompt, offsets: Sequence[Sequence[int]]) -> np.ndarray:
@@ -100,4 +107,5 @@ def build_target(sample: GroundingSample, prompt: Prompt, token_map: np.ndarray)
     return GroundingTarget(
         boxes=xyxy_to_cxcywh(torch.from_numpy(boxes.astype(np.float32)).reshape(-1, 4)),
         positive_map=torch.from_numpy(token_map[box_phrases].reshape(-1, token_map.shape[1])),
+        visibility=torch.from_numpy(sample.visibility[named].astype(np.float32)),
     )
