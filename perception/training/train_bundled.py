@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init", type=Path, default=None,
                         help="start from this exported model (stages crowds, crowds-long and crowds-amodal)")
     parser.add_argument("--iterations", type=int, default=None, help="default: the stage's")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the stage's (crowds-long and crowds-amodal 16, else 4)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the stage's (crowds-long and crowds-amodal 16, else 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, default=None, help="write the trained model here (HF layout)")
     parser.add_argument("--init-share", type=float, default=None,
