@@ -45,7 +45,7 @@ class GroundingTarget:
         if self.positive_map.dtype != torch.bool:
             raise ValueError(f"positive_map must be bool, got {self.positive_map.dtype}")
         if self.visibility is None:
-            self.visibility = torch.ones(self.boxes.shape[0])
+            self.visibility = torch.ones(self.boxes.shape[0], device=self.boxes.device)
         if self.visibility.shape != (self.boxes.shape[0],):
             raise ValueError(f"visibility must be ({self.boxes.shape[0]},), got {tuple(self.visibility.shape)}")
 
