@@ -39,6 +39,8 @@ def test_crowd_dataset_draws_a_phrase_per_seed_and_mixes_some():
     assert max(len(sample.labels) for sample in samples) >= 8
     with pytest.raises(ValueError, match="mixed_share"):
         CrowdGroundingDataset(0, 10, mixed_share=1.5)
+    with pytest.raises(ValueError, match="max_pillars"):
+        CrowdGroundingDataset(0, 10, max_pillars=11)
 
 
 def test_crowd_samples_and_their_targets_carry_how_much_of_each_walker_shows():
@@ -114,14 +116,14 @@ def test_training_stages_mix_crowds_as_they_say(capsys):
     from perception.training.train_bundled import STAGES, main, stage_dataset
 
     assert isinstance(stage_dataset("scenes"), SyntheticGroundingDataset)
-    for stage in ("crowds", "crowds-long", "crowds-amodal", "mixed"):
+    for stage in ("crowds", "crowds-long", "crowds-amodal", "crowds-pillars", "mixed"):
         mixture = stage_dataset(stage)
         assert isinstance(mixture.parts[1], CrowdGroundingDataset)
         share = STAGES[stage]["crowd_share"]
         assert np.allclose(np.diff(mixture.cumulative, prepend=0.0), [1 - share, share]) and 0 < share < 0.5
     # "mixed" trains from scratch like "scenes"; the crowd stages go on from an exported model.
     for argv in (["--stage", "mixed", "--init", "x"], ["--stage", "crowds"], ["--stage", "crowds-long"],
-                 ["--stage", "crowds-amodal"]):
+                 ["--stage", "crowds-amodal"], ["--stage", "crowds-pillars"]):
         with pytest.raises(SystemExit) as raised:
             main(["--output", "unused", *argv])
         assert raised.value.code == 2 and "--init" in capsys.readouterr().err
@@ -133,6 +135,20 @@ def test_training_stages_mix_crowds_as_they_say(capsys):
         with pytest.raises(SystemExit) as raised:
             main(["--output", "unused", *argv])
         assert raised.value.code == 2 and reason in capsys.readouterr().err
+
+
+def test_the_pillar_stage_shows_more_walkers_partly_hidden():
+    """crowds-pillars draws its crowd images with up to 5 pillars (the other stages up to 2), so more of their
+    walkers show only in part: the case the crowd model's boxes fit worst (a box centred on the visible part)."""
+    from perception.training.train_bundled import stage_dataset
+
+    def visibility(stage):
+        crowds = stage_dataset(stage).parts[1]
+        return np.concatenate([crowds[index].visibility for index in range(40)])
+
+    before, pillars = visibility("crowds-amodal"), visibility("crowds-pillars")
+    assert (pillars < 0.8).mean() > 1.2 * (before < 0.8).mean()
+    assert pillars.mean() < before.mean() - 0.02
 
 
 def test_the_crowd_stage_exports_its_share_of_the_init_weights(tmp_path, capsys):

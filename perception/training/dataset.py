@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from perception.training.crowds import CrowdConfig, generate_crowd_scene
 from perception.training.synthetic import SceneConfig, generate_scene
 
 logger = logging.getLogger(__name__)
@@ -214,22 +215,22 @@ class SyntheticGroundingDataset(Dataset):
 class CrowdGroundingDataset(Dataset):
     """Still images of crowds (perception.training.crowds.generate_crowd_scene), one per seed first_seed + index:
     6-15 walkers of one phrase drawn per seed from the scene vocabulary, at one of `sizes` ((height, width)),
-    and in `mixed_share` of the images a few walkers of up to three other phrases."""
+    in `mixed_share` of the images a few walkers of up to three other phrases, and 0 to `max_pillars` static
+    pillars (CrowdConfig.max_pillars; more of them hide more walkers in part, at either side)."""
 
     def __init__(self, first_seed: int, length: int, sizes: Sequence[tuple[int, int]] = ((240, 320), (320, 320)),
-                 mixed_share: float = 0.3, scene: SceneConfig = SceneConfig()) -> None:
+                 mixed_share: float = 0.3, scene: SceneConfig = SceneConfig(), max_pillars: int = 2) -> None:
         if first_seed < 0 or length < 1 or not sizes or not 0 <= mixed_share <= 1:
             raise ValueError(f"need first_seed >= 0, length >= 1, sizes and mixed_share in [0, 1]; got {first_seed}, "
                              f"{length}, {sizes} and {mixed_share}")
+        CrowdConfig(max_pillars=max_pillars)  # refuses a bad count here rather than in a batch worker
         self.first_seed, self.length, self.sizes = first_seed, length, tuple(sizes)
-        self.mixed_share, self.scene = mixed_share, scene
+        self.mixed_share, self.scene, self.max_pillars = mixed_share, scene, max_pillars
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> GroundingSample:
-        from perception.training.crowds import CrowdConfig, generate_crowd_scene
-
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} scenes")
         seed = self.first_seed + index
@@ -237,7 +238,8 @@ class CrowdGroundingDataset(Dataset):
         phrases = self.scene.phrases
         mixed = rng.uniform() < self.mixed_share
         config = CrowdConfig(phrase=phrases[int(rng.integers(len(phrases)))], scene=self.scene,
-                             other_phrases=int(rng.integers(1, 4)) if mixed else 0, other_share=0.3 if mixed else 0.0)
+                             other_phrases=int(rng.integers(1, 4)) if mixed else 0, other_share=0.3 if mixed else 0.0,
+                             max_pillars=self.max_pillars)
         scene = generate_crowd_scene(seed, self.sizes[int(rng.integers(len(self.sizes)))], config)
         return GroundingSample(scene.image, scene.boxes, scene.labels, scene.visibility)
 
