@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "bundled_model"
 # The bundled model trained on longer on crowds of one phrase (README, Training): finds about 0.9 of a crowd's
-# walkers where the bundled model finds half, for 0.4 AP points and more identity switches on the default videos.
+# walkers where the bundled model finds half, for 0.1 AP points and more identity switches on the default videos at
+# the tracker's defaults.
 BUNDLED_CROWD_MODEL_DIR = BUNDLED_MODEL_DIR.parent / "bundled_crowd_model"
 BUNDLED_NAMES = {"bundled": ("bundled model", BUNDLED_MODEL_DIR),
                  "bundled:crowds": ("bundled crowd model", BUNDLED_CROWD_MODEL_DIR)}

@@ -83,9 +83,9 @@ def test_detection_and_absent_only_targets_on_500_held_out_scenes(capsys):
 @pytest.mark.slow
 def test_the_bundled_crowd_model_finds_most_of_a_crowd_of_one_phrase(capsys):
     """Crowds of 6-15 walkers of one phrase (100 images, the evaluation's own seeds). The bundled model finds half
-    of them (0.51-0.56 on fresh seeds); bundled:crowds, trained longer on crowds, about 0.9 (0.905-0.922 on three
-    fresh seeds, 0.912 on these in bfloat16; its weights before the crowds-amodal stage 0.893): this guards the step,
-    under the 0.90 goal by the spread of a seed."""
+    of them (0.51-0.56 on fresh seeds); bundled:crowds, trained longer on crowds, about 0.9 (0.904-0.930 on three
+    fresh seeds, 0.904 on these in bfloat16; its weights before the crowds-pillars stage 0.912, before crowds-amodal
+    0.893): this guards the step, under the 0.90 goal by the spread of a seed."""
     import json
 
     from perception.cli.main import main
