@@ -153,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
                              "pillars ({crowds-pillars}); mixed: from scratch with crowds mixed in ({mixed})".format(
                                  **{stage: settings["iterations"] for stage, settings in STAGES.items()}))
     parser.add_argument("--init", type=Path, default=None,
-                        help="start from this exported model (the crowd stages: crowds, crowds-long, crowds-amodal and "
-                             "crowds-pillars)")
+                        help=f"start from this exported model (the crowd stages: {', '.join(STAGES_FROM_INIT)})")
     parser.add_argument("--iterations", type=int, default=None, help="default: the stage's")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="default: the stage's (crowds-long, crowds-amodal and crowds-pillars 16, else 4)")
+                        help="default: the stage's ({} 16, else 4)".format(
+                            ", ".join(stage for stage, settings in STAGES.items() if settings["batch_size"] == 16)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, default=None, help="write the trained model here (HF layout)")
     parser.add_argument("--init-share", type=float, default=None,
