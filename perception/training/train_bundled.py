@@ -23,7 +23,8 @@ hidden_box_weight): it found more walkers in still crowds, tracked fresh crowd v
 and kept default AP, though its boxes of partly hidden walkers fit no better (the README's Training section).
 The crowd model ships crowds-pillars, which goes on from that with the same settings (1000 steps, 35 minutes)
 on crowd images that hold 0-5 pillars instead of 0-2, so more walkers show only the part beside a pillar: it
-tracked fresh crowd videos with fewer switches and higher IDF1 again, and kept default AP. ``--stage mixed``
+tracked fresh crowd videos with fewer switches and higher IDF1 again, and kept default AP; the same steps with the
+usual 0-2 pillars did as well, so the gain is the longer training. ``--stage mixed``
 instead trains from scratch with crowds in the mix from the start (7000 iterations, so that it fits the first
 stage's time with the crowd images' extra cost): measured, crowd recall 0.77 but default AP 0.81.
 Each stage resumes from ``<output>/last.pt`` when run again; ``--export DIR`` writes its final weights (for
