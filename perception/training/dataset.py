@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from perception.training.crowds import CrowdConfig, generate_crowd_scene
+from perception.training.crowds import CROWD, CrowdConfig, generate_crowd_scene
 from perception.training.synthetic import SceneConfig, generate_scene
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,8 @@ class CrowdGroundingDataset(Dataset):
     pillars (CrowdConfig.max_pillars; more of them hide more walkers in part, at either side)."""
 
     def __init__(self, first_seed: int, length: int, sizes: Sequence[tuple[int, int]] = ((240, 320), (320, 320)),
-                 mixed_share: float = 0.3, scene: SceneConfig = SceneConfig(), max_pillars: int = 2) -> None:
+                 mixed_share: float = 0.3, scene: SceneConfig = SceneConfig(),
+                 max_pillars: int = CROWD.max_pillars) -> None:
         if first_seed < 0 or length < 1 or not sizes or not 0 <= mixed_share <= 1:
             raise ValueError(f"need first_seed >= 0, length >= 1, sizes and mixed_share in [0, 1]; got {first_seed}, "
                              f"{length}, {sizes} and {mixed_share}")
