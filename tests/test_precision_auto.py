@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from perception import precision
-from perception.precision import CheckResult, choose_dtype, cpu_bfloat16_flags, resolve_dtype
+from perception.precision import CheckResult, check_verdict, choose_dtype, cpu_bfloat16_flags, resolve_dtype
 
 CPU = torch.device("cpu")
 AMD_FLAGS = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512vl\n"
@@ -45,6 +45,24 @@ def test_a_cpu_whose_check_fails_gets_float32_and_says_why():
     assert choice.dtype == "float32"
     assert choice.reason == ("this CPU has avx512_bf16; bfloat16 failed the check: largest score difference 0.156 "
                              "(at most 0.05)")
+
+
+def test_the_check_says_whether_bfloat16_was_wrong_or_only_slower():
+    agreeing = {"agreement_with_float32": 1.0, "max_score_difference_with_float32": 0.003, "float32_detections": 10}
+    passed = check_verdict(agreeing, {"other": 0.4, "float32": 0.6})
+    assert passed.passed and passed.detail.startswith("10 float32 detections, 100% matched")
+    # On a busy CPU bfloat16 can be slower though just as accurate: the log has to say that, and how to pin the
+    # choice, or two runs of one command give different figures with no visible reason.
+    slower = check_verdict(agreeing, {"other": 0.7, "float32": 0.6})
+    assert not slower.passed
+    assert slower.detail.startswith("as accurate but slower: 10 float32 detections, 100% matched")
+    assert "700 ms against float32's 600 ms" in slower.detail and "GDINO_AUTO_DTYPE" in slower.detail
+    differing = check_verdict({**agreeing, "agreement_with_float32": 0.9}, {"other": 0.4, "float32": 0.6})
+    assert not differing.passed and differing.detail.startswith("its detections differ from float32's: ")
+    off = check_verdict({**agreeing, "max_score_difference_with_float32": 0.08}, {"other": 0.4, "float32": 0.6})
+    assert not off.passed and "largest score difference 0.08 (at most 0.05)" in off.detail
+    nothing = {"agreement_with_float32": None, "max_score_difference_with_float32": 0.0, "float32_detections": 0}
+    assert check_verdict(nothing, {"other": 0.4, "float32": 0.6}).passed
 
 
 def test_a_cpu_whose_check_passes_gets_bfloat16():
