@@ -27,6 +27,11 @@ BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "bundled_model"
 BUNDLED_CROWD_MODEL_DIR = BUNDLED_MODEL_DIR.parent / "bundled_crowd_model"
 BUNDLED_NAMES = {"bundled": ("bundled model", BUNDLED_MODEL_DIR),
                  "bundled:crowds": ("bundled crowd model", BUNDLED_CROWD_MODEL_DIR)}
+# Settings measured for a model, kept beside its weights: what gdino's commands and the node use where the user
+# sets none (tuned_settings below).
+TUNED_SETTINGS_FILE = "tuned_settings.yaml"
+# The postprocessing settings such a file may hold at its top level; tracker settings go under "tracking:".
+TUNED_POSTPROCESS_KEYS = ("box_threshold", "text_threshold", "nms_iou", "present_phrase_threshold", "present_phrase_iou")
 RANDOM_PREFIX = "random:"
 RANDOM_CONFIGS = {"tiny": tiny_model_config, "swint": GroundingDinoConfig}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -155,6 +160,62 @@ def download_hub_checkpoint(repo_id: str) -> Path:
             f"could not download {repo_id!r} ({type(error).__name__}: {error}). Without network access, download "
             "the checkpoint elsewhere and pass its directory."
         ) from error
+
+
+@dataclass(frozen=True)
+class TunedSettings:
+    """The settings a model's tuned_settings.yaml holds: postprocessing fields (PostprocessConfig's) and tracker
+    settings (TrackerConfig.from_dict's mapping), both checked when read."""
+
+    source: Path
+    postprocess: dict
+    tracking: dict
+
+    def describe(self, postprocess_names, with_tracking: bool) -> str:
+        """'box_threshold 0.4, tracking duplicate_iou 0.5, ...': the named postprocess settings and, with
+        ``with_tracking``, the tracker's, as applied."""
+        parts = [f"{name} {self.postprocess[name]}" for name in postprocess_names]
+        if with_tracking:
+            parts += [f"tracking {name} {value}" for name, value in self.tracking.items()]
+        return ", ".join(parts)
+
+
+def tuned_settings(spec: str | None) -> TunedSettings | None:
+    """The tuned_settings.yaml of the weights ``spec`` names (as load_weights takes it), read without the model;
+    None where there is none (the bundled model, hub ids, original .pth files and random weights have none).
+    A file that is there but wrong is a WeightsError naming it, before any model loads."""
+    import yaml
+
+    from perception.postprocess import PostprocessConfig
+    from perception.tracking.config import TrackerConfig
+
+    if spec is None or spec in BUNDLED_NAMES:
+        directory = BUNDLED_NAMES[spec or "bundled"][1]
+    elif spec.startswith(RANDOM_PREFIX):
+        return None
+    else:
+        directory = Path(spec).expanduser()
+    path = directory / TUNED_SETTINGS_FILE
+    if not path.is_file():
+        return None
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise WeightsError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(values, dict):
+        raise WeightsError(f"{path} must be a mapping of settings")
+    tracking = values.pop("tracking", None) or {}
+    unknown = sorted(set(values) - set(TUNED_POSTPROCESS_KEYS))
+    try:
+        if unknown:
+            raise ValueError(f"unknown keys {unknown}; allowed: {list(TUNED_POSTPROCESS_KEYS)} and tracking")
+        if not isinstance(tracking, dict):
+            raise ValueError("tracking must be a mapping of tracker settings")
+        PostprocessConfig(**values)
+        TrackerConfig.from_dict(tracking)
+    except (TypeError, ValueError) as error:
+        raise WeightsError(f"{path}: {error}") from error
+    return TunedSettings(path, values, tracking)
 
 
 def load_weights(spec: str | None, preset: str | None = None) -> LoadedWeights:

@@ -128,3 +128,31 @@ def test_a_saved_vocabulary_other_than_bert_base_is_not_ignored(tmp_path, refere
         (tmp_path / "checkpoint" / name).write_bytes((tmp_path / name).read_bytes())
     with pytest.raises(WeightsError, match="vocab.txt"):
         load_weights(str(tmp_path / "checkpoint"))
+
+
+def test_the_crowd_model_carries_its_tuned_settings_and_the_bundled_model_none():
+    from perception.weights import tuned_settings
+
+    crowd = tuned_settings("bundled:crowds")
+    assert crowd.postprocess == {"box_threshold": 0.4}
+    assert crowd.tracking == {"duplicate_iou": 0.5, "kalman_process_noise": 0.003}
+    assert crowd.source.name == "tuned_settings.yaml"
+    for spec in (None, "bundled", "random:tiny", "IDEA-Research/grounding-dino-tiny"):
+        assert tuned_settings(spec) is None, spec  # reads nothing from the network
+
+
+@pytest.mark.parametrize("text, message", [
+    ("box_threshold: 1.5\n", r"box_threshold must be in \[0, 1\]"),
+    ("box_treshold: 0.4\n", r"unknown keys \['box_treshold'\]"),
+    ("tracking: 0.5\n", "tracking must be a mapping"),
+    ("tracking: {duplicate_iuo: 0.5}\n", r"unknown tracking keys \['duplicate_iuo'\]"),
+    ("- 0.4\n", "must be a mapping of settings"),
+    ("box_threshold: [\n", "is not valid YAML"),
+])
+def test_a_wrong_tuned_settings_file_is_refused_naming_it(tmp_path, text, message):
+    from perception.weights import TUNED_SETTINGS_FILE, tuned_settings
+
+    (tmp_path / TUNED_SETTINGS_FILE).write_text(text)
+    with pytest.raises(WeightsError, match=message) as error:
+        tuned_settings(str(tmp_path))
+    assert TUNED_SETTINGS_FILE in str(error.value)
