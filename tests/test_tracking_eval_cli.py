@@ -206,3 +206,27 @@ def test_bad_settings_are_one_line_errors(capsys):
     assert "noise miss_rate must be in [0, 1); got 1.5" in capsys.readouterr().err
     assert main(["eval", "tracking", "--scenario", "crowd", "--jitter", "0.1", "--dropout-frames", "2"]) == 2
     assert "--jitter, --dropout-frames: for --detections noisy-truth only" in capsys.readouterr().err
+
+
+def test_a_replay_tracks_with_the_settings_the_recorded_weights_carry(capsys, caplog, tmp_path):
+    """bundled:crowds carries a box threshold and tracker settings (its tuned_settings.yaml); the live run uses them,
+    the recording keeps the tracker's, and a replay uses them again, so it scores as the live run did."""
+    import logging
+
+    recording = tmp_path / "crowd.jsonl"
+    run = ("--scenario", "crowd", "--videos", "1", "--frames", "8", "--size", "160x120")
+    live = eval_tracking(capsys, *run, "--weights", "bundled:crowds", "--dtype", "float32",
+                         "--record-detections", str(recording))
+    header = json.loads(recording.read_text().splitlines()[0])
+    assert live["box_threshold"] == header["box_threshold"] == 0.4
+    assert header["tuned_tracking"][0] == {"duplicate_iou": 0.5, "kalman_process_noise": 0.003}
+    with caplog.at_level(logging.INFO):
+        replayed = eval_tracking(capsys, "--replay-detections", str(recording))
+    same_scores(replayed, live)
+    assert "tracking with the settings tuned for these weights" in caplog.text
+    assert header["tuned_tracking"][1] in caplog.text
+    broken = tmp_path / "broken.jsonl"
+    lines = recording.read_text().splitlines()
+    broken.write_text(json.dumps({**header, "tuned_tracking": {"duplicate_iou": 0.5}}) + "\n" + lines[1] + "\n")
+    assert main(["eval", "tracking", "--replay-detections", str(broken)]) == 2
+    assert "the header's tuned_tracking must be [settings, file]" in capsys.readouterr().err

@@ -108,3 +108,31 @@ def test_tracker_options_reach_the_tracker_config_over_the_yaml_file(tmp_path):
     args = build_parser().parse_args(["video", "in.mp4", "--prompt", "a .", "--reid-appearance", "1.5"])
     with pytest.raises(CliError, match=r"reid_appearance must be in \[0, 1\)"):
         tracker_config_from_args(args)
+
+
+def test_the_weights_tuned_settings_apply_where_no_option_is_given(tmp_path, caplog):
+    """bundled:crowds carries box_threshold 0.4 and two tracker settings (its tuned_settings.yaml): they apply and
+    are logged where the user gives none; an option replaces its one setting, --tracker-config all the tracker's."""
+    import logging
+
+    from perception.cli.main import build_parser
+    from perception.cli.model_args import build_detector
+    from perception.cli.video import tracker_config_from_args
+
+    def parsed(*options):
+        return build_parser().parse_args(["video", "in.mp4", "--prompt", "a person .", "--weights", "bundled:crowds",
+                                          "--dtype", "float32", *options])
+
+    with caplog.at_level(logging.INFO):
+        detector, tracker = build_detector(parsed()), tracker_config_from_args(parsed())
+    assert detector.box_threshold == 0.4 and detector.config.postprocess.text_threshold == 0.25
+    assert (tracker.duplicate_iou, tracker.kalman_process_noise) == (0.5, 0.003)
+    assert "box_threshold 0.4" in caplog.text and "duplicate_iou 0.5, kalman_process_noise 0.003" in caplog.text
+    assert build_detector(parsed("--box-threshold", "0.3")).box_threshold == 0.3
+    assert tracker_config_from_args(parsed("--continue-threshold", "0.1")).duplicate_iou == 0.5
+    settings = tmp_path / "tracking.yaml"
+    settings.write_text("hit_counter_max: 9\n")
+    replaced = tracker_config_from_args(parsed("--tracker-config", str(settings)))
+    assert (replaced.hit_counter_max, replaced.duplicate_iou, replaced.kalman_process_noise) == (9, 0.7, 0.1)
+    bundled = build_parser().parse_args(["video", "in.mp4", "--prompt", "a .", "--dtype", "float32"])
+    assert build_detector(bundled).box_threshold == 0.35 and tracker_config_from_args(bundled).duplicate_iou == 0.7

@@ -24,6 +24,7 @@ from perception.bags.sources import SOURCES
 from perception.camera_messages import DEFAULT_MAX_PIXELS
 from perception.cli.errors import EXIT_DAMAGED_INPUT, EXIT_OK, CliError
 from perception.cli.model_args import add_detector_arguments, build_detector
+from perception.cli.video import add_tracker_arguments, tracker_config_from_args
 
 
 def register(subparsers) -> None:
@@ -43,6 +44,7 @@ def register(subparsers) -> None:
     parser.add_argument("--annotate", action="store_true", help="also write annotated rgb8 images")
     parser.add_argument("--no-tracking", action="store_true", help="detections only; ids stay empty")
     parser.add_argument("--json", action="store_true", help="print one JSON object with the summary")
+    add_tracker_arguments(parser)
     add_detector_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -55,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
     from perception.bags.output import BagOutput, OutputPathError, check_output_path
     from perception.bags.sources import SourceChoiceError, choose_cameras
     from perception.streams import MultiStreamDetector
-    from perception.tracking.config import TrackerConfig
 
     if args.max_pixels < 1:
         raise CliError(f"--max-pixels must be at least 1, got {args.max_pixels}")
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         cameras = choose_cameras(topics, args.topics, args.source)
     except (BagInputError, OutputPathError, SourceChoiceError) as error:
         raise CliError(str(error)) from error
-    pipeline = MultiStreamDetector(build_detector(args), None if args.no_tracking else TrackerConfig())
+    tracker = None if args.no_tracking else tracker_config_from_args(args)
+    pipeline = MultiStreamDetector(build_detector(args), tracker)
     try:
         phrases = pipeline.set_prompt(args.prompt)
     except ValueError as error:

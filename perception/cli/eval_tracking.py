@@ -14,7 +14,7 @@ from pathlib import Path
 
 from perception.cli.errors import EXIT_OK, CliError
 from perception.cli.model_args import add_detector_arguments, build_compared_detector, precision_report
-from perception.cli.video import add_tracker_arguments, parse_size, tracker_config_from_args
+from perception.cli.video import OF_WEIGHTS, add_tracker_arguments, parse_size, tracker_config_from_args, tuned_tracking
 
 # Videos x frames per scenario: the default's 24 x 60 hold about 90 tracks (one switch moves the rate per
 # 20 tracks by about 0.2); a crowd's 8 x 150 hold about 180 (by about 0.1) and take about a minute on
@@ -196,6 +196,15 @@ def _replayed(args: argparse.Namespace):
     return recording
 
 
+def _recorded_tuned_tracking(recording) -> tuple[dict, str] | None:
+    """The tracker settings the recorded detections' weights carry, as the recording keeps them (None: none, or
+    a recording made before they were kept)."""
+    from perception.tracking.recorded import TUNED_TRACKING_KEY
+
+    kept = recording.header.get(TUNED_TRACKING_KEY)
+    return (kept[0], kept[1]) if kept else None
+
+
 def _record_to(args: argparse.Namespace) -> Path | None:
     path = args.record_detections
     if path is None:
@@ -207,13 +216,14 @@ def _record_to(args: argparse.Namespace) -> Path | None:
     return path
 
 
-def _write_recording(path: Path, config, comparison, detector) -> None:
-    from perception.tracking.recorded import present_phrase_rule, write_recording
+def _write_recording(path: Path, config, comparison, detector, tuned: tuple[dict, str] | None) -> None:
+    from perception.tracking.recorded import TUNED_TRACKING_KEY, present_phrase_rule, write_recording
 
     present_floor, present_iou = present_phrase_rule(detector)
     header = {**config.videos_described(), "box_threshold": detector.box_threshold,
               "present_phrase_floor": present_floor, "present_phrase_iou": present_iou, "floor": comparison.floor,
-              "weights": detector.description, "dtype": str(detector.dtype).removeprefix("torch.")}
+              "weights": detector.description, "dtype": str(detector.dtype).removeprefix("torch."),
+              TUNED_TRACKING_KEY: list(tuned) if tuned is not None else None}
     write_recording(path, header, comparison.detections)
 
 
@@ -242,8 +252,9 @@ def run(args: argparse.Namespace) -> int:
     videos, frames = SCENARIO_SIZES[args.scenario]
     try:
         noise, pace = _noise(args), _pace(args)
+        tuned = OF_WEIGHTS if replay is None else _recorded_tuned_tracking(replay)
         job = VideoJobConfig(batch_size=args.batch_size, frame_stride=args.stride,
-                             tracker=tracker_config_from_args(args))
+                             tracker=tracker_config_from_args(args, tuned))
         config = TrackingEvalConfig(scenario=args.scenario, videos=args.videos or videos, frames=args.frames or frames,
                                     size=(args.size[1], args.size[0]), seed=args.seed, job=job)
     except ValueError as error:
@@ -258,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
         except RecordingError as error:
             raise CliError(str(error)) from error
     if record_to is not None:
-        _write_recording(record_to, config, comparison, detector)
+        _write_recording(record_to, config, comparison, detector, tuned_tracking(args.weights))
     return _report(args, comparison, config.frame_rate, noise, {
         "weights": detector.description if detector is not None else None,
         "box_threshold": detector.box_threshold if detector is not None else None,

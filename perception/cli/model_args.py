@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 
 from perception.cli.errors import CliError
+
+logger = logging.getLogger(__name__)
 
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 DTYPE_HELP = ("model precision; auto (default): float16 on a CUDA GPU, bfloat16 on a CPU with bfloat16 instructions "
@@ -18,7 +21,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: 
                        help="checkpoint directory, original .pth file, hub id, bundled:crowds (the bundled model "
                             "trained longer on crowds of one phrase), or random:tiny (default: the bundled model)")
     group.add_argument("--preset", default=None, help="architecture preset for an original .pth file")
-    group.add_argument("--box-threshold", type=float, default=None, help="minimum box score (default 0.35)")
+    group.add_argument("--box-threshold", type=float, default=None,
+                       help="minimum box score (default: the weights' tuned setting, else 0.35)")
     group.add_argument("--text-threshold", type=float, default=None, help="minimum phrase score (default 0.25)")
     group.add_argument("--nms-iou", type=float, default=None,
                        help="per-phrase non-maximum suppression: drop a box that overlaps a higher-scored box of "
@@ -43,22 +47,50 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: 
                        help="cap on the long side after resizing (default: the checkpoint's, else 1333)")
 
 
+def given(options: dict) -> dict:
+    """The options the user gave (those not None)."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def tuned_settings_of(weights: str | None):
+    """The tuned settings of the weights the options name (perception.weights.tuned_settings), or None; a
+    broken file is a CliError."""
+    from perception.weights import WeightsError, tuned_settings
+
+    try:
+        return tuned_settings(weights)
+    except WeightsError as error:
+        raise CliError(str(error)) from error
+
+
+def postprocess_settings(args: argparse.Namespace, announce: bool = True) -> dict:
+    """The postprocessing fields to set: the weights' tuned settings (their tuned_settings.yaml), each replaced
+    by the option when given; with ``announce``, logs which tuned settings apply."""
+    from perception.weights import TUNED_POSTPROCESS_KEYS
+
+    options = given({name: getattr(args, name, None) for name in TUNED_POSTPROCESS_KEYS})
+    tuned = tuned_settings_of(args.weights)
+    if tuned is None:
+        return options
+    kept = [name for name in tuned.postprocess if name not in options]
+    if announce and kept:
+        logger.info("using the settings tuned for these weights (%s): %s; the options of the same names replace "
+                    "them", tuned.source, tuned.describe(kept, with_tracking=False))
+    return {**tuned.postprocess, **options}
+
+
 def build_detector(args: argparse.Namespace, dtype: str | None = None):
-    """The detector the options describe (in ``dtype`` instead of --dtype when given); user-fixable problems
-    become one-line CliErrors."""
+    """The detector the options describe (in ``dtype`` instead of --dtype when given; a float32 twin for
+    comparison then, which says nothing of the settings it shares); user-fixable problems become one-line
+    CliErrors."""
     from perception.detector import DetectorConfig, GroundingDinoDetector
     from perception.postprocess import PostprocessConfig
     from perception.weights import WeightsError
 
-    def given(options: dict) -> dict:
-        return {name: value for name, value in options.items() if value is not None}
-
     try:
         sizes = {"shortest_edge": args.shortest_edge, "longest_edge": args.longest_edge}
-        thresholds = {name: getattr(args, name, None) for name in ("box_threshold", "text_threshold", "nms_iou",
-                                                                   "present_phrase_threshold", "present_phrase_iou")}
         # A size option replaces that size only; the other stays the checkpoint's own.
-        postprocess = dataclasses.replace(PostprocessConfig(), **given(thresholds))
+        postprocess = dataclasses.replace(PostprocessConfig(), **postprocess_settings(args, announce=dtype is None))
         config = DetectorConfig(preprocess_overrides=given(sizes), postprocess=postprocess, batch_size=args.batch_size,
                                 # absent from option sets copied before --compile existed (gdino label's)
                                 compile=getattr(args, "compile", False))

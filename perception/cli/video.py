@@ -12,6 +12,7 @@ kill can leave the video one frame ahead).
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import logging
 from pathlib import Path
@@ -19,7 +20,9 @@ from pathlib import Path
 import yaml
 
 from perception.cli.errors import EXIT_DAMAGED_INPUT, EXIT_OK, CliError
-from perception.cli.model_args import add_detector_arguments, build_detector
+from perception.cli.model_args import add_detector_arguments, build_detector, tuned_settings_of
+
+logger = logging.getLogger(__name__)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -55,7 +58,9 @@ def register(subparsers) -> None:
 
 def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tracking")
-    group.add_argument("--tracker-config", help="YAML file of tracking settings (see perception/tracking/config.py)")
+    group.add_argument("--tracker-config",
+                       help="YAML file of tracking settings (see perception/tracking/config.py; default: the settings "
+                            "tuned for the weights, in their tuned_settings.yaml, else the tracker's defaults)")
     group.add_argument("--label-gating", choices=("phrase", "prompt"), default=None,
                        help="'prompt' lets a track keep its id when the detector wavers between the prompt's phrases")
     group.add_argument("--camera-motion", action="store_true", help="compensate camera motion (moving cameras)")
@@ -72,9 +77,25 @@ def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
                             "one (default 0.5; 0: position and size only)")
 
 
-def tracker_config_from_args(args: argparse.Namespace):
+# tracker_config_from_args's default: the tracker settings tuned for --weights.
+OF_WEIGHTS = "of --weights"
+
+
+def tuned_tracking(weights: str | None) -> tuple[dict, str] | None:
+    """(tracker settings, the file they are from) that the weights ``weights`` carry in their tuned_settings.yaml;
+    None where they carry none."""
+    settings = tuned_settings_of(weights)
+    return (settings.tracking, str(settings.source)) if settings is not None and settings.tracking else None
+
+
+def tracker_config_from_args(args: argparse.Namespace, tuned: tuple[dict, str] | None | str = OF_WEIGHTS):
+    """The tracker settings of the options: --tracker-config's file, else the settings tuned for the detections'
+    weights (``tuned``: (settings, where from) or None; by default those of --weights), each tracking option
+    replacing one setting."""
     from perception.tracking.config import TrackerConfig
 
+    if tuned == OF_WEIGHTS:
+        tuned = tuned_tracking(getattr(args, "weights", None))
     values = {}
     if args.tracker_config:
         try:
@@ -88,6 +109,10 @@ def tracker_config_from_args(args: argparse.Namespace):
                            f"{getattr(error, 'problem', None) or error}{where}") from error
         if not isinstance(values, dict):
             raise CliError(f"tracker config {args.tracker_config} must be a mapping of settings")
+    elif tuned is not None:
+        values = copy.deepcopy(tuned[0])
+        logger.info("tracking with the settings tuned for these weights (%s): %s; --tracker-config replaces them",
+                    tuned[1], ", ".join(f"{name} {value}" for name, value in values.items()))
     for name in ("label_gating", "continue_threshold", "reid_seconds", "reid_appearance", "cross_phrase_iou"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
@@ -149,6 +174,6 @@ def run(args: argparse.Namespace) -> int:
           f"{summary.fps:.1f} frames/s -> " + (f"{written} ({summary.encoder})" if summary.frames else "no output"))
     # The damage itself was logged as a warning by process_video.
     if summary.refusals:
-        logging.getLogger(__name__).warning("%s; they are in the outputs without detections, marked \"refused\"",
-                                            summary.describe_refusals())
+        logger.warning("%s; they are in the outputs without detections, marked \"refused\"",
+                       summary.describe_refusals())
     return EXIT_DAMAGED_INPUT if summary.damage.damaged or summary.refusals else EXIT_OK

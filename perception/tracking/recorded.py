@@ -27,6 +27,9 @@ VERSION = 2  # 2: the present-phrase rule's settings in the header
 # What the videos were: a replay regenerates them from these and must match them exactly.
 VIDEO_KEYS = ("scenario", "seed", "videos", "frames", "size", "frame_rate", "frame_stride")
 HEADER_KEYS = (*VIDEO_KEYS, "box_threshold", "present_phrase_floor", "present_phrase_iou", "floor", "weights", "dtype")
+# Written when there is one, read as None when absent (recordings made before it): [settings, file] of the tracker
+# settings the weights carry (perception.weights.tuned_settings), which a replay uses as the live run did.
+TUNED_TRACKING_KEY = "tuned_tracking"
 
 
 class RecordingError(Exception):
@@ -138,8 +141,9 @@ def write_recording(path: Path, header: dict, videos: dict[str, list[Detections 
     if missing:
         raise ValueError(f"a recording's header needs {', '.join(missing)}")
     with open(path, "w", encoding="utf-8") as out:
+        optional = {TUNED_TRACKING_KEY: header[TUNED_TRACKING_KEY]} if header.get(TUNED_TRACKING_KEY) else {}
         out.write(json.dumps({"format": FORMAT, "version": VERSION,
-                              **{key: _plain(header[key]) for key in HEADER_KEYS}}) + "\n")
+                              **{key: _plain(header[key]) for key in HEADER_KEYS}, **optional}) + "\n")
         for name, frames in videos.items():
             out.write(json.dumps({"video": name, "frames": [_frame_json(d) for d in frames]}) + "\n")
 
@@ -176,6 +180,10 @@ def read_recording(path: Path) -> Recording:
     missing = [key for key in HEADER_KEYS if key not in header]
     if missing:
         raise RecordingError(f"{path}: the header lacks {', '.join(missing)}")
+    tuned = header.get(TUNED_TRACKING_KEY)
+    if tuned is not None and not (isinstance(tuned, list) and len(tuned) == 2 and isinstance(tuned[0], dict)
+                                  and isinstance(tuned[1], str)):
+        raise RecordingError(f"{path}: the header's {TUNED_TRACKING_KEY} must be [settings, file]; got {tuned!r}")
     videos = {}
     for number, row in enumerate(rows[1:], start=2):
         where = f"{path} line {number}"
