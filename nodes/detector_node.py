@@ -46,6 +46,7 @@ from nodes.spatial_detections import SpatialDetections
 from perception.camera_messages import detections_topic, is_compressed, stamp_seconds
 from perception.detector import GroundingDinoDetector
 from perception.streams import MultiStreamDetector
+from perception.weights import WeightsError, tuned_settings
 
 NODE_NAME = "grounding_dino"
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -60,6 +61,7 @@ class DetectorNode(LifecycleNode):
         self.finished = threading.Event()  # set by the shutdown transition: the spin loop ends
         self.last_failure: str | None = None  # why the last configure failed
         self._values: dict | None = None  # the parameters read at configure
+        self._model_settings_set: dict = {}  # parameters the model's tuned settings set at the last configure
         self._depth_cameras: dict[str, parameters.DepthCamera] = {}
         self._loop: InferenceLoop | None = None  # from configure to cleanup
         self._said_no_trim = False
@@ -80,6 +82,7 @@ class DetectorNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         values = {spec.name: self.get_parameter(spec.name).value for spec in parameters.SPECS}
         try:
+            values = self._apply_model_settings(values)
             self._loop = self._load(values)
         except Exception as error:  # noqa: BLE001 - whatever stops loading, the node stays unconfigured and says why
             self.last_failure = str(error) if isinstance(error, (ValueError, OSError)) else repr(error)
@@ -142,6 +145,34 @@ class DetectorNode(LifecycleNode):
         self._stop_inference()
         self._release()
         return SUCCESS
+
+    def _apply_model_settings(self, values: dict) -> dict:
+        """``values`` with the model's tuned settings in the parameters left alone (parameters.model_setting_changes),
+        each set on the node too so that the parameter shows what runs; logs what changed and why."""
+        tuned = None
+        if values["model_settings"]:
+            try:
+                tuned = tuned_settings(values["model"] or None)
+            except WeightsError as error:
+                raise ValueError(str(error)) from error
+        wanted = parameters.tuned_parameter_values(tuned) if tuned is not None else {}
+        changes = parameters.model_setting_changes(values, wanted, self._model_settings_set)
+        for name, result in zip(changes, self.set_parameters([Parameter(n, value=v) for n, v in changes.items()])):
+            if not result.successful:
+                raise ValueError(f"setting {name} {changes[name]!r} at configure is refused: {result.reason}")
+        applied = {name: value for name, value in changes.items() if name in wanted}
+        if applied:
+            self.get_logger().info(
+                f"parameters set at configure from the settings tuned for the model ({tuned.source}): "
+                f"{', '.join(f'{name} {value}' for name, value in applied.items())}; model_settings false uses the "
+                "parameters as given")
+        if len(applied) < len(changes):
+            self.get_logger().info(
+                "parameters set back to their defaults at configure (an earlier model's tuned settings, which this "
+                f"one has not): {', '.join(name for name in changes if name not in applied)}")
+        self._model_settings_set = {**{name: value for name, value in self._model_settings_set.items()
+                                       if wanted.get(name) == value == values[name]}, **applied}
+        return {**values, **changes}
 
     def _load(self, values: dict) -> InferenceLoop:
         for name, value in values.items():

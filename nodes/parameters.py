@@ -27,6 +27,7 @@ from perception.tracking.config import (
     MotionConfig,
     TrackerConfig,
 )
+from perception.weights import TunedSettings
 
 @dataclass(frozen=True)
 class ParameterSpec:
@@ -74,6 +75,9 @@ SPECS = (
     ParameterSpec("model", "", "Model directory, original .pth checkpoint, bundled:crowds (the bundled model "
                   "trained longer on crowds of one phrase), or random:tiny (plumbing tests); empty: the bundled "
                   "model."),
+    ParameterSpec("model_settings", True, "Use the settings tuned for the model (a tuned_settings.yaml beside its "
+                  "weights; bundled:crowds has one) for the parameters they name that are left at their defaults; "
+                  "each is set at configure, so the parameter shows it, and logged. false: the parameters as given."),
     ParameterSpec("device", "cpu", "Torch device for inference, e.g. cpu, cuda, cuda:1."),
     ParameterSpec("dtype", "auto", "Inference precision; auto: float16 on a CUDA GPU, bfloat16 on a CPU with bfloat16 "
                   "instructions where a check against float32 passes, else float32 (the choice is logged).",
@@ -265,6 +269,41 @@ def _topic_map(name: str, text: str, cameras: list[str]) -> dict[str, str]:
 def camera_namespace(camera: str) -> str:
     """``/robot/front/image_raw`` (or ``.../compressed``) -> ``/robot/front``, where its outputs go."""
     return detections_topic(camera).rsplit("/", 1)[0]
+
+
+def tuned_parameter_values(settings: TunedSettings) -> dict[str, Any]:
+    """A model's tuned settings as node parameter values (name -> value); ValueError for a setting no parameter
+    holds."""
+    named = dict(settings.postprocess)
+    for name, value in settings.tracking.items():
+        if name == "motion":
+            named.update({f"tracking.motion.{key}": item for key, item in value.items()})
+        elif name == "synonym_groups":
+            named["tracking.synonym_groups"] = "; ".join(",".join(group) for group in value)
+        else:
+            named[f"tracking.{name}"] = value
+    if named.get("nms_iou", 0.0) is None:
+        named["nms_iou"] = 0.0  # the parameter's "keep every box"
+    unknown = sorted(set(named) - set(SPECS_BY_NAME))
+    if unknown:
+        raise ValueError(f"{settings.source} sets {', '.join(unknown)}, which the node has no parameter for")
+    return {name: float(value) if isinstance(SPECS_BY_NAME[name].default, float) else value
+            for name, value in named.items()}
+
+
+def model_setting_changes(values: dict[str, Any], tuned: dict[str, Any],
+                          set_before: dict[str, Any]) -> dict[str, Any]:
+    """The parameter changes that make a model's tuned settings (``tuned``, parameter name -> value) apply at
+    configure. A parameter takes its tuned value when the user left it alone: at its declared default, or at the
+    value an earlier configure set (``set_before``, for another model); one an earlier configure set that this model
+    does not tune goes back to its default."""
+    def left_alone(name: str) -> bool:
+        return values[name] == SPECS_BY_NAME[name].default or set_before.get(name, object()) == values[name]
+
+    changes = {name: value for name, value in tuned.items() if left_alone(name) and values[name] != value}
+    changes.update({name: SPECS_BY_NAME[name].default for name in set_before
+                    if name not in tuned and left_alone(name) and values[name] != SPECS_BY_NAME[name].default})
+    return changes
 
 
 def detector_config(values: dict[str, Any]) -> DetectorConfig:

@@ -15,7 +15,7 @@ from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros_harness import NodeProcess, ros_session, wait_for
 from sensor_msgs.msg import CompressedImage, Image
@@ -88,6 +88,7 @@ class Harness:
         self.diagnostics: list[dict[str, str]] = []
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         self.parameter_client = node.create_client(SetParameters, "/grounding_dino/set_parameters")
+        self.get_parameters_client = node.create_client(GetParameters, "/grounding_dino/get_parameters")
         self.change_state_client = node.create_client(ChangeState, "/grounding_dino/change_state")
         self.get_state_client = node.create_client(GetState, "/grounding_dino/get_state")
         self.tmp_path = tmp_path
@@ -184,8 +185,18 @@ class Harness:
         return self._call(self.get_state_client, GetState.Request(), "the lifecycle state",
                           resend_every=2.0).current_state.label
 
+    def get_parameters(self, *names: str) -> dict:
+        """The node's values of parameters ``names`` (doubles, strings and booleans)."""
+        answer = self._call(self.get_parameters_client, GetParameters.Request(names=list(names)), "the parameters",
+                            resend_every=2.0)
+        kinds = {ParameterType.PARAMETER_DOUBLE: "double_value", ParameterType.PARAMETER_STRING: "string_value",
+                 ParameterType.PARAMETER_BOOL: "bool_value"}
+        return {name: getattr(value, kinds[value.type]) for name, value in zip(names, answer.values)}
+
     def set_parameter(self, name: str, value) -> tuple[bool, str]:
-        if isinstance(value, float):
+        if isinstance(value, bool):
+            parameter_value = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+        elif isinstance(value, float):
             parameter_value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
         else:
             parameter_value = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)

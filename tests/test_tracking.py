@@ -1,11 +1,8 @@
 """Tracker-only tests: noisy ground-truth boxes in, identities out (real norfair, no detector)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import yaml
 
 from perception.tracking import ObjectTracker, Track, appearance, appearance_similarity, detection_floor
 from perception.tracking.config import MotionConfig, TrackerConfig
@@ -1100,8 +1097,10 @@ def test_at_the_detectors_pace_the_frames_a_stream_did_not_see_are_stepped_and_n
 
 
 def crowd_preset() -> TrackerConfig:
-    path = Path(__file__).resolve().parents[1] / "config" / "tracking_crowds.yaml"
-    return TrackerConfig.from_dict(yaml.safe_load(path.read_text()))
+    """The tracker settings the bundled crowd model carries (its tuned_settings.yaml)."""
+    from perception.weights import tuned_settings
+
+    return TrackerConfig.from_dict(tuned_settings("bundled:crowds").tracking)
 
 
 def tracks_through_a_partial_occlusion(config: TrackerConfig) -> tuple[int, list[int | None]]:

@@ -225,8 +225,8 @@ class TrackerConfig:
     filter: str = "kalman"
     kalman_measurement_noise: float = 4.0  # norfair R: larger trusts detections less
     # norfair Q: larger follows changes in speed faster. The crowd model's boxes of partly hidden walkers change
-    # shape as people pass in front, and 0.1 takes that for speed: config/tracking_crowds.yaml sets 0.003 for them
-    # (README, Tracking: fewer switches in crowds; more on the default videos and on real trajectories at the
+    # shape as people pass in front, and 0.1 takes that for speed: the bundled crowd model's tuned_settings.yaml sets
+    # 0.003 (README, Tracking: fewer switches in crowds; more on the default videos and on real trajectories at the
     # node's pace, so not the default).
     kalman_process_noise: float = 0.1
     motion: MotionConfig = field(default_factory=MotionConfig)
