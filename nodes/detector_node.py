@@ -46,7 +46,7 @@ from nodes.spatial_detections import SpatialDetections
 from perception.camera_messages import detections_topic, is_compressed, stamp_seconds
 from perception.detector import GroundingDinoDetector
 from perception.streams import MultiStreamDetector
-from perception.weights import WeightsError, tuned_settings
+from perception.weights import WeightsError, listed, tuned_settings
 
 NODE_NAME = "grounding_dino"
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -164,8 +164,7 @@ class DetectorNode(LifecycleNode):
         if applied:
             self.get_logger().info(
                 f"parameters set at configure from the settings tuned for the model ({tuned.source}): "
-                f"{', '.join(f'{name} {value}' for name, value in applied.items())}; model_settings false uses the "
-                "parameters as given")
+                f"{listed(applied)}; model_settings false uses the parameters as given")
         if len(applied) < len(changes):
             self.get_logger().info(
                 "parameters set back to their defaults at configure (an earlier model's tuned settings, which this "

@@ -171,13 +171,10 @@ class TunedSettings:
     postprocess: dict
     tracking: dict
 
-    def describe(self, postprocess_names, with_tracking: bool) -> str:
-        """'box_threshold 0.4, tracking duplicate_iou 0.5, ...': the named postprocess settings and, with
-        ``with_tracking``, the tracker's, as applied."""
-        parts = [f"{name} {self.postprocess[name]}" for name in postprocess_names]
-        if with_tracking:
-            parts += [f"tracking {name} {value}" for name, value in self.tracking.items()]
-        return ", ".join(parts)
+
+def listed(settings: dict) -> str:
+    """'box_threshold 0.4, duplicate_iou 0.5': settings as the logs name them."""
+    return ", ".join(f"{name} {value}" for name, value in settings.items())
 
 
 def tuned_settings(spec: str | None) -> TunedSettings | None:

@@ -66,16 +66,16 @@ def tuned_settings_of(weights: str | None):
 def postprocess_settings(args: argparse.Namespace, announce: bool = True) -> dict:
     """The postprocessing fields to set: the weights' tuned settings (their tuned_settings.yaml), each replaced
     by the option when given; with ``announce``, logs which tuned settings apply."""
-    from perception.weights import TUNED_POSTPROCESS_KEYS
+    from perception.weights import TUNED_POSTPROCESS_KEYS, listed
 
     options = given({name: getattr(args, name, None) for name in TUNED_POSTPROCESS_KEYS})
     tuned = tuned_settings_of(args.weights)
     if tuned is None:
         return options
-    kept = [name for name in tuned.postprocess if name not in options]
+    kept = {name: value for name, value in tuned.postprocess.items() if name not in options}
     if announce and kept:
         logger.info("using the settings tuned for these weights (%s): %s; the options of the same names replace "
-                    "them", tuned.source, tuned.describe(kept, with_tracking=False))
+                    "them", tuned.source, listed(kept))
     return {**tuned.postprocess, **options}
 
 

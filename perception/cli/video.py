@@ -93,6 +93,7 @@ def tracker_config_from_args(args: argparse.Namespace, tuned: tuple[dict, str] |
     weights (``tuned``: (settings, where from) or None; by default those of --weights), each tracking option
     replacing one setting."""
     from perception.tracking.config import TrackerConfig
+    from perception.weights import listed
 
     if tuned == OF_WEIGHTS:
         tuned = tuned_tracking(getattr(args, "weights", None))
@@ -112,7 +113,7 @@ def tracker_config_from_args(args: argparse.Namespace, tuned: tuple[dict, str] |
     elif tuned is not None:
         values = copy.deepcopy(tuned[0])
         logger.info("tracking with the settings tuned for these weights (%s): %s; --tracker-config replaces them",
-                    tuned[1], ", ".join(f"{name} {value}" for name, value in values.items()))
+                    tuned[1], listed(values))
     for name in ("label_gating", "continue_threshold", "reid_seconds", "reid_appearance", "cross_phrase_iou"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
