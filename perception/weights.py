@@ -31,7 +31,8 @@ BUNDLED_NAMES = {"bundled": ("bundled model", BUNDLED_MODEL_DIR),
 # sets none (tuned_settings below).
 TUNED_SETTINGS_FILE = "tuned_settings.yaml"
 # The postprocessing settings such a file may hold at its top level; tracker settings go under "tracking:".
-TUNED_POSTPROCESS_KEYS = ("box_threshold", "text_threshold", "nms_iou", "present_phrase_threshold", "present_phrase_iou")
+TUNED_POSTPROCESS_KEYS = ("box_threshold", "text_threshold", "nms_iou", "present_phrase_threshold",
+                          "present_phrase_iou")
 RANDOM_PREFIX = "random:"
 RANDOM_CONFIGS = {"tiny": tiny_model_config, "swint": GroundingDinoConfig}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

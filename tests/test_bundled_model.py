@@ -119,3 +119,16 @@ def test_one_size_option_changes_that_size_and_keeps_the_checkpoints_other():
     assert (detector.config.preprocess.shortest_edge, detector.config.preprocess.longest_edge) == (200, 256)
     detector = build_detector(parser.parse_args(["--longest-edge", "320"]))
     assert (detector.config.preprocess.shortest_edge, detector.config.preprocess.longest_edge) == (256, 320)
+
+
+def test_absent_only_prompts_are_judged_at_the_threshold_the_weights_run_at(capsys):
+    """bundled:crowds runs at its tuned box threshold (0.4): an absent-only prompt is empty when nothing passes that,
+    as a user running it sees; AP still ranks every box from 0.05."""
+    import json
+
+    from perception.cli.main import main
+
+    assert main(["eval", "detection", "--weights", "bundled:crowds", "--dtype", "float32", "--images", "4",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["absent_only_threshold"] == 0.4 and result["weights"].startswith("bundled crowd model")

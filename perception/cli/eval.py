@@ -5,7 +5,12 @@ import argparse
 import json
 
 from perception.cli.errors import CliError
-from perception.cli.model_args import add_detector_arguments, build_compared_detector, precision_report
+from perception.cli.model_args import (
+    add_detector_arguments,
+    build_compared_detector,
+    precision_report,
+    tuned_settings_of,
+)
 
 
 def register(subparsers) -> None:
@@ -41,11 +46,17 @@ def run_detection(args: argparse.Namespace) -> int:
         metrics = evaluate_on_crowd_scenes(detector, VOCABULARY, args.images or 100, seed=args.seed)
     else:
         from perception.eval.grounding import evaluate_on_generated_scenes
+        from perception.postprocess import PostprocessConfig
 
+        # Absent-only prompts are judged at the threshold the weights run at: their tuned one, else the default.
+        tuned = tuned_settings_of(args.weights)
+        absent_only_threshold = (tuned.postprocess if tuned else {}).get("box_threshold",
+                                                                        PostprocessConfig.box_threshold)
         if args.box_threshold is None:
             args.box_threshold = 0.05  # AP ranks every detection; a high threshold would cut the curve short
         detector, agreement = build_compared_detector(args)
-        metrics = evaluate_on_generated_scenes(detector, VOCABULARY, args.images or 500, args.size)
+        metrics = evaluate_on_generated_scenes(detector, VOCABULARY, args.images or 500, args.size,
+                                               absent_only_threshold=absent_only_threshold)
     result = {"weights": detector.description, "scenario": args.scenario, **metrics,
               **precision_report(detector, agreement)}
     print(json.dumps(result) if args.json else "  ".join(f"{k}: {v}" for k, v in result.items()))
