@@ -19,7 +19,7 @@ DETECTOR_ARGUMENTS = {
     "cameras": ("", "comma-separated image topics; a topic ending in /compressed is read as CompressedImage"),
     "prompt": ("", "phrases separated by ' . '; also settable on the ~/prompt topic"),
     "params_file": (None, "parameters YAML for the node (default: the package's config/detector_node.yaml)"),
-    "model": ("", "model directory or checkpoint; empty: the bundled model"),
+    "model": ("", "model directory or checkpoint; empty: bundled:crowds"),
     "device": ("", "torch device, e.g. cpu or cuda"),
     "dtype": ("", "auto (float16 on a CUDA GPU, bfloat16 on a CPU with bfloat16 instructions where it passes "
                   "a check, else float32), float32, float16 or bfloat16"),

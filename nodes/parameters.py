@@ -73,8 +73,8 @@ SPECS = (
     ParameterSpec("text_threshold", 0.25, "Smallest token score for a phrase to label a box.", runtime=True,
                   value_range=(0.0, 1.0)),
     ParameterSpec("model", "", "Model directory, original .pth checkpoint, bundled:crowds (the bundled model "
-                  "trained longer on crowds of one phrase), or random:tiny (plumbing tests); empty: the bundled "
-                  "model."),
+                  "trained longer on crowds of one phrase), bundled (the first bundled model), or random:tiny "
+                  "(plumbing tests); empty: bundled:crowds."),
     ParameterSpec("model_settings", True, "Use the settings tuned for the model (a tuned_settings.yaml beside its "
                   "weights; bundled:crowds has one) for the parameters they name that are left at their defaults; "
                   "each is set at configure, so the parameter shows it, and logged. false: the parameters as given."),

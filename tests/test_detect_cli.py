@@ -87,7 +87,7 @@ def test_text_output_reports_each_image_and_refusal(files):
                           "--max-pixels", str(256 * 256))
     assert result.returncode == 3 and "Traceback" not in result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("weights: bundled model") and lines[1].startswith(f"{files['scene.png']}: ")
+    assert lines[0].startswith("weights: bundled crowd model") and lines[1].startswith(f"{files['scene.png']}: ")
     count = int(lines[1].split(": ")[1].split()[0])
     assert count > 0 and len(lines) == 2 + count
     assert result.stderr.splitlines()[-3:] == [

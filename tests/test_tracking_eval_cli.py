@@ -115,11 +115,12 @@ def test_replayed_detections_score_as_the_model_did_with_any_tracker_settings_an
     replayed = eval_tracking(capsys, "--replay-detections", str(recording), "--continue-threshold", "0")
     same_scores(replayed, with_model)
     # A higher box threshold: the recording holds every box down to its floor, so the replay answers as the model
-    # asked for 0.5 does (fewer boxes above it, and the present-phrase rule under it drops more of those left).
-    with_model = eval_tracking(capsys, *RECORDED_RUN, "--box-threshold", "0.5")
-    replayed = eval_tracking(capsys, "--replay-detections", str(recording), "--box-threshold", "0.5")
+    # asked for 0.6 does (fewer boxes above it, and the present-phrase rule under it drops more of those left).
+    with_model = eval_tracking(capsys, *RECORDED_RUN, "--box-threshold", "0.6")
+    replayed = eval_tracking(capsys, "--replay-detections", str(recording), "--box-threshold", "0.6")
     same_scores(replayed, with_model)
-    assert replayed["box_threshold"] == with_model["box_threshold"] == 0.5 and recorded["box_threshold"] == 0.35
+    # 0.4: the default weights' tuned threshold
+    assert replayed["box_threshold"] == with_model["box_threshold"] == 0.6 and recorded["box_threshold"] == 0.4
     assert with_model["IDF1"] != recorded["IDF1"] or with_model["MOTA"] != recorded["MOTA"]
     # So is the coverage of the ground truth by visibility; a box above the threshold is one the detector found.
     assert replayed["coverage_by_visibility"] == with_model["coverage_by_visibility"]
@@ -189,13 +190,14 @@ def bundled_on_24_videos() -> dict:
 
 @pytest.mark.slow
 def test_bundled_model_meets_the_identity_f1_target_on_24_videos(bundled_on_24_videos):
-    assert bundled_on_24_videos["IDF1"] >= 0.90, bundled_on_24_videos  # measured 0.918 (the first stage 0.924)
+    # measured 0.923 with the default bundled:crowds and its settings (bfloat16); bundled 0.918, its first stage 0.924
+    assert bundled_on_24_videos["IDF1"] >= 0.90, bundled_on_24_videos
 
 
 @pytest.mark.slow
 def test_bundled_model_meets_the_identity_switch_target_on_24_videos(bundled_on_24_videos):
-    # measured 2 switches (0.43 per 20 tracks; the first stage also 2); the first stage made 0 to 1.28 on six other
-    # sets of 24 videos, 0.57 pooled (README)
+    # measured 2 switches with the default bundled:crowds (0.43 per 20 tracks; bundled and its first stage also 2);
+    # the first stage made 0 to 1.28 on six other sets of 24 videos, 0.57 pooled (README)
     assert bundled_on_24_videos["id_switches_per_20_gt_tracks"] <= 1.0, bundled_on_24_videos
 
 

@@ -134,5 +134,6 @@ def test_the_weights_tuned_settings_apply_where_no_option_is_given(tmp_path, cap
     settings.write_text("hit_counter_max: 9\n")
     replaced = tracker_config_from_args(parsed("--tracker-config", str(settings)))
     assert (replaced.hit_counter_max, replaced.duplicate_iou, replaced.kalman_process_noise) == (9, 0.7, 0.1)
-    bundled = build_parser().parse_args(["video", "in.mp4", "--prompt", "a .", "--dtype", "float32"])
+    bundled = build_parser().parse_args(["video", "in.mp4", "--prompt", "a .", "--weights", "bundled", "--dtype",
+                                         "float32"])
     assert build_detector(bundled).box_threshold == 0.35 and tracker_config_from_args(bundled).duplicate_iou == 0.7

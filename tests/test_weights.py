@@ -137,7 +137,8 @@ def test_the_crowd_model_carries_its_tuned_settings_and_the_bundled_model_none()
     assert crowd.postprocess == {"box_threshold": 0.4}
     assert crowd.tracking == {"duplicate_iou": 0.5, "kalman_process_noise": 0.003}
     assert crowd.source.name == "tuned_settings.yaml"
-    for spec in (None, "bundled", "random:tiny", "IDEA-Research/grounding-dino-tiny"):
+    assert tuned_settings(None) == crowd  # the default weights
+    for spec in ("bundled", "random:tiny", "IDEA-Research/grounding-dino-tiny"):
         assert tuned_settings(spec) is None, spec  # reads nothing from the network
 
 

@@ -47,7 +47,7 @@ def node_parameters(args: argparse.Namespace) -> list[str]:
     if args.preset is not None:
         raise CliError("--preset is not a node parameter: convert the checkpoint to a model directory first")
     parameters = {
-        "model": args.weights,  # none given: the node loads its default (the bundled model)
+        "model": args.weights,  # none given: the node loads its default (bundled:crowds)
         "device": args.device,
         "dtype": args.dtype,
         "batch_size": args.batch_size,

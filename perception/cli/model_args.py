@@ -19,7 +19,8 @@ def add_detector_arguments(parser: argparse.ArgumentParser, default_batch_size: 
     group = parser.add_argument_group("model")
     group.add_argument("--weights", default=None,
                        help="checkpoint directory, original .pth file, hub id, bundled:crowds (the bundled model "
-                            "trained longer on crowds of one phrase), or random:tiny (default: the bundled model)")
+                            "trained longer on crowds of one phrase, with its tuned settings), bundled (the first "
+                            "bundled model) or random:tiny (default: bundled:crowds)")
     group.add_argument("--preset", default=None, help="architecture preset for an original .pth file")
     group.add_argument("--box-threshold", type=float, default=None,
                        help="minimum box score (default: the weights' tuned setting, else 0.35)")

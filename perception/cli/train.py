@@ -13,7 +13,8 @@ def register(subparsers) -> None:
     parser.add_argument("--data", type=Path, required=True, help=".jsonl grounding records or COCO .json file")
     parser.add_argument("--output", type=Path, required=True, help="checkpoint folder (a rerun resumes from it)")
     parser.add_argument("--weights", default=None,
-                        help="starting checkpoint: directory, .pth, hub id, random:tiny (default: the bundled model)")
+                        help="starting checkpoint: directory, .pth, hub id, bundled, random:tiny (default: "
+                             "bundled:crowds, the default bundled model)")
     parser.add_argument("--preset", default=None, help="architecture preset for an original .pth file")
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=4)
