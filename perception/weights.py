@@ -169,8 +169,9 @@ def download_hub_checkpoint(repo_id: str) -> Path:
 
 @dataclass(frozen=True)
 class TunedSettings:
-    """The settings a model's tuned_settings.yaml holds: postprocessing fields (PostprocessConfig's) and tracker
-    settings (TrackerConfig.from_dict's mapping), both checked when read."""
+    """The settings a model's tuned_settings.yaml holds: postprocessing fields (PostprocessConfig's), checked when
+    read, and tracker settings (TrackerConfig.from_dict's mapping), checked where a tracker is built: detection
+    alone must run without the tracking packages (norfair)."""
 
     source: Path
     postprocess: dict
@@ -189,7 +190,6 @@ def tuned_settings(spec: str | None) -> TunedSettings | None:
     import yaml
 
     from perception.postprocess import PostprocessConfig
-    from perception.tracking.config import TrackerConfig
 
     if spec is None or spec in BUNDLED_NAMES:
         directory = BUNDLED_NAMES[spec or DEFAULT_BUNDLED][1]
@@ -214,7 +214,6 @@ def tuned_settings(spec: str | None) -> TunedSettings | None:
         if not isinstance(tracking, dict):
             raise ValueError("tracking must be a mapping of tracker settings")
         PostprocessConfig(**values)
-        TrackerConfig.from_dict(tracking)
     except (TypeError, ValueError) as error:
         raise WeightsError(f"{path}: {error}") from error
     return TunedSettings(path, values, tracking)

@@ -137,3 +137,16 @@ def test_the_weights_tuned_settings_apply_where_no_option_is_given(tmp_path, cap
     bundled = build_parser().parse_args(["video", "in.mp4", "--prompt", "a .", "--weights", "bundled", "--dtype",
                                          "float32"])
     assert build_detector(bundled).box_threshold == 0.35 and tracker_config_from_args(bundled).duplicate_iou == 0.7
+
+
+def test_a_wrong_tracking_section_in_tuned_settings_is_refused_naming_the_file(tmp_path):
+    """The tracking section is checked where a tracker is built (detection alone runs without norfair)."""
+    from perception.cli.errors import CliError
+    from perception.cli.main import build_parser
+    from perception.cli.video import tracker_config_from_args
+    from perception.weights import TUNED_SETTINGS_FILE
+
+    (tmp_path / TUNED_SETTINGS_FILE).write_text("tracking: {duplicate_iuo: 0.5}\n")
+    args = build_parser().parse_args(["video", "in.mp4", "--prompt", "a .", "--weights", str(tmp_path)])
+    with pytest.raises(CliError, match=r"tuned_settings.yaml: unknown tracking keys \['duplicate_iuo'\]"):
+        tracker_config_from_args(args)

@@ -146,7 +146,6 @@ def test_the_crowd_model_carries_its_tuned_settings_and_the_bundled_model_none()
     ("box_threshold: 1.5\n", r"box_threshold must be in \[0, 1\]"),
     ("box_treshold: 0.4\n", r"unknown keys \['box_treshold'\]"),
     ("tracking: 0.5\n", "tracking must be a mapping"),
-    ("tracking: {duplicate_iuo: 0.5}\n", r"unknown tracking keys \['duplicate_iuo'\]"),
     ("- 0.4\n", "must be a mapping of settings"),
     ("box_threshold: [\n", "is not valid YAML"),
 ])

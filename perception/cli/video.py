@@ -112,6 +112,10 @@ def tracker_config_from_args(args: argparse.Namespace, tuned: tuple[dict, str] |
             raise CliError(f"tracker config {args.tracker_config} must be a mapping of settings")
     elif tuned is not None:
         values = copy.deepcopy(tuned[0])
+        try:  # checked here, not where the file is read: detection alone runs without the tracking packages
+            TrackerConfig.from_dict(copy.deepcopy(values))
+        except (TypeError, ValueError) as error:
+            raise CliError(f"{tuned[1]}: {error}") from error
         logger.info("tracking with the settings tuned for these weights (%s): %s; --tracker-config replaces them",
                     tuned[1], listed(values))
     for name in ("label_gating", "continue_threshold", "reid_seconds", "reid_appearance", "cross_phrase_iou"):
