@@ -201,7 +201,9 @@ def tuned_settings(spec: str | None) -> TunedSettings | None:
     if not path.is_file():
         return None
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise WeightsError(f"cannot read {path}: {error}") from error
     except yaml.YAMLError as error:
         raise WeightsError(f"{path} is not valid YAML: {error}") from error
     if not isinstance(values, dict):

@@ -148,11 +148,12 @@ def test_the_crowd_model_carries_its_tuned_settings_and_the_bundled_model_none()
     ("tracking: 0.5\n", "tracking must be a mapping"),
     ("- 0.4\n", "must be a mapping of settings"),
     ("box_threshold: [\n", "is not valid YAML"),
+    (b"box_threshold: 0.4 # \xff\n", "cannot read .*'utf-8' codec can't decode"),
 ])
 def test_a_wrong_tuned_settings_file_is_refused_naming_it(tmp_path, text, message):
     from perception.weights import TUNED_SETTINGS_FILE, tuned_settings
 
-    (tmp_path / TUNED_SETTINGS_FILE).write_text(text)
+    (tmp_path / TUNED_SETTINGS_FILE).write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(WeightsError, match=message) as error:
         tuned_settings(str(tmp_path))
     assert TUNED_SETTINGS_FILE in str(error.value)
