@@ -232,3 +232,21 @@ def test_a_replay_tracks_with_the_settings_the_recorded_weights_carry(capsys, ca
     broken.write_text(json.dumps({**header, "tuned_tracking": {"duplicate_iou": 0.5}}) + "\n" + lines[1] + "\n")
     assert main(["eval", "tracking", "--replay-detections", str(broken)]) == 2
     assert "the header's tuned_tracking must be [settings, file]" in capsys.readouterr().err
+
+
+def test_noisy_truth_is_tracked_at_the_tracker_defaults_whatever_the_default_weights_carry(capsys, caplog, tmp_path):
+    """No model runs on noisy truth, so no model's tuned settings apply: the default weights (bundled:crowds) carry
+    tracker settings, and the crowd targets are for the tracker's own defaults. Same scores as an empty
+    --tracker-config (TrackerConfig()), and nothing tuned in the log."""
+    import logging
+
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text("{}\n")
+    run = ("--scenario", "crowd", "--detections", "noisy-truth", "--videos", "1", "--frames", "40")
+    real = ("--scenario", "trajectories", "--detections", "noisy-truth", "--videos", "1")
+    with caplog.at_level(logging.INFO):
+        plain = eval_tracking(capsys, *run)
+        trajectories = eval_tracking(capsys, *real)
+    assert "tuned for these weights" not in caplog.text
+    same_scores(plain, eval_tracking(capsys, *run, "--tracker-config", str(defaults)))
+    same_scores(trajectories, eval_tracking(capsys, *real, "--tracker-config", str(defaults)))

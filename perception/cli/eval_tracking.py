@@ -14,7 +14,7 @@ from pathlib import Path
 
 from perception.cli.errors import EXIT_OK, CliError
 from perception.cli.model_args import add_detector_arguments, build_compared_detector, precision_report
-from perception.cli.video import OF_WEIGHTS, add_tracker_arguments, parse_size, tracker_config_from_args, tuned_tracking
+from perception.cli.video import add_tracker_arguments, parse_size, tracker_config_from_args, tuned_tracking
 
 # Videos x frames per scenario: the default's 24 x 60 hold about 90 tracks (one switch moves the rate per
 # 20 tracks by about 0.2); a crowd's 8 x 150 hold about 180 (by about 0.1) and take about a minute on
@@ -250,16 +250,22 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, option) is None:
             setattr(args, option, default)
     videos, frames = SCENARIO_SIZES[args.scenario]
+    with_model = args.detections == "model" and replay is None
+    # The tracker settings the detections' weights carry: read once, for the tracker and the recording. Noisy truth
+    # comes from no model, so none (the tracker's own defaults, whatever the default weights carry).
+    tuned = None
+    if replay is not None:
+        tuned = _recorded_tuned_tracking(replay)
+    elif with_model:
+        tuned = tuned_tracking(args.weights)
     try:
         noise, pace = _noise(args), _pace(args)
-        tuned = OF_WEIGHTS if replay is None else _recorded_tuned_tracking(replay)
         job = VideoJobConfig(batch_size=args.batch_size, frame_stride=args.stride,
                              tracker=tracker_config_from_args(args, tuned))
         config = TrackingEvalConfig(scenario=args.scenario, videos=args.videos or videos, frames=args.frames or frames,
                                     size=(args.size[1], args.size[0]), seed=args.seed, job=job)
     except ValueError as error:
         raise CliError(str(error)) from error
-    with_model = args.detections == "model" and replay is None
     detector, agreement = build_compared_detector(args) if with_model else (None, None)
     started = time.perf_counter()
     with _work_dir(args, "gdino-eval-tracking-") as work_dir:
@@ -269,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         except RecordingError as error:
             raise CliError(str(error)) from error
     if record_to is not None:
-        _write_recording(record_to, config, comparison, detector, tuned_tracking(args.weights))
+        _write_recording(record_to, config, comparison, detector, tuned)
     return _report(args, comparison, config.frame_rate, noise, {
         "weights": detector.description if detector is not None else None,
         "box_threshold": detector.box_threshold if detector is not None else None,
@@ -306,7 +312,7 @@ def _run_trajectories(args: argparse.Namespace):
         sequences = [read_sequence(path, size, args.frame_rate, occlusion=not args.no_occlusion) for path in paths]
         noise, pace = _noise(args), _pace(args)
         job = VideoJobConfig(batch_size=args.batch_size, frame_stride=args.stride or 1,
-                             tracker=tracker_config_from_args(args))
+                             tracker=tracker_config_from_args(args, tuned=None))  # noisy truth: no model's settings
         with _work_dir(args, "gdino-eval-trajectories-") as work_dir:
             comparison = evaluate_on_trajectories(Path(work_dir), sequences, noise, args.videos or TRAJECTORY_DRAWS,
                                                   args.seed or 0, job, pace=pace)
