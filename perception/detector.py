@@ -28,7 +28,7 @@ from perception.precision import AUTO, resolve_dtype
 from perception.postprocess import PostprocessConfig, merge, postprocess_batch
 from perception.preprocess import PreprocessConfig, as_rgb_tensor, pad_batch, preprocess
 from perception.types import Detections
-from perception.weights import load_weights
+from perception.weights import listed, load_weights, tuned_settings
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +177,16 @@ class GroundingDinoDetector:
                         **kwargs) -> "GroundingDinoDetector":
         """weights: checkpoint directory, original .pth, hub id, ``random:tiny``, or None for the bundled model.
         dtype: float32, float16, bfloat16, or auto (perception.precision: float16 on a CUDA GPU, bfloat16 on a
-        CPU with bfloat16 instructions that passes a check, else float32)."""
+        CPU with bfloat16 instructions that passes a check, else float32).
+        Without a ``config``, the post-processing settings tuned for the weights (their tuned_settings.yaml, as the
+        CLI and the node use them: box threshold 0.4 for the bundled crowd model) apply, and the log names them;
+        a ``config`` given is taken as it is."""
         dtype = resolve_dtype(dtype, kwargs.get("device", "cpu"))
+        tuned = tuned_settings(weights) if kwargs.get("config") is None else None
+        if tuned is not None and tuned.postprocess:
+            logger.info("using the settings tuned for these weights (%s): %s; pass a config to choose others",
+                        tuned.source, listed(tuned.postprocess))
+            kwargs["config"] = DetectorConfig(postprocess=PostprocessConfig(**tuned.postprocess))
         loaded = load_weights(weights, preset)
         tokenizer = PromptTokenizer.from_vocab_file(loaded.vocab_file, loaded.model.config.max_text_len)
         logger.info("weights: %s", loaded.description)

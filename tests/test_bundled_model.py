@@ -37,6 +37,23 @@ def test_the_crowd_model_is_what_loads_by_default():
     assert default.config.preprocess.shortest_edge == 256
 
 
+def test_the_python_api_takes_the_weights_tuned_threshold_unless_given_a_config(caplog):
+    """As the CLI and the node do: the crowd model's tuned_settings.yaml says 0.4; a config given is kept as it is,
+    and the first bundled model, which has no such file, keeps the default 0.35."""
+    from perception.detector import DetectorConfig
+
+    with caplog.at_level("INFO", logger="perception.detector"):
+        tuned = GroundingDinoDetector.from_pretrained(None, dtype="float32")
+    assert tuned.box_threshold == 0.4
+    assert "tuned_settings.yaml" in caplog.text and "box_threshold 0.4" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="perception.detector"):
+        given = GroundingDinoDetector.from_pretrained(None, dtype="float32", config=DetectorConfig())
+        first = GroundingDinoDetector.from_pretrained("bundled", dtype="float32")
+    assert given.box_threshold == first.box_threshold == DetectorConfig().box_threshold == 0.35
+    assert "tuned" not in caplog.text
+
+
 def test_both_bundled_models_ask_for_the_size_they_were_trained_at(detector):
     assert detector.config.preprocess.shortest_edge == detector.config.preprocess.longest_edge == 256
 
