@@ -175,7 +175,8 @@ class GroundingDinoDetector:
     @classmethod
     def from_pretrained(cls, weights: str | None = None, preset: str | None = None, dtype: str = AUTO,
                         **kwargs) -> "GroundingDinoDetector":
-        """weights: checkpoint directory, original .pth, hub id, ``random:tiny``, or None for the bundled model.
+        """weights: checkpoint directory, original .pth, hub id, ``bundled``, ``bundled:crowds``, ``random:tiny``,
+        or None: the default (perception.weights.DEFAULT_BUNDLED, the bundled crowd model).
         dtype: float32, float16, bfloat16, or auto (perception.precision: float16 on a CUDA GPU, bfloat16 on a
         CPU with bfloat16 instructions that passes a check, else float32).
         Without a ``config``, the post-processing settings tuned for the weights (their tuned_settings.yaml, as the
