@@ -191,6 +191,9 @@ SPECS = (
                   "Kalman filter R: larger trusts detections less.", value_range=(1e-6, 1e6)),
     ParameterSpec("tracking.kalman_process_noise", _TRACKER_DEFAULTS.kalman_process_noise,
                   "Kalman filter Q: larger follows changes in speed faster.", value_range=(1e-6, 1e6)),
+    ParameterSpec("tracking.crowd_measurement_noise", _TRACKER_DEFAULTS.crowd_measurement_noise,
+                  "Kalman filter R of the tracks whose phrase has three or more tracks in view (a crowd); 0: "
+                  "kalman_measurement_noise for every track.", value_range=(0.0, 1e6)),
     ParameterSpec("tracking.motion.enabled", _MOTION_DEFAULTS.enabled,
                   "Compensate camera motion (sparse optical flow on each camera's frames) for moving cameras."),
     ParameterSpec("tracking.motion.model", _MOTION_DEFAULTS.model,

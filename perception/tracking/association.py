@@ -13,8 +13,9 @@ Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this up
 (:mod:`perception.tracking.gates`: ``TrackerConfig.distance_threshold_at`` its period, which may be set tighter
 between consecutive frames than after frames the detector skipped, and there per track by how steady its boxes
 have been; at the detector's pace ``distance_threshold``)
-with a Kalman filter per track and starts, confirms and ends tracks by its hit counter (see
-:mod:`perception.tracking.config`). Its own re-identification is not used:
+with a Kalman filter per track (its measurement noise set before each update, :func:`set_measurement_noise`: larger
+in a crowd of one key when ``crowd_measurement_noise`` is set) and starts, confirms and ends tracks by its hit
+counter (see :mod:`perception.tracking.config`). Its own re-identification is not used:
 :mod:`perception.tracking.reidentification` replaces it. Its confirmation is corrected for the detector's stride
 (:func:`hold_until_confirmed`, applied by the tracker to every new track norfair confirms on its first box, unless
 that box continues an unconfirmed track norfair could not match): its counter starts at the stride, so from stride
@@ -39,7 +40,7 @@ from norfair.filter import NoFilterFactory, OptimizedKalmanFilterFactory
 
 from perception.boxes import box_iou
 from perception.postprocess import nms_keep
-from perception.tracking.config import TrackerConfig
+from perception.tracking.config import CROWD_TRACKS, TrackerConfig
 from perception.tracking.gates import Gates, GatedDistance
 from perception.types import Detections
 
@@ -73,6 +74,20 @@ def norfair_tracker(config: TrackerConfig) -> Tracker:
     # norfair 2.3 takes a distance by name or as a function of one pair; its matching calls the object set here.
     tracker.distance_function = GatedDistance(config.distance)
     return tracker
+
+
+def set_measurement_noise(objects: list, config: TrackerConfig) -> None:
+    """Set the measurement noise each norfair object's Kalman filter uses in the coming update: the config's
+    crowd_measurement_noise where the object's key has at least CROWD_TRACKS reported objects, its
+    kalman_measurement_noise elsewhere. norfair gives every filter its factory's R once; its OptimizedKalmanFilter
+    reads it from ``default_r`` on each update, which is where we change it (the one place we reach into the
+    filter)."""
+    if config.crowd_measurement_noise <= 0 or config.filter != "kalman":
+        return
+    counts = Counter(obj.label for obj in reported(objects))
+    for obj in objects:
+        crowded = counts[obj.label] >= CROWD_TRACKS
+        obj.filter.default_r[:] = config.crowd_measurement_noise if crowded else config.kalman_measurement_noise
 
 
 def confirmation_matches(initialization_delay: int, period: int) -> int:

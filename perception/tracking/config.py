@@ -17,6 +17,8 @@ FILTERS = ("kalman", "none")
 MOTION_MODELS = ("homography", "translation")
 # consecutive_distance_threshold's default with the iou distance (at most distance_threshold).
 CONSECUTIVE_IOU_GATE = 0.5
+# Reported tracks of one association key from which crowd_measurement_noise applies to them.
+CROWD_TRACKS = 3
 
 
 def _check(condition: bool, message: str) -> None:
@@ -229,6 +231,15 @@ class TrackerConfig:
     # 0.003 (README, Tracking: fewer switches in crowds; more on the default videos and on real trajectories at the
     # node's pace, so not the default).
     kalman_process_noise: float = 0.1
+    # Measurement noise (norfair R) of the tracks whose association key has at least CROWD_TRACKS reported tracks
+    # (several people of one phrase in view), in place of kalman_measurement_noise. A crowd model's box of someone
+    # partly hidden is the part it sees, drawn afresh as others pass in front: trusting the filter's path more there
+    # keeps the track on its person. 0: kalman_measurement_noise for every track. Larger R for every track did as
+    # well in crowds and worse on the default videos, whose objects of their own phrases turn and bounce: tuning
+    # recordings (bfloat16, at the crowd model's settings), switches and merged ids, 4 / 16 for every track / 16 in
+    # crowds: crowd videos 2090000-2120000, 1300000, 1800000 (843 tracks) 209, 132 / 189, 115 / 188, 114; default
+    # videos 2060000-2160000 (9 sets) 27, 6 / 33, 11 / 28, 6. Fresh figures: the README's tracking section.
+    crowd_measurement_noise: float = 0.0
     motion: MotionConfig = field(default_factory=MotionConfig)
 
     def __post_init__(self) -> None:
@@ -289,6 +300,9 @@ class TrackerConfig:
                f"tracking kalman_measurement_noise must be > 0; got {self.kalman_measurement_noise}")
         _check(self.kalman_process_noise > 0.0,
                f"tracking kalman_process_noise must be > 0; got {self.kalman_process_noise}")
+        _check(self.crowd_measurement_noise >= 0.0,
+               f"tracking crowd_measurement_noise must be >= 0 (0: kalman_measurement_noise for every track); got "
+               f"{self.crowd_measurement_noise}")
         self._check_synonym_groups()
 
     def distance_threshold_at(self, period: int) -> float:

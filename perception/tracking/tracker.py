@@ -36,7 +36,8 @@ import numpy as np
 
 from perception.tracking.appearance import appearance
 from perception.tracking.association import (
-    Association, hold_until_confirmed, motion_estimator, norfair_tracker, only_of_their_key, reported, xyxy)
+    Association, hold_until_confirmed, motion_estimator, norfair_tracker, only_of_their_key, reported,
+    set_measurement_noise, xyxy)
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
 from perception.tracking.gates import Gates, update_gates
 from perception.tracking.history import Sighting, TrackHistory, area, centre, overlap
@@ -209,6 +210,7 @@ class ObjectTracker:
         # By norfair's initializing_id, unique within the tracker: the id() of an object norfair ends in this
         # update may be given to one it starts, which made the filtering below depend on the allocator.
         existing = {obj.initializing_id for obj in self._tracker.tracked_objects}
+        set_measurement_noise(self._tracker.tracked_objects, self.config)
         # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
         self._tracker.update(candidates, period=period, coord_transformations=transformation)
         # Objects norfair started that may not start: from a low score, or a second box on a tracked object.
