@@ -238,7 +238,8 @@ class TrackerConfig:
     # well in crowds and worse on the default videos, whose objects of their own phrases turn and bounce: tuning
     # recordings (bfloat16, at the crowd model's settings), switches and merged ids, 4 / 16 for every track / 16 in
     # crowds: crowd videos 2090000-2120000, 1300000, 1800000 (843 tracks) 209, 132 / 189, 115 / 188, 114; default
-    # videos 2060000-2160000 (9 sets) 27, 6 / 33, 11 / 28, 6. Fresh figures: the README's tracking section.
+    # videos 2060000-2160000 (9 sets) 27, 6 / 33, 11 / 28, 6. The bundled crowd model's tuned_settings.yaml sets 16;
+    # fresh figures: the README's tracking section.
     crowd_measurement_noise: float = 0.0
     motion: MotionConfig = field(default_factory=MotionConfig)
 
