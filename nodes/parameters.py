@@ -19,6 +19,7 @@ from perception.detector import DTYPE_NAMES, DetectorConfig
 from perception.postprocess import PostprocessConfig
 from perception.preprocess import PreprocessConfig
 from perception.tracking.config import (
+    CONSECUTIVE_FRAMES_ONLY,
     DISTANCES,
     FILTERS,
     LABEL_GATINGS,
@@ -191,9 +192,6 @@ SPECS = (
                   "Kalman filter R: larger trusts detections less.", value_range=(1e-6, 1e6)),
     ParameterSpec("tracking.kalman_process_noise", _TRACKER_DEFAULTS.kalman_process_noise,
                   "Kalman filter Q: larger follows changes in speed faster.", value_range=(1e-6, 1e6)),
-    ParameterSpec("tracking.crowd_measurement_noise", _TRACKER_DEFAULTS.crowd_measurement_noise,
-                  "Kalman filter R of the tracks whose phrase has three or more tracks in view (a crowd); 0: "
-                  "kalman_measurement_noise for every track.", value_range=(0.0, 1e6)),
     ParameterSpec("tracking.motion.enabled", _MOTION_DEFAULTS.enabled,
                   "Compensate camera motion (sparse optical flow on each camera's frames) for moving cameras."),
     ParameterSpec("tracking.motion.model", _MOTION_DEFAULTS.model,
@@ -276,13 +274,16 @@ def camera_namespace(camera: str) -> str:
 
 def tuned_parameter_values(settings: TunedSettings) -> dict[str, Any]:
     """A model's tuned settings as node parameter values (name -> value); ValueError for a setting no parameter
-    holds."""
+    holds. Those that apply only between consecutive frames the detector took (CONSECUTIVE_FRAMES_ONLY) are left
+    out: the node tracks at the detector's pace."""
     named = dict(settings.postprocess)
     for name, value in settings.tracking.items():
         if name == "motion":
             named.update({f"tracking.motion.{key}": item for key, item in value.items()})
         elif name == "synonym_groups":
             named["tracking.synonym_groups"] = "; ".join(",".join(group) for group in value)
+        elif name in CONSECUTIVE_FRAMES_ONLY:
+            continue  # the node tracks at the detector's pace, where these do not apply
         else:
             named[f"tracking.{name}"] = value
     if named.get("nms_iou", 0.0) is None:

@@ -19,7 +19,7 @@ from nodes.launch_arguments import (  # noqa: E402
 from nodes.parameters import SPECS_BY_NAME, check_value, detector_config, synonym_groups, tracker_config  # noqa: E402
 from perception.camera_messages import detections_topic  # noqa: E402
 from perception.postprocess import PostprocessConfig  # noqa: E402
-from perception.tracking.config import MotionConfig, TrackerConfig  # noqa: E402
+from perception.tracking.config import CONSECUTIVE_FRAMES_ONLY, MotionConfig, TrackerConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,12 +103,11 @@ def test_the_params_file_sets_only_declared_parameters_with_allowed_values():
     assert detector_config(flat).postprocess == PostprocessConfig()  # the file keeps every default of the detector's
     assert tracker_config(flat).hit_counter_max == flat["tracking.hit_counter_max"]
     assert tracker_config({**flat, "tracking.enabled": False}) is None
-    # Every tracker setting has a parameter, with the same default; but consecutive_distance_threshold and
-    # steady_gate_margin, which only ObjectTracker.update reads (the node tracks at the detector's pace:
-    # update_at_detector_pace).
+    # Every tracker setting has a parameter, with the same default; but those that only ObjectTracker.update reads
+    # between consecutive frames (the node tracks at the detector's pace: update_at_detector_pace).
     assert tracker_config(flat) == TrackerConfig()
     assert {f"tracking.{field.name}" for field in fields(TrackerConfig)
-            if field.name not in ("motion", "consecutive_distance_threshold", "steady_gate_margin")} | {
+            if field.name != "motion" and field.name not in CONSECUTIVE_FRAMES_ONLY} | {
         f"tracking.motion.{field.name}" for field in fields(MotionConfig)} == {
         name for name in SPECS_BY_NAME if name.startswith("tracking.") and name != "tracking.enabled"}
     # A size of 0 means the checkpoint's own; one size set overrides that size only.

@@ -1143,10 +1143,12 @@ def test_the_crowd_preset_keeps_a_walker_whose_visible_part_shrank_before_it_was
     assert after[0] is None
 
 
-def pull_of_a_one_frame_outlier(config: TrackerConfig, others: int) -> float:
+def pull_of_a_one_frame_outlier(config: TrackerConfig, others: int, how: str = "every frame") -> float:
     """A walker (A) and ``others`` walkers of its phrase on lanes below walk right; in frame 20 A's box is drawn 10
     pixels too high (the part of it someone passing in front leaves visible), in frame 21 A is missed. Returns how
-    far above A's path the track's predicted box (reported while coasting) stands in frame 21."""
+    far above A's path the track's predicted box (reported while coasting) stands in frame 21. how: "every frame"
+    (update, period 1), "stride" (update, period 2: the detector skipped a frame before each) or "pace"
+    (update_at_detector_pace, one frame apart at the tracker's frame rate)."""
     tracker = ObjectTracker(config)
     tracker.set_phrases(["person"])
     for t in range(22):
@@ -1156,8 +1158,12 @@ def pull_of_a_one_frame_outlier(config: TrackerConfig, others: int) -> float:
             boxes.append([x, 40.0, x + 40.0, 120.0])
         elif t == 20:
             boxes.append([x, 30.0, x + 40.0, 110.0])
-        tracks = tracker.update(Detections(np.array(boxes, np.float32), np.full(len(boxes), 0.8, np.float32),
-                                           ["person"] * len(boxes)), frame=SCENE)
+        detections = Detections(np.array(boxes, np.float32), np.full(len(boxes), 0.8, np.float32),
+                                ["person"] * len(boxes))
+        if how == "pace":
+            tracks = tracker.update_at_detector_pace(detections, SCENE, timestamp=t / config.frame_rate)
+        else:
+            tracks = tracker.update(detections, frame=SCENE, period=2 if how == "stride" else 1)
     (a,) = [track for track in tracks if track.box_xyxy[3] < 150.0]
     return 40.0 - float(a.box_xyxy[1])
 
@@ -1170,3 +1176,11 @@ def test_crowd_measurement_noise_steadies_the_tracks_of_a_phrase_with_three_or_m
     # With three or more reported tracks of the phrase their filters trust the path more; fewer keep R 4.
     assert crowd[0] == plain[0] and crowd[1] == plain[1]
     assert crowd[2] == crowd[3] < 0.75 * plain[2]
+
+
+@pytest.mark.parametrize("how", ["stride", "pace"])
+def test_crowd_measurement_noise_applies_only_between_consecutive_frames_the_detector_took(how):
+    # Where one box carries a track over frames it was not seen, the filter must follow it (noisy-truth crowds at a
+    # stride and at the node's pace switched more with 16 there).
+    plain = pull_of_a_one_frame_outlier(TrackerConfig(), 3, how)
+    assert pull_of_a_one_frame_outlier(TrackerConfig(crowd_measurement_noise=16.0), 3, how) == plain

@@ -14,8 +14,8 @@ Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this up
 between consecutive frames than after frames the detector skipped, and there per track by how steady its boxes
 have been; at the detector's pace ``distance_threshold``)
 with a Kalman filter per track (its measurement noise set before each update, :func:`set_measurement_noise`: larger
-in a crowd of one key when ``crowd_measurement_noise`` is set) and starts, confirms and ends tracks by its hit
-counter (see :mod:`perception.tracking.config`). Its own re-identification is not used:
+in a crowd of one key between consecutive frames when ``crowd_measurement_noise`` is set) and starts, confirms and
+ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own re-identification is not used:
 :mod:`perception.tracking.reidentification` replaces it. Its confirmation is corrected for the detector's stride
 (:func:`hold_until_confirmed`, applied by the tracker to every new track norfair confirms on its first box, unless
 that box continues an unconfirmed track norfair could not match): its counter starts at the stride, so from stride
@@ -76,15 +76,15 @@ def norfair_tracker(config: TrackerConfig) -> Tracker:
     return tracker
 
 
-def set_measurement_noise(objects: list, config: TrackerConfig) -> None:
+def set_measurement_noise(objects: list, config: TrackerConfig, consecutive: bool) -> None:
     """Set the measurement noise each norfair object's Kalman filter uses in the coming update: the config's
-    crowd_measurement_noise where the object's key has at least CROWD_TRACKS reported objects, its
-    kalman_measurement_noise elsewhere. norfair gives every filter its factory's R once; its OptimizedKalmanFilter
-    reads it from ``default_r`` on each update, which is where we change it (the one place we reach into the
-    filter)."""
+    crowd_measurement_noise where the object's key has at least CROWD_TRACKS reported objects and the detector took
+    the previous frame too (``consecutive``), its kalman_measurement_noise elsewhere. norfair gives every filter its
+    factory's R once; its OptimizedKalmanFilter reads it from ``default_r`` on each update, which is where we change
+    it (the one place we reach into the filter)."""
     if config.crowd_measurement_noise <= 0 or config.filter != "kalman":
         return
-    counts = Counter(obj.label for obj in reported(objects))
+    counts = Counter(obj.label for obj in reported(objects)) if consecutive else Counter()
     for obj in objects:
         crowded = counts[obj.label] >= CROWD_TRACKS
         obj.filter.default_r[:] = config.crowd_measurement_noise if crowded else config.kalman_measurement_noise

@@ -19,6 +19,9 @@ MOTION_MODELS = ("homography", "translation")
 CONSECUTIVE_IOU_GATE = 0.5
 # Reported tracks of one association key from which crowd_measurement_noise applies to them.
 CROWD_TRACKS = 3
+# Settings read only between two consecutive frames the detector took (ObjectTracker.update with period 1: gdino video
+# and the evaluation at stride 1); the node and gdino bag track at the detector's pace, where they do not apply.
+CONSECUTIVE_FRAMES_ONLY = ("consecutive_distance_threshold", "steady_gate_margin", "crowd_measurement_noise")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -239,7 +242,11 @@ class TrackerConfig:
     # recordings (bfloat16, at the crowd model's settings), switches and merged ids, 4 / 16 for every track / 16 in
     # crowds: crowd videos 2090000-2120000, 1300000, 1800000 (843 tracks) 209, 132 / 189, 115 / 188, 114; default
     # videos 2060000-2160000 (9 sets) 27, 6 / 33, 11 / 28, 6. The bundled crowd model's tuned_settings.yaml sets 16;
-    # fresh figures: the README's tracking section.
+    # fresh figures: the README's tracking section. Only between consecutive frames the detector took (ObjectTracker.
+    # update with period 1), where it was measured: where one box carries a track over frames it was not seen, the
+    # filter must follow it, and 16 there made more switches on noisy truth with the crowd settings (crowds 2350000 /
+    # 2360000 at stride 3: 24 / 31 against 15 / 13; 2350000-2380000 at the node's pace, the detector taking every 1st
+    # to 4th frame: 81 against 65).
     crowd_measurement_noise: float = 0.0
     motion: MotionConfig = field(default_factory=MotionConfig)
 

@@ -131,15 +131,16 @@ class ObjectTracker:
         # Per-track gates matter only where there are boxes to match: not on the frames the detector skipped.
         steadiness = {} if detections is None else {key: history.steadiness for key, history in self._histories.items()}
         return self._step(detections, frame, period, start_threshold, timestamp,
-                          update_gates(period, self.config, steadiness))
+                          update_gates(period, self.config, steadiness), consecutive=period == 1)
 
     def _step(self, detections: Detections | None, frame: np.ndarray | None, period: int, start_threshold: float,
-              timestamp: float | None, gates: Gates) -> list[Track]:
-        """:meth:`update` with the association's gates (distance thresholds) given."""
+              timestamp: float | None, gates: Gates, consecutive: bool = False) -> list[Track]:
+        """:meth:`update` with the association's gates (distance thresholds) given; consecutive: the detector took
+        the previous frame too (``update`` with period 1), where ``crowd_measurement_noise`` applies."""
         frame = self._checked(detections, frame, period)
         now = self._clock.tick(timestamp)
         self._frame += 1
-        fresh = self._associate(detections, frame, period, start_threshold, gates)
+        fresh = self._associate(detections, frame, period, start_threshold, gates, consecutive)
         matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
         self._remember(matched, now, None if frame is None else frame.shape[:2])
         self._forget_ended_objects(retire=True)
@@ -195,7 +196,7 @@ class ObjectTracker:
         return self._step(detections, frame, period, start_threshold, timestamp, Gates(self.config.distance_threshold))
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
-                   start_threshold: float, gates: Gates) -> set[int]:
+                   start_threshold: float, gates: Gates, consecutive: bool) -> set[int]:
         """Match this frame's detections to the live tracks (norfair); returns the ids (``id()``) of the
         detections handed to norfair, so a track whose last detection is one of them was matched now."""
         transformation = None if self._motion is None else self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -210,7 +211,7 @@ class ObjectTracker:
         # By norfair's initializing_id, unique within the tracker: the id() of an object norfair ends in this
         # update may be given to one it starts, which made the filtering below depend on the allocator.
         existing = {obj.initializing_id for obj in self._tracker.tracked_objects}
-        set_measurement_noise(self._tracker.tracked_objects, self.config)
+        set_measurement_noise(self._tracker.tracked_objects, self.config, consecutive)
         # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
         self._tracker.update(candidates, period=period, coord_transformations=transformation)
         # Objects norfair started that may not start: from a low score, or a second box on a tracked object.
