@@ -134,7 +134,7 @@ class ObjectTracker:
                           update_gates(period, self.config, steadiness), consecutive=period == 1)
 
     def _step(self, detections: Detections | None, frame: np.ndarray | None, period: int, start_threshold: float,
-              timestamp: float | None, gates: Gates, consecutive: bool = False) -> list[Track]:
+              timestamp: float | None, gates: Gates, consecutive: bool) -> list[Track]:
         """:meth:`update` with the association's gates (distance thresholds) given; consecutive: the detector took
         the previous frame too (``update`` with period 1), where ``crowd_measurement_noise`` applies."""
         frame = self._checked(detections, frame, period)
@@ -193,7 +193,8 @@ class ObjectTracker:
         switches (real trajectories at 25 fps, the detector taking every 1st to 4th frame, tuning seeds 0 and
         1000: 85 and 109 against 72 and 92)."""
         period = self._catch_up(timestamp, frame)
-        return self._step(detections, frame, period, start_threshold, timestamp, Gates(self.config.distance_threshold))
+        return self._step(detections, frame, period, start_threshold, timestamp, Gates(self.config.distance_threshold),
+                          consecutive=False)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
                    start_threshold: float, gates: Gates, consecutive: bool) -> set[int]:
