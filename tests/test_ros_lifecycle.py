@@ -141,9 +141,9 @@ def test_configure_sets_the_parameters_the_model_tunes_and_the_user_left_alone(t
     """bundled:crowds carries box_threshold 0.4, tracking.duplicate_iou 0.5, tracking.kalman_process_noise 0.003 and
     tracking.cross_phrase_iou 0.7 (its tuned_settings.yaml; also crowd_measurement_noise, which applies only between
     consecutive frames and has no parameter: the node tracks at the detector's pace, and configure leaves it out
-    instead of failing on it). Configure sets those left at their defaults, so the
-    parameters show what runs; a parameter the user gave stays; another model puts the ones set for this one back;
-    model_settings false keeps the parameters as given."""
+    instead of failing on it). Configure sets those left at their defaults, so the parameters show what runs; a
+    parameter the user gave stays; another model puts the ones set for this one back; model_settings false keeps the
+    parameters as given."""
     names = ("box_threshold", "tracking.duplicate_iou", "tracking.kalman_process_noise", "tracking.cross_phrase_iou")
     parameters = {**TINY_NODE_PARAMETERS, "autostart": "false", "model": "bundled:crowds", "dtype": "float32",
                   "tracking.kalman_process_noise": "0.05"}
