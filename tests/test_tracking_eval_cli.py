@@ -251,3 +251,49 @@ def test_noisy_truth_is_tracked_at_the_tracker_defaults_whatever_the_default_wei
     assert "tuned for these weights" not in caplog.text
     same_scores(plain, eval_tracking(capsys, *run, "--tracker-config", str(defaults)))
     same_scores(trajectories, eval_tracking(capsys, *real, "--tracker-config", str(defaults)))
+
+
+def test_a_recording_replays_at_the_detectors_pace_as_the_node_tracks_those_frames(capsys, tmp_path):
+    """--detector-pace with --replay-detections: the frames a detector at that pace takes (the draw noisy truth makes
+    for the video's seed), our tracker fed the recorded boxes of those frames as the node feeds it (perception.streams,
+    at the tracker's floor), scored on those frames by the tracks it matched, as the node publishes them."""
+    from perception.streams import MultiStreamDetector
+    from perception.tracking.config import TrackerConfig
+    from perception.tracking.evaluation import scenario_video
+    from perception.tracking.pace import DetectorPace
+    from perception.tracking.recorded import Recording, ReplayedDetector, read_recording
+    from perception.training.prompts import build_prompt
+
+    recording, work = tmp_path / "detections.jsonl", tmp_path / "work"
+    eval_tracking(capsys, "--videos", "1", "--frames", "40", "--seed", "10000", "--dtype", "float32",
+                  "--record-detections", str(recording))
+    paced = eval_tracking(capsys, "--replay-detections", str(recording), "--detector-pace", "1-4",
+                          "--work-dir", str(work))
+    taken = DetectorPace(1, 4).taken(40, np.random.default_rng(10000))
+    assert paced["detector_pace"] == [1, 4] and paced["frames"] == len(taken) < 30
+    assert SCORES <= set(paced) and paced["coverage_by_visibility"]
+    assert all(baseline["frames"] == len(taken) for baseline in paced["baselines"].values())
+
+    kept = read_recording(recording)
+    name = "synthetic-10000"
+    node = MultiStreamDetector(ReplayedDetector(Recording(kept.header, {name: [kept.videos[name][i] for i in taken]}),
+                                                name), TrackerConfig.from_dict(dict(kept.header["tuned_tracking"][0])))
+    frames, objects = scenario_video("default", 10000, 40, (240, 320))
+    node.set_prompt(build_prompt(sorted({item.phrase for scene in objects for item in scene})).text)
+    published = set()
+    for row, index in enumerate(taken, start=1):
+        for box in node.process([("camera", frames[index])], [index / 10]).objects[0]:
+            x0, y0, x1, y1 = (float(value) for value in box.box_xyxy)
+            published.add(f"{row},{box.object_id},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f}")
+    scored = {",".join(line.split(",")[:6])
+              for line in (work / "trackers" / "gdino" / f"{name}.txt").read_text().splitlines()}
+    assert published and scored == published
+
+    # A recording made at a stride cannot say what a detector at a pace would have seen between its frames.
+    strided = tmp_path / "strided.jsonl"
+    eval_tracking(capsys, "--videos", "1", "--frames", "12", "--stride", "2", "--dtype", "float32",
+                  "--record-detections", str(strided))
+    assert main(["eval", "tracking", "--replay-detections", str(strided), "--detector-pace", "1-4"]) == 2
+    assert "was recorded at stride 2; record at stride 1 to replay at a pace" in capsys.readouterr().err
+    assert main(["eval", "tracking", "--detector-pace", "1-4", "--videos", "1", *TINY_MODEL]) == 2
+    assert "--detector-pace: for --detections noisy-truth or --replay-detections only" in capsys.readouterr().err

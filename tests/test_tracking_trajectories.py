@@ -163,7 +163,7 @@ def test_at_the_detectors_pace_the_trackers_see_and_are_scored_on_the_frames_it_
                               "--detector-pace", "3-12", *noiseless)
     assert again["frames"] == result["frames"] and again["IDF1"] == result["IDF1"]
     for args, message in [
-        (["--detector-pace", "3-12"], "--detector-pace: for --detections noisy-truth only"),
+        (["--detector-pace", "3-12"], "--detector-pace: for --detections noisy-truth or --replay-detections only"),
         (["--detections", "noisy-truth", "--detector-pace", "3-12", "--stride", "3"], "replaces --stride"),
         (["--detections", "noisy-truth", "--detector-pace", "12-3"], "1 <= SHORTEST <= LONGEST"),
         (["--detections", "noisy-truth", "--detector-pace", "every 3"], "N or SHORTEST-LONGEST"),

@@ -89,7 +89,9 @@ def register_eval(eval_subparsers) -> None:
                             "later (drawn evenly; e.g. 3-12), dropping those between as the node does when it is "
                             "slower than the camera; the trackers see and are scored on those frames only, by the "
                             "boxes they matched (ours steps through the frames it did not see, as on the node; "
-                            "the baselines update once per frame taken). Not with --stride")
+                            "the baselines update once per frame taken). With --detections noisy-truth or "
+                            "--replay-detections (a recording made at stride 1: the same frames are taken as with "
+                            "noisy truth). Not with --stride")
     add_tracker_arguments(parser)
     add_detector_arguments(parser)
     parser.set_defaults(run=run)
@@ -105,10 +107,13 @@ def _pace(args: argparse.Namespace):
 
     if args.detector_pace is None:
         return None
-    if args.detections != "noisy-truth":
-        _refuse(args, ("detector_pace",), "for --detections noisy-truth only")
+    if args.detections != "noisy-truth" and args.replay_detections is None:
+        raise CliError("--detector-pace: for --detections noisy-truth or --replay-detections only (record the model's "
+                       "detections with --record-detections, then replay them at a pace)")
     if args.stride not in (None, 1):
-        raise CliError("--detector-pace replaces --stride: give one of them")
+        raise CliError(f"--detector-pace: {args.replay_detections} was recorded at stride {args.stride}; record at "
+                       "stride 1 to replay at a pace" if args.replay_detections is not None
+                       else "--detector-pace replaces --stride: give one of them")
     try:
         return DetectorPace.parse(args.detector_pace)
     except ValueError as error:

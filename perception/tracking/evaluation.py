@@ -3,13 +3,14 @@
 Scenarios: "default" (perception.training.synthetic.generate_video: a few objects, mostly one per phrase),
 "crowd" and "mixed" (perception.training.crowds: many walkers of one phrase, without and with a few others).
 
-Two sources of detections:
+Three sources of detections:
 - the detector: each video is written to an MP4 file and run through the whole offline pipeline (decode,
   batched detection, our tracker, encode), prompted with the phrases of that video's objects; every frame's
   detector output is recorded once (down to ByteTrack's low threshold) and replayed to the baselines;
 - noisy ground truth (perception.tracking.noise): drawn once per frame and fed to every tracker;
 - a recording of an earlier run's detector output (perception.tracking.recorded), replayed through the same
-  pipeline in place of the model.
+  pipeline in place of the model, or, with a detector pace, to the trackers on the node's path (the frames
+  the detector takes, perception.tracking.pace).
 Every tracker gets the identical detections per frame and the same box threshold: detections below it
 only serve the trackers that use low scores (ByteTrack's second association, our continue_threshold).
 Scores come from TrackEval (perception.tracking.metrics), for ours and each baseline in one run.
@@ -26,7 +27,7 @@ import numpy as np
 from perception.tracking.coverage import Coverage, read_mot_boxes
 from perception.tracking.metrics import TrackingScores, evaluate_trackers
 from perception.tracking.records import mot_lines
-from perception.tracking import ObjectTracker
+from perception.tracking import ObjectTracker, detection_floor
 from perception.tracking.baselines import ByteTrack, ByteTrackConfig, NorfairBaseline
 from perception.tracking.noise import NOISY_TRUTH_BOX_THRESHOLD, NoiseConfig, NoisyTruth
 from perception.tracking.oracle import ORACLE_MODES, corrected_video
@@ -117,31 +118,66 @@ def _replay(tracker, detections: list[Detections | None], box_threshold: float, 
             mot.write(mot_lines(index, [track for track in tracks if track.matched] if matched_only else tracks))
 
 
+def _track_frames(name: str, frame_at, truth: list[list[TrackedObject]], phrases: list[str], size: tuple[int, int],
+                  frame_rate: float, job: VideoJobConfig, detections: list[Detections | None],
+                  ours: list[Detections | None], start_threshold: float, taken: list[int] | None, work_dir: Path,
+                  baselines: tuple[str, ...]) -> None:
+    """One video tracked by ours and each baseline on the same frames, its ground truth and every tracker's MOT
+    file written under work_dir. truth, detections (what the baselines get, down to the lowest threshold any of
+    them uses) and ours (what our tracker gets: the detector's answer at our tracker's floor): per frame scored.
+    taken: None for every frame at the job's stride; else the video's frame index of each frame scored, which
+    are the frames a detector at an uneven pace took (perception.tracking.pace)."""
+    write_mot_sequence(work_dir / "gt" / name, truth, size, fps=frame_rate)
+    tracker, stride = ObjectTracker(job.tracker), job.frame_stride
+    tracker.set_phrases(phrases)
+    if taken is None:
+        tracks = [tracker.update(frame_detections, frame=frame_at(index), period=stride,
+                                 start_threshold=start_threshold, timestamp=index / frame_rate)
+                  for index, frame_detections in enumerate(ours)]
+    else:
+        tracks = track_at_pace(tracker, ours, taken, frame_at, frame_rate, start_threshold)
+    with open(work_dir / "trackers" / TRACKER_NAME / f"{name}.txt", "w", encoding="utf-8") as mot:
+        mot.write("".join(mot_lines(index, frame_tracks) for index, frame_tracks in enumerate(tracks)))
+    for baseline in baselines:
+        _replay(_baseline(baseline, frame_rate), detections, start_threshold, stride,
+                work_dir / "trackers" / baseline / f"{name}.txt", matched_only=taken is not None)
+
+
 def _noisy_truth_run(name: str, frame_at, objects_per_frame: list[list[TrackedObject]], size: tuple[int, int],
                      frame_rate: float, job: VideoJobConfig, noise: NoiseConfig, rng: np.random.Generator,
                      pace: DetectorPace | None, work_dir: Path, baselines: tuple[str, ...]) -> list:
     """One video of noisy truth, tracked by ours (frame_at(index): the frame it sees) and each baseline on the
-    identical detections, its ground truth and every tracker's MOT file written under work_dir; returns each
-    frame's detections (None where the detector skipped it). With ``pace``, only the frames the detector takes
-    (drawn from ``rng`` before any noise) are tracked and scored, as on the node (perception.tracking.pace)."""
-    taken = list(range(len(objects_per_frame))) if pace is None else pace.taken(len(objects_per_frame), rng)
-    truth = [objects_per_frame[index] for index in taken]
-    write_mot_sequence(work_dir / "gt" / name, truth, size, fps=frame_rate)
+    identical detections (:func:`_track_frames`); returns each frame's detections (None where the detector
+    skipped it). With ``pace``, only the frames the detector takes (drawn from ``rng`` before any noise) are
+    tracked and scored, as on the node (perception.tracking.pace)."""
+    taken = None if pace is None else pace.taken(len(objects_per_frame), rng)
+    truth = objects_per_frame if taken is None else [objects_per_frame[index] for index in taken]
     noisy, stride = NoisyTruth(noise, size, rng), job.frame_stride
     detections = [noisy(objects) if index % stride == 0 else None for index, objects in enumerate(truth)]
-    tracker = ObjectTracker(job.tracker)
-    tracker.set_phrases(_phrases(objects_per_frame))
-    if pace is None:
-        tracks = [tracker.update(frame_detections, frame=frame_at(index), period=stride,
-                                 start_threshold=NOISY_TRUTH_BOX_THRESHOLD, timestamp=index / frame_rate)
-                  for index, frame_detections in enumerate(detections)]
-    else:
-        tracks = track_at_pace(tracker, detections, taken, frame_at, frame_rate, NOISY_TRUTH_BOX_THRESHOLD)
-    with open(work_dir / "trackers" / TRACKER_NAME / f"{name}.txt", "w", encoding="utf-8") as mot:
-        mot.write("".join(mot_lines(index, frame_tracks) for index, frame_tracks in enumerate(tracks)))
-    for baseline in baselines:
-        _replay(_baseline(baseline, frame_rate), detections, NOISY_TRUTH_BOX_THRESHOLD, stride,
-                work_dir / "trackers" / baseline / f"{name}.txt", matched_only=pace is not None)
+    _track_frames(name, frame_at, truth, _phrases(objects_per_frame), size, frame_rate, job, detections, detections,
+                  NOISY_TRUTH_BOX_THRESHOLD, taken, work_dir, baselines)
+    return detections
+
+
+def _replay_at_pace(name: str, frames: list[np.ndarray], objects_per_frame: list[list[TrackedObject]],
+                    recording: Recording, seed: int, config: TrackingEvalConfig, pace: DetectorPace,
+                    work_dir: Path, baselines: tuple[str, ...], coverage: Coverage) -> list:
+    """One video's recorded detections (made at stride 1) on the frames a detector at ``pace`` takes (drawn from
+    the video's seed, as noisy truth draws them), tracked as on the node: ours gets what the detector answers
+    at our tracker's floor (perception.tracking.detection_floor, as perception.streams asks), the baselines all
+    that was recorded (:func:`_track_frames`). Adds the frames taken to ``coverage``; returns their detections."""
+    taken = pace.taken(len(objects_per_frame), np.random.default_rng(seed))
+    recorded = ReplayedDetector(recording, name).detections  # every frame's: recorded at stride 1
+    detections = [recorded[index] for index in taken]
+    truth, box_threshold = [objects_per_frame[index] for index in taken], recording.header["box_threshold"]
+    # The node asks its detector for the frames it took, down to the tracker's floor.
+    node_detector = ReplayedDetector(Recording(recording.header, {name: detections}), name)
+    ours = node_detector.detect([frames[index] for index in taken], detection_floor(box_threshold, config.job.tracker))
+    _track_frames(name, frames.__getitem__, truth, _phrases(objects_per_frame), config.size, config.frame_rate,
+                  config.job, detections, ours, box_threshold, taken, work_dir, baselines)
+    tracked = read_mot_boxes(work_dir / "trackers" / TRACKER_NAME / f"{name}.txt", len(taken))
+    for objects, found, boxes in zip(truth, detections, tracked):
+        coverage.add(objects, found, boxes, box_threshold)
     return detections
 
 
@@ -167,10 +203,12 @@ def _track_with_detector(frames: list[np.ndarray], objects_per_frame: list[list[
         recorder.lowest
 
 
-def _check_pace(pace: DetectorPace | None, noise: NoiseConfig | None, job: VideoJobConfig) -> None:
+def _check_pace(pace: DetectorPace | None, detector: FrameDetector | None, job: VideoJobConfig) -> None:
     if pace is not None:
-        _check(noise is not None, "a detector pace is for noisy truth (the model path runs gdino video's stride)")
-        _check(job.frame_stride == 1, "a detector pace replaces the frame stride: leave the stride at 1")
+        _check(detector is None, "a detector pace is for noisy truth and recorded detections (the model path runs "
+                                 "gdino video's stride): record the model's detections, then replay them at a pace")
+        _check(job.frame_stride == 1, "a detector pace replaces the frame stride: leave the stride at 1 (and record "
+                                      "the detections to replay at a pace at stride 1)")
 
 
 def _baseline(name: str, frame_rate: float):
@@ -187,14 +225,15 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
     Pass a detector to evaluate the whole pipeline, a recording of a detector's output on these videos to
     run the pipeline on it instead (perception.tracking.recorded.RecordingError if it was made on other
     videos or cannot serve the tracker's thresholds), or noise to evaluate the trackers on corrupted
-    ground truth: exactly one of the three. ``pace``: with noise only, the detector takes an uneven subset
-    of the frames and the trackers see only those, as on the node (perception.tracking.pace). ``oracle``: with a
+    ground truth: exactly one of the three. ``pace``: with noise or a recording (made at stride 1), the detector
+    takes an uneven subset of the frames and the trackers see only those, as on the node
+    (perception.tracking.pace); the same frames for both, drawn from each video's seed. ``oracle``: with a
     recording only, each video's recorded detections are first corrected against its ground truth
     (perception.tracking.oracle, one of its ORACLE_MODES).
     """
     _check(sum(source is not None for source in (detector, noise, replay)) == 1,
            "evaluate with one of a detector, a recording of one and a noise model")
-    _check_pace(pace, noise, config.job)
+    _check_pace(pace, detector, config.job)
     _check(oracle is None or replay is not None, "an oracle corrects recorded detections: replay a recording")
     _check(oracle in (None, *ORACLE_MODES), f"oracle mode must be one of {', '.join(ORACLE_MODES)}; got {oracle!r}")
     if replay is not None:
@@ -211,16 +250,17 @@ def evaluate_on_synthetic_videos(work_dir: Path, config: TrackingEvalConfig, det
         seed = config.seed + offset
         name = video_name(config.scenario, seed)
         frames, objects_per_frame = scenario_video(config.scenario, seed, config.frames, config.size)
+        recording = replay if replay is None or oracle is None else corrected_video(replay, name, objects_per_frame,
+                                                                                     oracle)
         if noise is not None:
             detections = _noisy_truth_run(name, frames.__getitem__, objects_per_frame, config.size, config.frame_rate,
                                           config.job, noise, np.random.default_rng(seed), pace, work_dir, baselines)
+        elif pace is not None:
+            detections = _replay_at_pace(name, frames, objects_per_frame, recording, seed, config, pace, work_dir,
+                                         baselines, coverage)
         else:
             write_mot_sequence(gt_root / name, objects_per_frame, config.size, fps=config.frame_rate)
-            if replay is None:
-                video_detector = detector
-            else:
-                video_detector = ReplayedDetector(
-                    replay if oracle is None else corrected_video(replay, name, objects_per_frame, oracle), name)
+            video_detector = detector if recording is None else ReplayedDetector(recording, name)
             mot_path = trackers_root / TRACKER_NAME / f"{name}.txt"
             detections, lowest = _track_with_detector(frames, objects_per_frame, video_detector, config,
                                                       clips / f"{name}.mp4", mot_path)
@@ -253,7 +293,7 @@ def evaluate_on_trajectories(work_dir: Path, sequences: list[Sequence], noise: N
     unknown = sorted(set(baselines) - set(BASELINES))
     _check(not unknown, f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
     job = job or VideoJobConfig()
-    _check_pace(pace, noise, job)
+    _check_pace(pace, None, job)
     gt_root, trackers_root = work_dir / "gt", work_dir / "trackers"
     for directory in (gt_root, *(trackers_root / name for name in (TRACKER_NAME, *baselines))):
         directory.mkdir(parents=True, exist_ok=True)
