@@ -108,12 +108,13 @@ def _pace(args: argparse.Namespace):
     if args.detector_pace is None:
         return None
     if args.detections != "noisy-truth" and args.replay_detections is None:
-        raise CliError("--detector-pace: for --detections noisy-truth or --replay-detections only (record the model's "
-                       "detections with --record-detections, then replay them at a pace)")
-    if args.stride not in (None, 1):
+        _refuse(args, ("detector_pace",), "for --detections noisy-truth or --replay-detections only (record the "
+                                          "model's detections with --record-detections, then replay them at a pace)")
+    if args.stride not in (None, 1) and args.replay_detections is not None:  # the stride is the recording's
         raise CliError(f"--detector-pace: {args.replay_detections} was recorded at stride {args.stride}; record at "
-                       "stride 1 to replay at a pace" if args.replay_detections is not None
-                       else "--detector-pace replaces --stride: give one of them")
+                       "stride 1 to replay at a pace")
+    if args.stride not in (None, 1):
+        raise CliError("--detector-pace replaces --stride: give one of them")
     try:
         return DetectorPace.parse(args.detector_pace)
     except ValueError as error:
