@@ -118,8 +118,9 @@ def build_trainer(output: Path, iterations: int, batch_size: int, seed: int, sta
     # The Swin starts from random weights and trains at the full rate; only the PCA-initialized text
     # encoder, which needs to keep its pretrained geometry, moves slower.
     config = TrainConfig(iterations=iterations or settings["iterations"], learning_rate=settings["learning_rate"],
-                         backbone_learning_rate=settings["learning_rate"] / 2, backbone_prefixes=("text_encoder.bert.",),
-                         warmup_iterations=settings["warmup"], checkpoint_every=100, log_every=20)
+                         backbone_learning_rate=settings["learning_rate"] / 2,
+                         backbone_prefixes=("text_encoder.bert.",), warmup_iterations=settings["warmup"],
+                         checkpoint_every=100, log_every=20)
     loss = GroundingLoss(LossConfig(hidden_box_weight=settings.get("hidden_box_weight", 0.0)))
     return Trainer(model.to(device), batches, grounding_criterion(loss), config, output)
 
