@@ -110,10 +110,10 @@ def _pace(args: argparse.Namespace):
     if args.detections != "noisy-truth" and args.replay_detections is None:
         _refuse(args, ("detector_pace",), "for --detections noisy-truth or --replay-detections only (record the "
                                           "model's detections with --record-detections, then replay them at a pace)")
-    if args.stride not in (None, 1) and args.replay_detections is not None:  # the stride is the recording's
-        raise CliError(f"--detector-pace: {args.replay_detections} was recorded at stride {args.stride}; record at "
-                       "stride 1 to replay at a pace")
     if args.stride not in (None, 1):
+        if args.replay_detections is not None:  # the stride is the recording's
+            raise CliError(f"--detector-pace: {args.replay_detections} was recorded at stride {args.stride}; record "
+                           "at stride 1 to replay at a pace")
         raise CliError("--detector-pace replaces --stride: give one of them")
     try:
         return DetectorPace.parse(args.detector_pace)
