@@ -13,8 +13,9 @@ Then norfair 2.3 matches greedily on 1 - IoU (or corner distance) within this up
 (:mod:`perception.tracking.gates`: ``TrackerConfig.distance_threshold_at`` its period, which may be set tighter
 between consecutive frames than after frames the detector skipped, and there per track by how steady its boxes
 have been; at the detector's pace ``distance_threshold``)
-with a Kalman filter per track (its measurement noise set before each update, :func:`set_measurement_noise`: larger
-in a crowd of one key between consecutive frames when ``crowd_measurement_noise`` is set) and starts, confirms and
+with a Kalman filter per track (:mod:`perception.tracking.kalman`; its measurement noise set before each update,
+:func:`set_measurement_noise`: larger in a crowd of one key between consecutive frames when
+``crowd_measurement_noise`` is set) and starts, confirms and
 ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own re-identification is not used:
 :mod:`perception.tracking.reidentification` replaces it. Its confirmation is corrected for the detector's stride
 (:func:`hold_until_confirmed`, applied by the tracker to every new track norfair confirms on its first box, unless
@@ -36,12 +37,13 @@ import numpy as np
 import torch
 from norfair import Detection, Tracker
 from norfair.camera_motion import HomographyTransformationGetter, MotionEstimator, TranslationTransformationGetter
-from norfair.filter import NoFilterFactory, OptimizedKalmanFilterFactory
+from norfair.filter import NoFilterFactory
 
 from perception.boxes import box_iou
 from perception.postprocess import nms_keep
 from perception.tracking.config import CROWD_TRACKS, TrackerConfig
 from perception.tracking.gates import Gates, GatedDistance
+from perception.tracking.kalman import CarriedKalmanFilterFactory
 from perception.types import Detections
 
 logger = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def xyxy(points: np.ndarray) -> np.ndarray:
 
 def norfair_tracker(config: TrackerConfig) -> Tracker:
     filter_factory = (
-        OptimizedKalmanFilterFactory(R=config.kalman_measurement_noise, Q=config.kalman_process_noise)
+        CarriedKalmanFilterFactory(R=config.kalman_measurement_noise, Q=config.kalman_process_noise)
         if config.filter == "kalman"
         else NoFilterFactory()
     )

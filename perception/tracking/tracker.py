@@ -22,7 +22,8 @@ Kalman prediction in between (norfair's ``period``), reported as long as the det
 A stream updated at the detector's pace (a camera whose frames arrive while the detector is busy, and are
 dropped): call ``update_at_detector_pace``, which first steps the tracks through the frames at
 ``config.frame_rate`` that passed unseen, so that the hit counter and the Kalman filter, which
-count updates, count time.
+count updates, count time; there each track's filter carries its uncertainty over the frames since it was last
+matched (:mod:`.kalman`).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from perception.tracking.association import (
     set_measurement_noise, xyxy)
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
 from perception.tracking.gates import Gates, update_gates
+from perception.tracking.kalman import carry_uncertainty
 from perception.tracking.history import Sighting, TrackHistory, area, centre, overlap
 from perception.tracking.reidentification import reach, reidentify, window as reid_window
 from perception.tracking.config import TrackerConfig
@@ -134,13 +136,15 @@ class ObjectTracker:
                           update_gates(period, self.config, steadiness), consecutive=period == 1)
 
     def _step(self, detections: Detections | None, frame: np.ndarray | None, period: int, start_threshold: float,
-              timestamp: float | None, gates: Gates, consecutive: bool) -> list[Track]:
+              timestamp: float | None, gates: Gates, consecutive: bool, at_pace: bool = False) -> list[Track]:
         """:meth:`update` with the association's gates (distance thresholds) given; consecutive: the detector took
-        the previous frame too (``update`` with period 1), where ``crowd_measurement_noise`` applies."""
+        the previous frame too (``update`` with period 1), where ``crowd_measurement_noise`` applies; at_pace: an
+        update at the detector's pace, where the filters carry their uncertainty over unmatched frames
+        (:mod:`.kalman`)."""
         frame = self._checked(detections, frame, period)
         now = self._clock.tick(timestamp)
         self._frame += 1
-        fresh = self._associate(detections, frame, period, start_threshold, gates, consecutive)
+        fresh = self._associate(detections, frame, period, start_threshold, gates, consecutive, at_pace)
         matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
         self._remember(matched, now, None if frame is None else frame.shape[:2])
         self._forget_ended_objects(retire=True)
@@ -194,10 +198,10 @@ class ObjectTracker:
         1000: 85 and 109 against 72 and 92)."""
         period = self._catch_up(timestamp, frame)
         return self._step(detections, frame, period, start_threshold, timestamp, Gates(self.config.distance_threshold),
-                          consecutive=False)
+                          consecutive=False, at_pace=True)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
-                   start_threshold: float, gates: Gates, consecutive: bool) -> set[int]:
+                   start_threshold: float, gates: Gates, consecutive: bool, at_pace: bool) -> set[int]:
         """Match this frame's detections to the live tracks (norfair); returns the ids (``id()``) of the
         detections handed to norfair, so a track whose last detection is one of them was matched now."""
         transformation = None if self._motion is None else self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -213,6 +217,7 @@ class ObjectTracker:
         # update may be given to one it starts, which made the filtering below depend on the allocator.
         existing = {obj.initializing_id for obj in self._tracker.tracked_objects}
         set_measurement_noise(self._tracker.tracked_objects, self.config, consecutive)
+        carry_uncertainty(self._tracker.tracked_objects, at_pace and self.config.kalman_carry_at_pace)
         # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
         self._tracker.update(candidates, period=period, coord_transformations=transformation)
         # Objects norfair started that may not start: from a low score, or a second box on a tracked object.
