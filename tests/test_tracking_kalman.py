@@ -54,9 +54,10 @@ def coasting_box(how: str, config: TrackerConfig) -> np.ndarray:
         if how == "pace":
             tracks = tracker.update_at_detector_pace(detections, SCENE, frame / config.frame_rate)
         else:
-            for skipped in range(TAKEN[index - 1] + 1 if index else frame, frame):
+            previous = TAKEN[index - 1] if index else frame - 1
+            for _ in range(previous + 1, frame):
                 tracker.update(None, frame=SCENE)
-            tracks = tracker.update(detections, frame=SCENE, period=frame - TAKEN[index - 1] if index else 1)
+            tracks = tracker.update(detections, frame=SCENE, period=frame - previous)
     (track,) = tracks
     assert not track.matched
     return track.box_xyxy

@@ -15,8 +15,8 @@ between consecutive frames than after frames the detector skipped, and there per
 have been; at the detector's pace ``distance_threshold``)
 with a Kalman filter per track (:mod:`perception.tracking.kalman`; its measurement noise set before each update,
 :func:`set_measurement_noise`: larger in a crowd of one key between consecutive frames when
-``crowd_measurement_noise`` is set) and starts, confirms and
-ends tracks by its hit counter (see :mod:`perception.tracking.config`). Its own re-identification is not used:
+``crowd_measurement_noise`` is set) and starts, confirms and ends tracks by its hit counter (see
+:mod:`perception.tracking.config`). Its own re-identification is not used:
 :mod:`perception.tracking.reidentification` replaces it. Its confirmation is corrected for the detector's stride
 (:func:`hold_until_confirmed`, applied by the tracker to every new track norfair confirms on its first box, unless
 that box continues an unconfirmed track norfair could not match): its counter starts at the stride, so from stride

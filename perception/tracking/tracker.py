@@ -41,8 +41,8 @@ from perception.tracking.association import (
     set_measurement_noise, xyxy)
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
 from perception.tracking.gates import Gates, update_gates
-from perception.tracking.kalman import carry_uncertainty
 from perception.tracking.history import Sighting, TrackHistory, area, centre, overlap
+from perception.tracking.kalman import carry_uncertainty
 from perception.tracking.reidentification import reach, reidentify, window as reid_window
 from perception.tracking.config import TrackerConfig
 from perception.types import Detections
