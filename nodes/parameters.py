@@ -298,6 +298,13 @@ def tuned_parameter_values(settings: TunedSettings) -> dict[str, Any]:
             for name, value in named.items()}
 
 
+def tuned_settings_not_at_pace(settings: TunedSettings) -> dict[str, Any]:
+    """A model's tuned tracker settings that apply only between consecutive frames the detector took
+    (CONSECUTIVE_FRAMES_ONLY, name -> value): tuned_parameter_values leaves them out, as the node tracks at the
+    detector's pace."""
+    return {name: value for name, value in settings.tracking.items() if name in CONSECUTIVE_FRAMES_ONLY}
+
+
 def model_setting_changes(values: dict[str, Any], tuned: dict[str, Any],
                           set_before: dict[str, Any]) -> dict[str, Any]:
     """The parameter changes that make a model's tuned settings (``tuned``, parameter name -> value) apply at
