@@ -192,7 +192,7 @@ SPECS = (
                   "Kalman filter R: larger trusts detections less.", value_range=(1e-6, 1e6)),
     ParameterSpec("tracking.kalman_process_noise", _TRACKER_DEFAULTS.kalman_process_noise,
                   "Kalman filter Q: larger follows changes in speed faster.", value_range=(1e-6, 1e6)),
-    ParameterSpec("tracking.kalman_carry_at_pace", _TRACKER_DEFAULTS.kalman_carry_at_pace,
+    ParameterSpec("tracking.kalman_carry", _TRACKER_DEFAULTS.kalman_carry,
                   "Each track's Kalman filter carries its uncertainty over the camera frames since it was last "
                   "matched; false: norfair's filter, which grows it as for one frame whatever the gap."),
     ParameterSpec("tracking.motion.enabled", _MOTION_DEFAULTS.enabled,

@@ -139,13 +139,13 @@ def test_cleanup_releases_the_detector(tmp_path):
 
 def test_configure_sets_the_parameters_the_model_tunes_and_the_user_left_alone(tmp_path):
     """bundled:crowds carries box_threshold 0.4, tracking.duplicate_iou 0.5, tracking.kalman_process_noise 0.003,
-    tracking.kalman_carry_at_pace false and tracking.cross_phrase_iou 0.7 (its tuned_settings.yaml; also
+    tracking.kalman_carry false and tracking.cross_phrase_iou 0.7 (its tuned_settings.yaml; also
     crowd_measurement_noise, which applies only between consecutive frames and has no parameter: the node tracks at
     the detector's pace, and configure leaves it out, saying so, instead of failing on it). Configure sets those left
     at their defaults, so the parameters show what runs; a parameter the user gave stays; another model puts the
     ones set for this one back; model_settings false keeps the parameters as given."""
     names = ("box_threshold", "tracking.duplicate_iou", "tracking.kalman_process_noise", "tracking.cross_phrase_iou",
-             "tracking.kalman_carry_at_pace")
+             "tracking.kalman_carry")
     parameters = {**TINY_NODE_PARAMETERS, "autostart": "false", "model": "bundled:crowds", "dtype": "float32",
                   "tracking.kalman_process_noise": "0.05"}
     del parameters["box_threshold"], parameters["tracking.duplicate_iou"]
@@ -155,7 +155,7 @@ def test_configure_sets_the_parameters_the_model_tunes_and_the_user_left_alone(t
         assert harness.get_parameters(*names) == dict(zip(names, (0.4, 0.5, 0.05, 0.7, False)))
         output = harness.node_process.output()
         assert "parameters set at configure from the settings tuned for the model" in output, output[-2000:]
-        assert ("box_threshold 0.4, tracking.duplicate_iou 0.5, tracking.kalman_carry_at_pace False, "
+        assert ("box_threshold 0.4, tracking.duplicate_iou 0.5, tracking.kalman_carry False, "
                 "tracking.cross_phrase_iou 0.7;") in output
         assert "tuned_settings.yaml" in output
         # Its crowd_measurement_noise has no parameter: the node says it is not used, and why.

@@ -222,7 +222,7 @@ def test_a_replay_tracks_with_the_settings_the_recorded_weights_carry(capsys, ca
     header = json.loads(recording.read_text().splitlines()[0])
     assert live["box_threshold"] == header["box_threshold"] == 0.4
     assert header["tuned_tracking"][0] == {"duplicate_iou": 0.5, "kalman_process_noise": 0.003,
-                                           "kalman_carry_at_pace": False, "cross_phrase_iou": 0.7,
+                                           "kalman_carry": False, "cross_phrase_iou": 0.7,
                                            "crowd_measurement_noise": 16}
     with caplog.at_level(logging.INFO):
         replayed = eval_tracking(capsys, "--replay-detections", str(recording))

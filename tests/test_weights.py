@@ -135,7 +135,7 @@ def test_the_crowd_model_carries_its_tuned_settings_and_the_bundled_model_none()
 
     crowd = tuned_settings("bundled:crowds")
     assert crowd.postprocess == {"box_threshold": 0.4}
-    assert crowd.tracking == {"duplicate_iou": 0.5, "kalman_process_noise": 0.003, "kalman_carry_at_pace": False,
+    assert crowd.tracking == {"duplicate_iou": 0.5, "kalman_process_noise": 0.003, "kalman_carry": False,
                               "cross_phrase_iou": 0.7, "crowd_measurement_noise": 16}
     assert crowd.source.name == "tuned_settings.yaml"
     assert tuned_settings(None) == crowd  # the default weights

@@ -234,15 +234,17 @@ class TrackerConfig:
     # 0.003 (README, Tracking: fewer switches in crowds; more on the default videos and on real trajectories at the
     # node's pace, so not the default).
     kalman_process_noise: float = 0.1
-    # At the detector's pace (the node, `gdino bag`: ObjectTracker.update_at_detector_pace) each track's filter carries
-    # its covariance over the frames since it was last matched (perception.tracking.kalman); false: norfair's filter,
-    # which grows it as for one frame whatever the gap. Noisy truth of real 25 fps trajectories, fresh seeds 8000-11000,
-    # switches and mean IDF1: 1-4 frames between runs 343, 0.730 against 387, 0.726 (plain norfair 353, 0.682); 3-12
-    # IDF1 0.554 against 0.529; 10-30 0.332 against 0.323. With the crowd model's small process noise (0.003) it lost
-    # on that model's crowd boxes (fresh recordings 2470000-2500000 at 1-4: 151 against 137 switches, IDF1 0.758
-    # against 0.766), so its tuned_settings.yaml turns it off. Frames the detector took one by one or at a stride
-    # (ObjectTracker.update) always keep norfair's filter, which their settings were tuned on.
-    kalman_carry_at_pace: bool = True
+    # Where the tracker steps through frames the detector did not take (at its pace: the node, `gdino bag`; at a
+    # stride: ObjectTracker.update with period > 1), each track's filter carries its covariance over the frames since
+    # it was last matched (perception.tracking.kalman); false: norfair's filter, which grows it as for one frame
+    # whatever the gap. Noisy truth of real 25 fps trajectories, fresh seeds 8000-11000 at the node's pace, switches
+    # and mean IDF1: 1-4 frames between runs 343, 0.730 against 387, 0.726 (plain norfair 353, 0.682); 3-12 IDF1
+    # 0.554 against 0.529; 10-30 0.332 against 0.323. Fresh seeds 16000-19000 at stride 3 / 6: 233 / 452 against
+    # 260 / 541 switches, merged ids 78 / 154 against 86 / 200. With the crowd model's small process noise (0.003) it
+    # lost on that model's crowd boxes (fresh recordings 2470000-2500000 at 1-4: 151 against 137 switches, IDF1 0.758
+    # against 0.766), so its tuned_settings.yaml turns it off. Between consecutive frames the detector took
+    # (ObjectTracker.update with period 1) the filter stays norfair's, as the settings there were tuned on it.
+    kalman_carry: bool = True
     # Measurement noise (norfair R) of the tracks whose association key has at least CROWD_TRACKS reported tracks
     # (several people of one phrase in view), in place of kalman_measurement_noise. A crowd model's box of someone
     # partly hidden is the part it sees, drawn afresh as others pass in front: trusting the filter's path more there

@@ -2,22 +2,23 @@
 
 norfair's ``OptimizedKalmanFilter`` predicts a track's state on every frame but grows its covariance only in an
 update, and then as for one frame: a track matched again after k frames weighs the new box as if it had been seen
-one frame before. At the detector's pace (:meth:`ObjectTracker.update_at_detector_pace`: the node, `gdino bag`)
-every update follows frames the tracker stepped through unseen. :class:`CarriedKalmanFilter` counts the frames
-predicted since its last update and, when the tracker asks it to (``carry``, set on every track before each update
-by :func:`carry_uncertainty`), carries the covariance over all k of them, as a textbook constant-velocity filter
-does: the position variance grows by 2k times the position-velocity covariance and k squared times the velocity
-variance, the covariance by k times the velocity variance, and the process noise is added k times. Without
-``carry`` (or with k = 1) it is norfair's filter to the bit.
+one frame before. Where the detector does not take every frame (at its pace, :meth:`ObjectTracker.
+update_at_detector_pace`: the node, `gdino bag`; at a stride, ``update`` with period > 1) every update follows frames
+the tracker stepped through unseen. :class:`CarriedKalmanFilter` counts the frames predicted since its last update
+and, when the tracker asks it to (``carry``, set on every track before each update by :func:`carry_uncertainty`),
+carries the covariance over all k of them, as a textbook constant-velocity filter does: the position variance grows
+by 2k times the position-velocity covariance and k squared times the velocity variance, the covariance by k times
+the velocity variance, and the process noise is added k times. Without ``carry`` (or with k = 1) it is norfair's
+filter to the bit.
 
-Only updates at the detector's pace carry it, and only with ``TrackerConfig.kalman_carry_at_pace`` (the default;
-the crowd model's tuned settings turn it off). On noisy truth of real 25 fps trajectories there (tuning seeds 0 and
-1000) it made fewer identity switches at every pace tried (1-4 frames between runs: 160 against 178; 3-12: 155
-against 176; 10-30: 86 against 102) and a higher IDF1; on the crowd model's boxes at 1-4 with that model's small
-process noise it was about even on seen sets and lost on fresh ones (see the config's comment). Between
-frames the detector took one by one the crowd model's settings (a small process noise) were tuned on norfair's
-filter, and carrying it there lost IDF1 on its crowd boxes (recordings 2230000, 2240000 at stride 1: 0.800, 0.808
-against 0.791, 0.801), so ``update`` keeps norfair's. Fresh figures: the README's tracking section.
+The tracker asks for it after frames the detector skipped, with ``TrackerConfig.kalman_carry`` (the default; the
+crowd model's tuned settings turn it off). On noisy truth of real 25 fps trajectories (tuning seeds 0 and 1000) it
+made fewer identity switches at every pace tried (1-4 frames between runs: 160 against 178; 3-12: 155 against 176;
+10-30: 86 against 102) and at strides 3 and 6 (127 against 157, 223 against 268), with a higher IDF1. Carried also
+between consecutive frames the detector took (over the frames a track was missed), it lost IDF1 on the crowd model's
+crowd boxes (recordings 2230000, 2240000 at stride 1: 0.791, 0.801 against 0.800, 0.808), so updates one frame
+after the detector's previous run keep norfair's. Fresh figures: the config's comment and the README's tracking
+section.
 """
 from __future__ import annotations
 

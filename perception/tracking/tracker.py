@@ -22,8 +22,10 @@ Kalman prediction in between (norfair's ``period``), reported as long as the det
 A stream updated at the detector's pace (a camera whose frames arrive while the detector is busy, and are
 dropped): call ``update_at_detector_pace``, which first steps the tracks through the frames at
 ``config.frame_rate`` that passed unseen, so that the hit counter and the Kalman filter, which
-count updates, count time; there each track's filter carries its uncertainty over the frames since it was last
-matched (:mod:`.kalman`).
+count updates, count time.
+
+After frames the detector skipped (at a stride or at its pace) each track's filter carries its uncertainty over the
+frames since it was last matched (:mod:`.kalman`, ``config.kalman_carry``).
 """
 from __future__ import annotations
 
@@ -133,18 +135,18 @@ class ObjectTracker:
         # Per-track gates matter only where there are boxes to match: not on the frames the detector skipped.
         steadiness = {} if detections is None else {key: history.steadiness for key, history in self._histories.items()}
         return self._step(detections, frame, period, start_threshold, timestamp,
-                          update_gates(period, self.config, steadiness), consecutive=period == 1)
+                          update_gates(period, self.config, steadiness), consecutive=period == 1, carry=period > 1)
 
     def _step(self, detections: Detections | None, frame: np.ndarray | None, period: int, start_threshold: float,
-              timestamp: float | None, gates: Gates, consecutive: bool, at_pace: bool = False) -> list[Track]:
+              timestamp: float | None, gates: Gates, consecutive: bool, carry: bool) -> list[Track]:
         """:meth:`update` with the association's gates (distance thresholds) given; consecutive: the detector took
-        the previous frame too (``update`` with period 1), where ``crowd_measurement_noise`` applies; at_pace: an
-        update at the detector's pace, where the filters carry their uncertainty over unmatched frames
-        (:mod:`.kalman`)."""
+        the previous frame too (``update`` with period 1), where ``crowd_measurement_noise`` applies; carry: frames
+        the detector skipped came before this update (a stride, or its pace), so the filters carry their uncertainty
+        over the frames since each track was last matched (:mod:`.kalman`, with ``config.kalman_carry``)."""
         frame = self._checked(detections, frame, period)
         now = self._clock.tick(timestamp)
         self._frame += 1
-        fresh = self._associate(detections, frame, period, start_threshold, gates, consecutive, at_pace)
+        fresh = self._associate(detections, frame, period, start_threshold, gates, consecutive, carry)
         matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
         self._remember(matched, now, None if frame is None else frame.shape[:2])
         self._forget_ended_objects(retire=True)
@@ -198,10 +200,10 @@ class ObjectTracker:
         1000: 85 and 109 against 72 and 92)."""
         period = self._catch_up(timestamp, frame)
         return self._step(detections, frame, period, start_threshold, timestamp, Gates(self.config.distance_threshold),
-                          consecutive=False, at_pace=True)
+                          consecutive=False, carry=True)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
-                   start_threshold: float, gates: Gates, consecutive: bool, at_pace: bool) -> set[int]:
+                   start_threshold: float, gates: Gates, consecutive: bool, carry: bool) -> set[int]:
         """Match this frame's detections to the live tracks (norfair); returns the ids (``id()``) of the
         detections handed to norfair, so a track whose last detection is one of them was matched now."""
         transformation = None if self._motion is None else self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -217,7 +219,7 @@ class ObjectTracker:
         # update may be given to one it starts, which made the filtering below depend on the allocator.
         existing = {obj.initializing_id for obj in self._tracker.tracked_objects}
         set_measurement_noise(self._tracker.tracked_objects, self.config, consecutive)
-        carry_uncertainty(self._tracker.tracked_objects, at_pace and self.config.kalman_carry_at_pace)
+        carry_uncertainty(self._tracker.tracked_objects, carry and self.config.kalman_carry)
         # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
         self._tracker.update(candidates, period=period, coord_transformations=transformation)
         # Objects norfair started that may not start: from a low score, or a second box on a tracked object.
