@@ -135,18 +135,18 @@ class ObjectTracker:
         # Per-track gates matter only where there are boxes to match: not on the frames the detector skipped.
         steadiness = {} if detections is None else {key: history.steadiness for key, history in self._histories.items()}
         return self._step(detections, frame, period, start_threshold, timestamp,
-                          update_gates(period, self.config, steadiness), consecutive=period == 1, carry=period > 1)
+                          update_gates(period, self.config, steadiness), consecutive=period == 1)
 
     def _step(self, detections: Detections | None, frame: np.ndarray | None, period: int, start_threshold: float,
-              timestamp: float | None, gates: Gates, consecutive: bool, carry: bool) -> list[Track]:
+              timestamp: float | None, gates: Gates, consecutive: bool) -> list[Track]:
         """:meth:`update` with the association's gates (distance thresholds) given; consecutive: the detector took
-        the previous frame too (``update`` with period 1), where ``crowd_measurement_noise`` applies; carry: frames
-        the detector skipped came before this update (a stride, or its pace), so the filters carry their uncertainty
-        over the frames since each track was last matched (:mod:`.kalman`, with ``config.kalman_carry``)."""
+        the previous frame too (``update`` with period 1), where ``crowd_measurement_noise`` applies; otherwise (a
+        stride, or the detector's pace) frames it skipped came before, and the filters carry their uncertainty over
+        the frames since each track was last matched (:mod:`.kalman`, with ``config.kalman_carry``)."""
         frame = self._checked(detections, frame, period)
         now = self._clock.tick(timestamp)
         self._frame += 1
-        fresh = self._associate(detections, frame, period, start_threshold, gates, consecutive, carry)
+        fresh = self._associate(detections, frame, period, start_threshold, gates, consecutive)
         matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
         self._remember(matched, now, None if frame is None else frame.shape[:2])
         self._forget_ended_objects(retire=True)
@@ -200,10 +200,10 @@ class ObjectTracker:
         1000: 85 and 109 against 72 and 92)."""
         period = self._catch_up(timestamp, frame)
         return self._step(detections, frame, period, start_threshold, timestamp, Gates(self.config.distance_threshold),
-                          consecutive=False, carry=True)
+                          consecutive=False)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
-                   start_threshold: float, gates: Gates, consecutive: bool, carry: bool) -> set[int]:
+                   start_threshold: float, gates: Gates, consecutive: bool) -> set[int]:
         """Match this frame's detections to the live tracks (norfair); returns the ids (``id()``) of the
         detections handed to norfair, so a track whose last detection is one of them was matched now."""
         transformation = None if self._motion is None else self._motion.update(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -219,7 +219,7 @@ class ObjectTracker:
         # update may be given to one it starts, which made the filtering below depend on the allocator.
         existing = {obj.initializing_id for obj in self._tracker.tracked_objects}
         set_measurement_noise(self._tracker.tracked_objects, self.config, consecutive)
-        carry_uncertainty(self._tracker.tracked_objects, carry and self.config.kalman_carry)
+        carry_uncertainty(self._tracker.tracked_objects, not consecutive and self.config.kalman_carry)
         # norfair iterates the list whenever a transformation is given, so an empty list stands for "none".
         self._tracker.update(candidates, period=period, coord_transformations=transformation)
         # Objects norfair started that may not start: from a low score, or a second box on a tracked object.
