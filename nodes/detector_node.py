@@ -155,12 +155,13 @@ class DetectorNode(LifecycleNode):
                 tuned = tuned_settings(values["model"] or None)
             except WeightsError as error:
                 raise ValueError(str(error)) from error
-        wanted = parameters.tuned_parameter_values(tuned) if tuned is not None else {}
-        unused = parameters.tuned_settings_not_at_pace(tuned) if tuned is not None else {}
-        if unused:
-            self.get_logger().info(
-                f"settings tuned for the model ({tuned.source}) not used: {listed(unused)}; they apply only between "
-                "consecutive frames the detector took, and the node tracks at the detector's pace")
+        wanted = {}
+        if tuned is not None:
+            wanted, unused = parameters.tuned_parameter_values(tuned), parameters.tuned_settings_not_at_pace(tuned)
+            if unused:
+                self.get_logger().info(
+                    f"settings tuned for the model ({tuned.source}) not used: {listed(unused)}; they apply only "
+                    "between consecutive frames the detector took, and the node tracks at the detector's pace")
         changes = parameters.model_setting_changes(values, wanted, self._model_settings_set)
         for name, result in zip(changes, self.set_parameters([Parameter(n, value=v) for n, v in changes.items()])):
             if not result.successful:

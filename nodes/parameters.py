@@ -277,15 +277,16 @@ def camera_namespace(camera: str) -> str:
 
 def tuned_parameter_values(settings: TunedSettings) -> dict[str, Any]:
     """A model's tuned settings as node parameter values (name -> value); ValueError for a setting no parameter
-    holds. Those that apply only between consecutive frames the detector took (CONSECUTIVE_FRAMES_ONLY) are left
+    holds. Those that apply only between consecutive frames the detector took (tuned_settings_not_at_pace) are left
     out: the node tracks at the detector's pace."""
     named = dict(settings.postprocess)
+    left_out = tuned_settings_not_at_pace(settings)
     for name, value in settings.tracking.items():
         if name == "motion":
             named.update({f"tracking.motion.{key}": item for key, item in value.items()})
         elif name == "synonym_groups":
             named["tracking.synonym_groups"] = "; ".join(",".join(group) for group in value)
-        elif name in CONSECUTIVE_FRAMES_ONLY:
+        elif name in left_out:
             continue  # the node tracks at the detector's pace, where these do not apply
         else:
             named[f"tracking.{name}"] = value
