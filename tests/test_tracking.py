@@ -330,6 +330,53 @@ def test_one_box_is_not_a_track_at_any_stride(stride, first_reported):
     assert counts == [0] * first_reported + [1] * (4 * stride - first_reported)
 
 
+def first_reported_at_pace(runs: list[int], box_runs: int, with_another: bool = False) -> int | None:
+    """The frame (at 10 fps) at which a walker the detector finds on the first box_runs of its runs (at frames
+    runs) is first reported, at the detector's pace; with_another: a person tracked since before, far away."""
+    tracker = ObjectTracker(TrackerConfig(initialization_delay=2))
+    tracker.set_phrases(["person"])
+    other = np.array([[900.0, 300.0, 960.0, 420.0]], np.float32)
+    if with_another:
+        for frame in range(-30, 0, 3):
+            tracker.update_at_detector_pace(Detections(other, np.array([0.8]), ["person"]), SCENE, frame / 10)
+    for run, frame in enumerate(runs):
+        x0 = 100.0 + 4.0 * frame
+        boxes = [[x0, 100.0, x0 + 60.0, 220.0]] if run < box_runs else []
+        if with_another:
+            boxes.append(other[0].tolist())
+        detections = Detections(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.8),
+                                ["person"] * len(boxes))
+        tracks = tracker.update_at_detector_pace(detections, SCENE, frame / 10)
+        if any(track.box_xyxy[0] < 800 for track in tracks):
+            return frame
+    return None
+
+
+@pytest.mark.parametrize("runs, first_reported", [
+    ([0, 3, 6, 9, 12], 3),  # every 3rd frame: its second box, as at stride 3
+    ([0, 2, 4, 6, 8], 2),  # every 2nd frame: its second box (so it was before)
+    ([0, 1, 5, 6, 10], 5),  # its first two boxes one frame apart: its third box
+    ([0, 4, 5, 9, 13], 4),
+])
+def test_at_the_detectors_pace_a_new_object_alone_of_its_phrase_is_reported_once_its_boxes_span_the_delay(
+        runs, first_reported):
+    """At the detector's pace norfair's counter of a new track started at the frames before its first box and lost
+    one per frame: a new track ended before a box three or more frames later, and one that survived was confirmed
+    after a number of boxes that depended on that earlier gap (first reported at frames 6, 2, 10 and 9 here).
+    Alone of its phrase it now waits for the detector's next run and is confirmed once its boxes span
+    initialization_delay frames; one box alone is never a track."""
+    assert first_reported_at_pace(runs, box_runs=len(runs)) == first_reported
+    assert first_reported_at_pace(runs, box_runs=1) is None
+
+
+def test_at_the_detectors_pace_a_new_object_among_others_of_its_phrase_waits_on_norfairs_counter():
+    """Among several of one phrase the rule above does not apply (on real pedestrian trajectories holding those
+    tracks too made more identity switches): at every 2nd frame the newcomer is reported from its third box, where
+    alone of its phrase it is from its second."""
+    assert first_reported_at_pace([0, 2, 4, 6, 8], box_runs=5, with_another=True) == 4
+    assert first_reported_at_pace([0, 2, 4, 6, 8], box_runs=5) == 2
+
+
 def test_at_a_long_stride_a_returning_object_waits_for_a_second_box_then_has_its_id():
     """One box is not a track even when re-identification would give it a lost track's id (in a crowd that
     one box may be a false positive near where someone was lost): the second box confirms it, with its id."""

@@ -114,6 +114,25 @@ def hold_until_confirmed(obj, initialization_delay: int, period: int) -> None:
     obj.is_initializing = obj.hit_counter <= delay
 
 
+def hold_until_spanned(obj, initialization_delay: int) -> None:
+    """Make an object norfair started at the detector's pace wait until its boxes span initialization_delay
+    frames, however unevenly the detector took them, and for at least one match after its first box.
+
+    Its hit counter must be held through the frames the detector skipped (``ObjectTracker._catch_up``): it then
+    takes one per run of the detector and adds two per frame of each matched run's gap, so from its start c it
+    stands at c - r + 2G after r runs whose matches span G frames. With every run a match it exceeds
+    c + 2 * delay - 3 once G reaches the delay (delay 2: the second box if it comes two or more frames after the
+    first, else the third); a run that misses it counts against it. Without the hold, norfair's counter (started
+    at the frames before its first box, losing one per frame) ended a new track before a box three or more
+    frames later, and confirmed one that did survive after a number of boxes that depended on the gap before it.
+    """
+    if initialization_delay == 0:
+        return
+    start = obj.hit_counter
+    obj.initialization_delay = min(max(start + 2 * initialization_delay - 3, start), obj.hit_counter_max - 1)
+    obj.is_initializing = obj.hit_counter <= obj.initialization_delay
+
+
 def motion_estimator(config: TrackerConfig) -> MotionEstimator | None:
     motion = config.motion
     if not motion.enabled:

@@ -129,7 +129,10 @@ class TrackerConfig:
     # lost track's id), unless that box is the second of an unconfirmed track that moved too far for norfair to
     # match it (a long stride; the track then starts at the velocity its two boxes show). Stride 1 and 2 are as
     # norfair does them. Fresh noisy truth at stride 3: identity switches and merged ids fewer in crowds and on
-    # real trajectories; the cost is one detector run's delay before a new (or returning) track is reported.
+    # real trajectories; the cost is one detector run's delay before a new (or returning) track is reported. At
+    # the detector's pace (uneven gaps) a new track alone of its phrase waits for the detector's next run and is
+    # confirmed once its boxes span the delay in frames (association.hold_until_spanned); among several of one
+    # phrase norfair's counter decides, as before.
     initialization_delay: int = 2
     # "phrase": a detection continues only a track of the same phrase (or of the same synonym group).
     # "prompt": any phrase of the current prompt continues any track, for prompts whose phrases all

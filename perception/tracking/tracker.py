@@ -22,7 +22,8 @@ Kalman prediction in between (norfair's ``period``), reported as long as the det
 A stream updated at the detector's pace (a camera whose frames arrive while the detector is busy, and are
 dropped): call ``update_at_detector_pace``, which first steps the tracks through the frames at
 ``config.frame_rate`` that passed unseen, so that the hit counter and the Kalman filter, which
-count updates, count time.
+count updates, count time. A new track alone of its key is held through those frames and confirmed by the frames
+its boxes span (``initialization_delay`` in :mod:`.config`).
 
 After frames the detector skipped (at a stride or at its pace) each track's filter carries its uncertainty over the
 frames since it was last matched (:mod:`.kalman`, ``config.kalman_carry``).
@@ -39,8 +40,8 @@ import numpy as np
 
 from perception.tracking.appearance import appearance
 from perception.tracking.association import (
-    Association, hold_until_confirmed, motion_estimator, norfair_tracker, only_of_their_key, reported,
-    set_measurement_noise, xyxy)
+    Association, hold_until_confirmed, hold_until_spanned, motion_estimator, norfair_tracker, only_of_their_key,
+    reported, set_measurement_noise, xyxy)
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
 from perception.tracking.gates import Gates, update_gates
 from perception.tracking.history import Sighting, TrackHistory, area, centre, overlap
@@ -138,11 +139,13 @@ class ObjectTracker:
                           update_gates(period, self.config, steadiness), consecutive=period == 1)
 
     def _step(self, detections: Detections | None, frame: np.ndarray | None, period: int, start_threshold: float,
-              timestamp: float | None, gates: Gates, consecutive: bool) -> list[Track]:
+              timestamp: float | None, gates: Gates, consecutive: bool, at_pace: bool = False) -> list[Track]:
         """:meth:`update` with the association's gates (distance thresholds) given; consecutive: the detector took
         the previous frame too (``update`` with period 1), where ``crowd_measurement_noise`` applies; otherwise (a
         stride, or the detector's pace) frames it skipped came before, and the filters carry their uncertainty over
-        the frames since each track was last matched (:mod:`.kalman`, with ``config.kalman_carry``)."""
+        the frames since each track was last matched (:mod:`.kalman`, with ``config.kalman_carry``). at_pace: an
+        update of :meth:`update_at_detector_pace` (new tracks alone of their key wait for the frames their boxes
+        span, :meth:`_hold_lone_newcomers`)."""
         frame = self._checked(detections, frame, period)
         now = self._clock.tick(timestamp)
         self._frame += 1
@@ -150,6 +153,8 @@ class ObjectTracker:
         matched = [obj for obj in self._tracker.tracked_objects if id(obj.last_detection) in fresh]
         self._remember(matched, now, None if frame is None else frame.shape[:2])
         self._forget_ended_objects(retire=True)
+        if at_pace:
+            self._hold_lone_newcomers(matched)
         self._confirm_new_tracks(matched, now, period)
         self._drop_expired_lost_tracks(now)
         if detections is not None:
@@ -185,6 +190,8 @@ class ObjectTracker:
         frame_time = 1.0 / self.config.frame_rate
         frames = math.floor((timestamp - last) / frame_time + 0.5)
         skipped = min(max(frames - 1, 0), self.config.hit_counter_max + 1)
+        for obj in self._lone_unconfirmed():  # they wait for the detector's next run (hold_until_spanned)
+            obj.hit_counter += skipped
         for step in range(1, skipped + 1):
             self.update(None, frame=frame, timestamp=min(last + step * frame_time, timestamp))
         return min(max(frames, 1), self.config.hit_counter_max)
@@ -200,7 +207,7 @@ class ObjectTracker:
         1000: 85 and 109 against 72 and 92)."""
         period = self._catch_up(timestamp, frame)
         return self._step(detections, frame, period, start_threshold, timestamp, Gates(self.config.distance_threshold),
-                          consecutive=False)
+                          consecutive=False, at_pace=True)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
                    start_threshold: float, gates: Gates, consecutive: bool) -> set[int]:
@@ -276,6 +283,25 @@ class ObjectTracker:
             raise ValueError("re-identification compares appearance (reid_appearance > 0): pass the frame with "
                              "each frame's detections, or set reid_appearance to 0")
         return frame
+
+    def _lone_unconfirmed(self) -> list:
+        """The norfair objects not yet confirmed that are alone of their key (no other live object of it, no lost
+        track of it kept for re-identification): an object of a phrase newly in view, not someone among several
+        alike, whose box an earlier identity might explain."""
+        lost = {history.key for history in self._lost}
+        objects = self._tracker.tracked_objects
+        return [obj for obj, alone in zip(objects, only_of_their_key(objects))
+                if alone and self._histories[obj.initializing_id].track_id is None and obj.label not in lost]
+
+    def _hold_lone_newcomers(self, matched: list) -> None:
+        """At the detector's pace, make each track started now alone of its key wait until its boxes span
+        ``initialization_delay`` frames (:func:`.association.hold_until_spanned`), its hit counter held through
+        the frames the detector skips until then (:meth:`_catch_up`). Among several of one key norfair's counter
+        still decides: holding those too made more identity switches."""
+        started = {id(obj) for obj in matched if self._histories[obj.initializing_id].first_frame == self._frame}
+        for obj in self._lone_unconfirmed():
+            if id(obj) in started:
+                hold_until_spanned(obj, self.config.initialization_delay)
 
     def _confirm_new_tracks(self, matched: list, now: float, period: int) -> None:
         """Give every track confirmed in this frame a lost track's id (re-identification) or a new one."""
