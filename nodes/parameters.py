@@ -137,7 +137,8 @@ SPECS = (
                   "Frames a track survives without a match: camera frames, or frames at tracking.frame_rate "
                   "while the detector is slower.", value_range=(1, 10_000)),
     ParameterSpec("tracking.initialization_delay", _TRACKER_DEFAULTS.initialization_delay,
-                  "Matches a new track needs before it is published; below hit_counter_max.", value_range=(0, 9_999)),
+                  "Frames of matches a new track needs before it is published (a new object alone of its phrase: "
+                  "frames its boxes span); below hit_counter_max.", value_range=(0, 9_999)),
     ParameterSpec("tracking.label_gating", _TRACKER_DEFAULTS.label_gating,
                   "phrase: a detection continues only tracks of its phrase; prompt: of any phrase.", choices=LABEL_GATINGS),
     ParameterSpec("tracking.cross_phrase_iou", _TRACKER_DEFAULTS.cross_phrase_iou,
