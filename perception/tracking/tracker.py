@@ -154,7 +154,7 @@ class ObjectTracker:
         self._remember(matched, now, None if frame is None else frame.shape[:2])
         self._forget_ended_objects(retire=True)
         if at_pace:
-            self._hold_lone_newcomers(matched)
+            self._hold_lone_newcomers()
         self._confirm_new_tracks(matched, now, period)
         self._drop_expired_lost_tracks(now)
         if detections is not None:
@@ -286,21 +286,20 @@ class ObjectTracker:
 
     def _lone_unconfirmed(self) -> list:
         """The norfair objects not yet confirmed that are alone of their key (no other live object of it, no lost
-        track of it kept for re-identification): an object of a phrase newly in view, not someone among several
-        alike, whose box an earlier identity might explain."""
+        track of it kept for re-identification): objects of a phrase newly in view, whose boxes no earlier or
+        nearby identity of their phrase could explain."""
         lost = {history.key for history in self._lost}
         objects = self._tracker.tracked_objects
         return [obj for obj, alone in zip(objects, only_of_their_key(objects))
                 if alone and self._histories[obj.initializing_id].track_id is None and obj.label not in lost]
 
-    def _hold_lone_newcomers(self, matched: list) -> None:
+    def _hold_lone_newcomers(self) -> None:
         """At the detector's pace, make each track started now alone of its key wait until its boxes span
         ``initialization_delay`` frames (:func:`.association.hold_until_spanned`), its hit counter held through
         the frames the detector skips until then (:meth:`_catch_up`). Among several of one key norfair's counter
         still decides: holding those too made more identity switches."""
-        started = {id(obj) for obj in matched if self._histories[obj.initializing_id].first_frame == self._frame}
         for obj in self._lone_unconfirmed():
-            if id(obj) in started:
+            if self._histories[obj.initializing_id].first_frame == self._frame:  # started now
                 hold_until_spanned(obj, self.config.initialization_delay)
 
     def _confirm_new_tracks(self, matched: list, now: float, period: int) -> None:
