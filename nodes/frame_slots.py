@@ -16,11 +16,13 @@ from perception.camera_messages import frame_seconds
 
 @dataclass(frozen=True)
 class PendingFrame:
-    """A message as received: which camera, the message itself, and the monotonic arrival time."""
+    """A message as received: which camera, the message itself, the monotonic arrival time, and its index among
+    the camera's messages (0, 1, ...; the dropped ones counted)."""
 
     camera: str
     msg: Any
     received: float
+    index: int = 0
 
     @property
     def time(self) -> float:
@@ -35,6 +37,7 @@ class FrameSlots:
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._waiting: dict[str, PendingFrame] = {}
+        self._delivered: dict[str, int] = {}  # messages put, per camera
         self._closed = False
         self._woken = False
         self.received = 0
@@ -45,7 +48,9 @@ class FrameSlots:
         """Store the newest frame of ``camera``; returns True when it replaced a waiting one (a drop)."""
         with self._condition:
             replaced = camera in self._waiting
-            self._waiting[camera] = PendingFrame(camera, msg, time.monotonic())
+            index = self._delivered.get(camera, 0)
+            self._delivered[camera] = index + 1
+            self._waiting[camera] = PendingFrame(camera, msg, time.monotonic(), index)
             self.received += 1
             self.dropped += int(replaced)
             self.largest_backlog = max(self.largest_backlog, len(self._waiting))

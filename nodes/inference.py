@@ -65,6 +65,7 @@ class InferenceLoop:
         self._logged_no_prompt = False
         self._worker: threading.Thread | None = None
         self.spatial: SpatialDetections | None = None  # set for cameras with a depth topic
+        self._step_rates: dict[str, Any] = {}  # per camera: its StepRateCheck, None once it has spoken
 
     def start(self) -> None:
         """Start the thread; it applies the prompt in force before the first frame."""
@@ -177,6 +178,7 @@ class InferenceLoop:
                 self._log_refused(frame, rgb, error)
                 continue
             self._publish(frame, rgb, objects)
+            self._check_step_rate(frame)
             tally.answered += 1
             latency = self._end_to_end(frame)
             if latency is not None:
@@ -184,6 +186,24 @@ class InferenceLoop:
         self.health.record_batch(
             BatchRecord(tally.answered, time.perf_counter() - start, result.model_seconds, tuple(latencies))
         )
+
+    def _check_step_rate(self, frame: PendingFrame) -> None:
+        """Say once per camera when its tracker should step at the camera's rate (perception.tracking.pace)."""
+        config = self.pipeline.tracker_config
+        if config is None:
+            return
+        if frame.camera not in self._step_rates:
+            from perception.tracking.pace import StepRateCheck  # tracking's packages only where tracking is on
+
+            self._step_rates[frame.camera] = StepRateCheck(config)
+        check = self._step_rates[frame.camera]
+        if check is None:
+            return
+        check.taken(frame.time, frame.index)
+        advice = check.advice()
+        if advice is not None:
+            self._node.get_logger().warning(f"tracking on {frame.camera}: {advice}")
+            self._step_rates[frame.camera] = None
 
     def _publish(self, frame: PendingFrame, rgb, objects) -> None:
         self.outputs.detections[frame.camera].publish(detection_array_msg(frame.msg.header, objects))

@@ -64,6 +64,18 @@ def test_close_counts_waiting_frames_as_dropped_and_reopen_accepts_a_worker_agai
     assert [f.msg for f in slots.take_all(timeout=10)] == [3] and (slots.received, slots.dropped) == (3, 2)
 
 
+def test_each_frame_knows_its_index_among_its_cameras_frames_dropped_ones_counted():
+    """The camera's rate is its frames over their time, and the detector takes only some of them
+    (perception.tracking.pace.StepRateCheck): the frames replaced while the detector was busy count."""
+    slots = FrameSlots()
+    for msg in ("a0", "a1", "a2"):
+        slots.put("a", msg)
+    slots.put("b", "b0")
+    assert [(f.camera, f.index) for f in slots.take_all(timeout=0)] == [("a", 2), ("b", 0)]
+    slots.put("a", "a3")
+    assert [f.index for f in slots.take_all(timeout=0)] == [3]
+
+
 def test_a_frame_is_timed_by_its_stamp_or_without_one_by_its_arrival():
     """The camera's tracker steps through the time between two frames the detector takes; a frame without a stamp
     was timed one frame at the tracker's frame_rate after the last, so a slow detector on an unstamped camera

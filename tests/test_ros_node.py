@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 is installed by scripts/install_ros.sh")
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs is built by scripts/install_ros.sh")
-from detector_node_harness import LATCHED, TINY_NODE_PARAMETERS, frame, running_node  # noqa: E402
+from detector_node_harness import LATCHED, TINY_NODE_PARAMETERS, frame, image_msg, running_node  # noqa: E402
 from ros_harness import wait_for  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
@@ -170,3 +170,20 @@ def test_the_loopback_profile_reaches_fast_dds_without_a_deprecation_warning(tmp
     assert result.returncode == 0, result.stderr
     logs = "".join(path.read_text(errors="replace") for path in (tmp_path / "ros_log").glob("*.log"))
     assert "DEFAULT_PROFILES_FILE" not in result.stderr + logs, (result.stderr + logs)[-2000:]
+
+
+def test_a_camera_faster_than_its_trackers_steps_is_named_once_with_what_to_set(harness):
+    """At the detector's pace a camera's tracker steps between runs at tracking.frame_rate (10) and rounds each gap
+    to whole steps; on a 30 fps camera the node says once what to set (perception.tracking.pace.StepRateCheck).
+    Frames stamped 1/30 s apart, the detector taking each."""
+    image = image_msg(frame(3), compressed=False)
+    for index in range(40):
+        sec, nanosec = divmod(5_000 * 10**9 + index * 10**9 // 30, 10**9)
+        harness.wait_reply("/cam_b/image_raw", harness.publish_msg("/cam_b/image_raw", image, (sec, nanosec)))
+    output = harness.node_process.output()
+    # (How many frames the detector takes depends on what earlier tests sent this camera: not asserted here.)
+    advice = "tracking on /cam_b/image_raw: the camera delivers 30 frames a second and the detector takes one in "
+    assert output.count(advice) == 1, output[-3000:]
+    assert "but the tracker steps between its runs at tracking.frame_rate 10, rounding each gap" in output
+    assert "set tracking.frame_rate to 30 and tracking.hit_counter_max to 45 (the same 1.5 s)" in output
+    assert output.count("the camera delivers") == 1  # the other cameras' frames came a second apart

@@ -8,6 +8,7 @@ from perception.tracking import ObjectTracker, Track, appearance, appearance_sim
 from perception.tracking.config import MotionConfig, TrackerConfig
 from perception.tracking.gates import steady_gate, update_gates
 from perception.tracking.history import Sighting, TrackHistory
+from perception.tracking.pace import StepRateCheck
 from perception.tracking.reidentification import reidentify
 from perception.types import Detections
 
@@ -1231,3 +1232,43 @@ def test_crowd_measurement_noise_applies_only_between_consecutive_frames_the_det
     # stride and at the node's pace switched more with 16 there).
     plain = pull_of_a_one_frame_outlier(TrackerConfig(), 3, how)
     assert pull_of_a_one_frame_outlier(TrackerConfig(crowd_measurement_noise=16.0), 3, how) == plain
+
+
+def step_rate_advice(camera_rate: float, every: list[int], frames: int, **config) -> str | None:
+    """StepRateCheck's advice after the detector took the camera's frames at the gaps ``every`` (cycled)."""
+    check = StepRateCheck(TrackerConfig(**config))
+    index, run = 0, 0
+    while index < frames:
+        check.taken(index / camera_rate, index)
+        index += every[run % len(every)]
+        run += 1
+    return check.advice()
+
+
+def test_a_tracker_stepping_coarser_than_a_camera_its_detector_keeps_up_with_is_told_what_to_set():
+    """At the detector's pace the tracker rounded each gap between runs to whole frames of its frame_rate (10), so
+    on a 30 fps camera a gap of 1 and of 4 frames were one step: on real 25 fps trajectories stepping at the camera's
+    rate made fewer identity switches with a detector taking every 1st-4th or 2nd-6th frame (README, Tracking)."""
+    advice = step_rate_advice(30.0, [1, 2, 3, 4], frames=60)
+    assert "tracking.frame_rate to 30 " in advice and "tracking.hit_counter_max to 45 " in advice
+    assert "one in 2.5," in step_rate_advice(30.0, [2, 3], frames=61)
+    assert "to 25 " in step_rate_advice(25.0, [2, 6], frames=60)
+    assert step_rate_advice(30.0, [1, 2, 3, 4], frames=20) is None  # too few frames to tell yet
+
+
+@pytest.mark.parametrize("camera_rate, every, config", [
+    (30.0, [3, 12], {}),  # a slower detector: stepping at the camera's rate lost IDF1 there
+    (10.0, [1, 2], {}),  # the camera is no faster than the steps
+    (30.0, [2, 3], {"frame_rate": 30.0, "hit_counter_max": 45}),  # already set
+])
+def test_no_step_rate_advice_where_the_steps_are_not_too_coarse(camera_rate, every, config):
+    assert step_rate_advice(camera_rate, every, frames=120, **config) is None
+
+
+def test_the_step_rate_check_starts_over_when_the_stream_restarts():
+    check = StepRateCheck(TrackerConfig())
+    for index in range(0, 60, 3):
+        check.taken(100.0 + index / 30, index)
+    assert check.advice() is not None
+    check.taken(0.0, 0)  # a new publisher: indices and stamps begin again
+    assert check.advice() is None
