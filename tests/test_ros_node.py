@@ -175,11 +175,16 @@ def test_the_loopback_profile_reaches_fast_dds_without_a_deprecation_warning(tmp
 def test_a_camera_faster_than_its_trackers_steps_is_named_once_with_what_to_set(harness):
     """At the detector's pace a camera's tracker steps between runs at tracking.frame_rate (10) and rounds each gap
     to whole steps; on a 30 fps camera the node says once what to set (perception.tracking.pace.StepRateCheck).
-    Frames stamped 1/30 s apart, the detector taking each."""
+    Frames stamped 1/30 s apart, every other one lost to the detector (here: an encoding it cannot read, which
+    stands in for a frame dropped while it was busy, deterministically)."""
     image = image_msg(frame(3), compressed=False)
-    for index in range(40):
+    for index in range(80):
         sec, nanosec = divmod(5_000 * 10**9 + index * 10**9 // 30, 10**9)
-        harness.wait_reply("/cam_b/image_raw", harness.publish_msg("/cam_b/image_raw", image, (sec, nanosec)))
+        if index % 2:
+            lost = Image(height=image.height, width=image.width, encoding="64FC1", step=image.step, data=image.data)
+            harness.publish_msg("/cam_b/image_raw", lost, (sec, nanosec))
+        else:
+            harness.wait_reply("/cam_b/image_raw", harness.publish_msg("/cam_b/image_raw", image, (sec, nanosec)))
     output = harness.node_process.output()
     # (How many frames the detector takes depends on what earlier tests sent this camera: not asserted here.)
     advice = "tracking on /cam_b/image_raw: the camera delivers 30 frames a second and the detector takes one in "

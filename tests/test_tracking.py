@@ -1260,6 +1260,7 @@ def test_a_tracker_stepping_coarser_than_a_camera_its_detector_keeps_up_with_is_
     (30.0, [3, 12], {}),  # a slower detector: stepping at the camera's rate lost IDF1 there
     (10.0, [1, 2], {}),  # the camera is no faster than the steps
     (30.0, [2, 3], {"frame_rate": 30.0, "hit_counter_max": 45}),  # already set
+    (30.0, [1], {}),  # the detector takes every frame: one step each, nothing rounded
 ])
 def test_no_step_rate_advice_where_the_steps_are_not_too_coarse(camera_rate, every, config):
     assert step_rate_advice(camera_rate, every, frames=120, **config) is None

@@ -108,7 +108,8 @@ class StepRateCheck:
 
     def advice(self) -> str | None:
         """What to set, once the detector's latest runs span enough frames to tell, when the camera is faster than
-        ``frame_rate`` and the detector takes at least every KEEPS_UP_FRAMES-th of its frames; else None."""
+        ``frame_rate`` and the detector drops some of its frames but takes at least every KEEPS_UP_FRAMES-th; else
+        None."""
         frames = sum(gap for _, gap in self._gaps)
         if frames < _CHECKED_FRAMES:
             return None
@@ -116,6 +117,8 @@ class StepRateCheck:
         frames_per_run = frames / len(self._gaps)
         if camera_rate < _FASTER * self.config.frame_rate or frames_per_run > KEEPS_UP_FRAMES:
             return None
+        if frames == len(self._gaps):
+            return None  # taking every frame, the tracker steps once per camera frame: nothing is rounded
         hit_counter_max = round(self.config.hit_counter_max * camera_rate / self.config.frame_rate)
         return (f"the camera delivers {camera_rate:.3g} frames a second and the detector takes one in "
                 f"{frames_per_run:.2g}, but the tracker steps between its runs at tracking.frame_rate "
