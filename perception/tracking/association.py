@@ -109,9 +109,7 @@ def hold_until_confirmed(obj, initialization_delay: int, period: int) -> None:
     delay itself; at stride 2 the same confirmation as norfair's; within norfair's counter range).
     """
     matches = confirmation_matches(initialization_delay, period)
-    delay = min(period * (matches + 1) - 1, obj.hit_counter_max - 1) if matches else 0
-    obj.initialization_delay = delay
-    obj.is_initializing = obj.hit_counter <= delay
+    _confirm_above(obj, period * (matches + 1) - 1 if matches else 0)
 
 
 def hold_until_spanned(obj, initialization_delay: int) -> None:
@@ -129,7 +127,13 @@ def hold_until_spanned(obj, initialization_delay: int) -> None:
     if initialization_delay == 0:
         return
     start = obj.hit_counter
-    obj.initialization_delay = min(max(start + 2 * initialization_delay - 3, start), obj.hit_counter_max - 1)
+    _confirm_above(obj, max(start + 2 * initialization_delay - 3, start))
+
+
+def _confirm_above(obj, delay: int) -> None:
+    """Set the hit count a norfair object must exceed to be confirmed (its initialization delay), within norfair's
+    counter range, and whether it is still unconfirmed now."""
+    obj.initialization_delay = min(delay, obj.hit_counter_max - 1)
     obj.is_initializing = obj.hit_counter <= obj.initialization_delay
 
 
