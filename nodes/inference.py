@@ -65,7 +65,7 @@ class InferenceLoop:
         self._logged_no_prompt = False
         self._worker: threading.Thread | None = None
         self.spatial: SpatialDetections | None = None  # set for cameras with a depth topic
-        self._step_rates: dict[str, Any] = {}  # per camera: its StepRateCheck, None once it has spoken
+        self._step_rates: dict[str, Any] = {}  # per camera: its StepRateCheck, None once its advice is given
 
     def start(self) -> None:
         """Start the thread; it applies the prompt in force before the first frame."""
@@ -188,7 +188,9 @@ class InferenceLoop:
         )
 
     def _check_step_rate(self, frame: PendingFrame) -> None:
-        """Say once per camera when its tracker should step at the camera's rate (perception.tracking.pace)."""
+        """Step each camera's tracker at the camera's rate while its detector keeps up with a camera faster than
+        tracking.frame_rate, and say so (perception.tracking.pace); with tracking.step_at_camera_rate off, say once
+        what to set."""
         config = self.pipeline.tracker_config
         if config is None:
             return
@@ -197,12 +199,14 @@ class InferenceLoop:
 
             self._step_rates[frame.camera] = StepRateCheck(config)
         check = self._step_rates[frame.camera]
-        if check is None:
+        camera = None if check is None else check.taken(frame.time, frame.index)
+        if camera is None:
             return
-        check.taken(frame.time, frame.index)
-        advice = check.advice()
-        if advice is not None:
-            self._node.get_logger().warning(f"tracking on {frame.camera}: {advice}")
+        if config.step_at_camera_rate:
+            self.pipeline.step_tracker_at(frame.camera, camera.step_rate(config))
+            self._node.get_logger().info(f"tracking on {frame.camera}: {camera.change(config)}")
+        else:
+            self._node.get_logger().warning(f"tracking on {frame.camera}: {camera.advice(config)}")
             self._step_rates[frame.camera] = None
 
     def _publish(self, frame: PendingFrame, rgb, objects) -> None:

@@ -166,9 +166,13 @@ SPECS = (
     ParameterSpec("tracking.frame_rate", _TRACKER_DEFAULTS.frame_rate,
                   "The least often a camera's tracker is stepped while the detector is slower than the camera "
                   "(hit_counter_max counts these steps); frames are timed by their stamps, or without one by "
-                  "their arrival. With a detector taking at least every 6th camera frame, the camera's rate (and "
-                  "hit_counter_max the same 1.5 s at it) makes fewer identity switches.",
+                  "their arrival. See tracking.step_at_camera_rate.",
                   value_range=(0.1, 1000.0)),
+    ParameterSpec("tracking.step_at_camera_rate", _TRACKER_DEFAULTS.step_at_camera_rate,
+                  "While the detector takes at least every 6th frame of a camera faster than tracking.frame_rate "
+                  "(judged on its latest runs), step that camera's tracker at the camera's rate, hit_counter_max "
+                  "scaled to the same seconds: fewer identity switches. false: keep tracking.frame_rate and log "
+                  "what to set."),
     ParameterSpec("tracking.reid_seconds", _TRACKER_DEFAULTS.reid_seconds,
                   "Seconds a lost track can be re-identified by a new track of its phrase nearby; 0: off.",
                   value_range=(0.0, 600.0)),

@@ -148,6 +148,10 @@ class MultiStreamDetector:
             )
         return BatchResult(objects, errors, model_seconds)
 
+    def step_tracker_at(self, stream: str, frame_rate: float) -> None:
+        """Step a stream's tracker at ``frame_rate`` from now on (perception.tracking.pace.StepRateCheck)."""
+        self._tracker(stream).step_at(frame_rate)
+
     def _stream_time(self, stream: str, stamp: float | None) -> float:
         """The time a stream's tracker gets for a frame (perception.tracking.frames.stream_time)."""
         from perception.tracking.frames import stream_time

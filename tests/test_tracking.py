@@ -1234,42 +1234,100 @@ def test_crowd_measurement_noise_applies_only_between_consecutive_frames_the_det
     assert pull_of_a_one_frame_outlier(TrackerConfig(crowd_measurement_noise=16.0), 3, how) == plain
 
 
-def step_rate_advice(camera_rate: float, every: list[int], frames: int, **config) -> str | None:
-    """StepRateCheck's advice after the detector took the camera's frames at the gaps ``every`` (cycled)."""
-    check = StepRateCheck(TrackerConfig(**config))
-    index, run = 0, 0
+def step_rate_changes(camera_rate: float, every: list[int], frames: int, start: int = 0, check=None, **config):
+    """The changes StepRateCheck asks for, as (camera frame index, CameraRate), while the detector takes the
+    camera's frames at the gaps ``every`` (cycled) from frame ``start`` until ``frames``."""
+    check = check or StepRateCheck(TrackerConfig(**config))
+    index, run, changes = start, 0, []
     while index < frames:
-        check.taken(index / camera_rate, index)
+        camera = check.taken(index / camera_rate, index)
+        if camera is not None:
+            changes.append((index, camera))
         index += every[run % len(every)]
         run += 1
-    return check.advice()
+    return changes
 
 
-def test_a_tracker_stepping_coarser_than_a_camera_its_detector_keeps_up_with_is_told_what_to_set():
+def test_a_tracker_stepping_coarser_than_a_camera_its_detector_keeps_up_with_steps_at_the_cameras_rate():
     """At the detector's pace the tracker rounded each gap between runs to whole frames of its frame_rate (10), so
     on a 30 fps camera a gap of 1 and of 4 frames were one step: on real 25 fps trajectories stepping at the camera's
     rate made fewer identity switches with a detector taking every 1st-4th or 2nd-6th frame (README, Tracking)."""
-    advice = step_rate_advice(30.0, [1, 2, 3, 4], frames=60)
-    assert "tracking.frame_rate to 30 " in advice and "tracking.hit_counter_max to 45 " in advice
-    assert "one in 2.5," in step_rate_advice(30.0, [2, 3], frames=61)
-    assert "to 25 " in step_rate_advice(25.0, [2, 6], frames=60)
-    assert step_rate_advice(30.0, [1, 2, 3, 4], frames=20) is None  # too few frames to tell yet
+    config = TrackerConfig()
+    [(index, camera)] = step_rate_changes(30.0, [1, 2, 3, 4], frames=300)
+    assert index == 10 and camera.keeps_up and camera.step_rate(config) == pytest.approx(30.0)  # four runs in
+    assert camera.hit_counter_max(config) == 45  # the same 1.5 s
+    change = camera.change(config)
+    assert "now steps at 30 (hit_counter_max 45, the same 1.5 s), not at tracking.frame_rate 10" in change
+    assert "one in 2.5:" in step_rate_changes(30.0, [2, 3], frames=61)[0][1].change(config)
+    assert step_rate_changes(25.0, [2, 6], frames=60)[0][1].step_rate(config) == pytest.approx(25.0)
+    advice = camera.advice(config)  # tracking.step_at_camera_rate off: what the node says instead
+    assert "set tracking.frame_rate to 30 and tracking.hit_counter_max to 45 (the same 1.5 s)" in advice
 
 
 @pytest.mark.parametrize("camera_rate, every, config", [
     (30.0, [3, 12], {}),  # a slower detector: stepping at the camera's rate lost IDF1 there
+    (30.0, [4, 7, 9], {}),  # most runs further apart than every 6th frame
     (10.0, [1, 2], {}),  # the camera is no faster than the steps
     (30.0, [2, 3], {"frame_rate": 30.0, "hit_counter_max": 45}),  # already set
     (30.0, [1], {}),  # the detector takes every frame: one step each, nothing rounded
 ])
-def test_no_step_rate_advice_where_the_steps_are_not_too_coarse(camera_rate, every, config):
-    assert step_rate_advice(camera_rate, every, frames=120, **config) is None
+def test_the_tracker_keeps_its_steps_where_they_are_not_too_coarse(camera_rate, every, config):
+    assert step_rate_changes(camera_rate, every, frames=300, **config) == []
+
+
+def test_the_tracker_steps_at_its_frame_rate_again_once_the_detector_falls_behind():
+    check = StepRateCheck(TrackerConfig())
+    assert [camera.keeps_up for _, camera in step_rate_changes(30.0, [2, 3], frames=150, check=check)] == [True]
+    # Under load the detector takes every 8th-10th frame: back to 10 once under 3/4 of its latest 32 runs keep up.
+    [(index, camera)] = step_rate_changes(30.0, [8, 10], frames=600, start=150, check=check)
+    assert not camera.keeps_up and camera.step_rate(check.config) == 10.0 and 150 + 8 * 9 <= index < 150 + 9 * 10
+    assert "tracking.frame_rate 10 again" in camera.change(check.config)
+    assert step_rate_changes(30.0, [2, 3], frames=900, start=600, check=check)[0][1].keeps_up  # and back
 
 
 def test_the_step_rate_check_starts_over_when_the_stream_restarts():
     check = StepRateCheck(TrackerConfig())
-    for index in range(0, 60, 3):
-        check.taken(100.0 + index / 30, index)
-    assert check.advice() is not None
+    assert step_rate_changes(30.0, [3], frames=60, start=0, check=check)
     check.taken(0.0, 0)  # a new publisher: indices and stamps begin again
-    assert check.advice() is None
+    # Judged afresh: the new stream's detector takes every 30th frame, and four runs tell (with the old stream's
+    # runs still counted, 19 of its latest 23 would keep up).
+    [(index, camera)] = step_rate_changes(30.0, [30], frames=180, start=30, check=check)
+    assert index == 120 and not camera.keeps_up
+
+
+def coasting_seconds(step_at: float | None) -> float:
+    """How long a confirmed track, seen on 20 frames of a 25 fps camera by a detector taking every 2nd, lives on
+    without a box (the detector still running), with the tracker switched to steps at ``step_at`` midway."""
+    tracker = ObjectTracker(TrackerConfig(reid_seconds=0.0))
+    tracker.set_phrases(["person"])
+    frame = 0
+    for frame in range(0, 40, 2):
+        if step_at is not None and frame == 20:
+            tracker.step_at(step_at)
+        box = np.array([[100.0 + 4 * frame, 100.0, 180.0 + 4 * frame, 300.0]], np.float32)
+        tracks = tracker.update_at_detector_pace(Detections(box, np.array([0.9]), ["person"]), SCENE, frame / 25)
+        assert tracks or frame < 10
+    last_seen = frame / 25
+    while tracker.update_at_detector_pace(Detections(), SCENE, frame / 25):
+        frame += 2
+    return frame / 25 - last_seen
+
+
+def test_a_tracker_switched_to_a_cameras_rate_keeps_its_seconds_and_its_tracks_velocities():
+    """ObjectTracker.step_at scales hit_counter_max and each track's counter and filter: a lost track lives the
+    configured 1.5 s (with norfair's counters unscaled, 15 steps of 1/25 s: 0.6 s), and moves on as fast."""
+    assert coasting_seconds(None) == pytest.approx(1.2)  # at 10 steps a second each gap of 0.08 s is one step
+    assert coasting_seconds(25.0) == pytest.approx(1.52)  # 38 steps of 1/25 s, two a run
+    tracker = ObjectTracker()
+    tracker.set_phrases(["person"])
+    for frame in range(0, 20, 2):  # 10 px a frame at 25 fps: 25 px per 10 fps step
+        box = np.array([[100.0 + 10 * frame, 100.0, 180.0 + 10 * frame, 300.0]], np.float32)
+        tracker.update_at_detector_pace(Detections(box, np.array([0.9]), ["person"]), SCENE, frame / 25)
+    [obj] = tracker._tracker.tracked_objects
+    velocity = obj.filter.x[obj.filter.dim_z:, 0].copy()
+    tracker.step_at(25.0)
+    assert tracker.config.frame_rate == 25.0 and tracker.config.hit_counter_max == 38
+    np.testing.assert_allclose(obj.filter.x[obj.filter.dim_z:, 0], velocity / 2.5)
+    tracker.step_at(10.0)
+    assert tracker.config == TrackerConfig()
+    np.testing.assert_allclose(obj.filter.x[obj.filter.dim_z:, 0], velocity)

@@ -67,6 +67,12 @@ class Clock:
         self.now: float | None = None  # time of the current update, None before the first
         self.step: float | None = None  # seconds since the update before it, None before the second
 
+    def at_rate(self, frame_rate: float) -> Clock:
+        """This clock, from now on one frame at ``frame_rate`` per update without a timestamp."""
+        clock = Clock(frame_rate)
+        clock._with_timestamps, clock.now, clock.step = self._with_timestamps, self.now, self.step
+        return clock
+
     def tick(self, timestamp: float | None) -> float:
         previous = self.now
         self.now = self.checked(timestamp)

@@ -79,3 +79,17 @@ def carry_uncertainty(objects: list, carry: bool) -> None:
     for obj in objects:
         if isinstance(obj.filter, CarriedKalmanFilter):
             obj.filter.carry = carry
+
+
+def rescale_steps(state_filter, ratio: float) -> None:
+    """Make a norfair filter's state count steps ``ratio`` times as short (the tracker now stepping ``ratio`` times
+    as often): its velocity, in pixels per step, and the covariances that involve it (position-velocity once,
+    velocity twice) shrink by ``ratio``, and a CarriedKalmanFilter's count of frames since its update grows by it.
+    A filter without velocity ("none") is left as it is."""
+    if not isinstance(state_filter, OptimizedKalmanFilter):
+        return
+    state_filter.x[state_filter.dim_z:] /= ratio
+    state_filter.pos_vel_covariance /= ratio
+    state_filter.vel_variance /= ratio * ratio
+    if isinstance(state_filter, CarriedKalmanFilter):
+        state_filter.frames = round(state_filter.frames * ratio)

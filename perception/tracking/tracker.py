@@ -23,7 +23,8 @@ A stream updated at the detector's pace (a camera whose frames arrive while the 
 dropped): call ``update_at_detector_pace``, which first steps the tracks through the frames at
 ``config.frame_rate`` that passed unseen, so that the hit counter and the Kalman filter, which
 count updates, count time. A new track alone of its key is held through those frames and confirmed by the frames
-its boxes span (``initialization_delay`` in :mod:`.config`).
+its boxes span (``initialization_delay`` in :mod:`.config`). ``step_at`` changes the rate it steps at mid-stream
+(a camera faster than ``config.frame_rate`` whose detector keeps up: :class:`.pace.StepRateCheck`).
 
 After frames the detector skipped (at a stride or at its pace) each track's filter carries its uncertainty over the
 frames since it was last matched (:mod:`.kalman`, ``config.kalman_carry``).
@@ -45,7 +46,7 @@ from perception.tracking.association import (
 from perception.tracking.frames import Clock, check_boxes_finite, check_boxes_in_frame, checked_frame
 from perception.tracking.gates import Gates, update_gates
 from perception.tracking.history import Sighting, TrackHistory, area, centre, overlap
-from perception.tracking.kalman import carry_uncertainty
+from perception.tracking.kalman import carry_uncertainty, rescale_steps
 from perception.tracking.reidentification import reach, reidentify, window as reid_window
 from perception.tracking.config import TrackerConfig
 from perception.types import Detections
@@ -85,6 +86,7 @@ class ObjectTracker:
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
+        self._configured = self.config  # as given: step_at scales from it
         self._association = Association(self.config)
         self._tracker = norfair_tracker(self.config)
         self._motion = motion_estimator(self.config)
@@ -208,6 +210,24 @@ class ObjectTracker:
         period = self._catch_up(timestamp, frame)
         return self._step(detections, frame, period, start_threshold, timestamp, Gates(self.config.distance_threshold),
                           consecutive=False, at_pace=True)
+
+    def step_at(self, frame_rate: float) -> None:
+        """From now on step at ``frame_rate`` (a camera's, faster than the configured frame_rate; or the configured
+        one again; :mod:`.pace`) with hit_counter_max scaled to keep the configured seconds, as if the stream had been
+        tracked so from its start: each confirmed track's hit counter is scaled (within the new maximum), and each
+        filter's velocity and its covariances are rescaled to steps of the new length. A track still unconfirmed
+        keeps its counter, as initialization_delay does not scale. Windows in seconds (re-identification,
+        reporting) are unchanged."""
+        ratio = frame_rate / self.config.frame_rate
+        config = self._configured.at_frame_rate(frame_rate)
+        self.config = self._association.config = config
+        self._tracker.hit_counter_max = config.hit_counter_max
+        self._clock = self._clock.at_rate(frame_rate)
+        for obj in self._tracker.tracked_objects:
+            obj.hit_counter_max = config.hit_counter_max
+            if not obj.is_initializing:
+                obj.hit_counter = min(round(obj.hit_counter * ratio), config.hit_counter_max)
+            rescale_steps(obj.filter, ratio)
 
     def _associate(self, detections: Detections | None, frame: np.ndarray | None, period: int,
                    start_threshold: float, gates: Gates, consecutive: bool) -> set[int]:
