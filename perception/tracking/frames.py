@@ -62,16 +62,10 @@ class Clock:
     """The time of each update in seconds: its timestamp, or one frame at ``frame_rate`` after the last."""
 
     def __init__(self, frame_rate: float) -> None:
-        self._frame_rate = frame_rate
+        self.frame_rate = frame_rate  # of the updates without a timestamp
         self._with_timestamps: bool | None = None
         self.now: float | None = None  # time of the current update, None before the first
         self.step: float | None = None  # seconds since the update before it, None before the second
-
-    def at_rate(self, frame_rate: float) -> Clock:
-        """This clock, from now on one frame at ``frame_rate`` per update without a timestamp."""
-        clock = Clock(frame_rate)
-        clock._with_timestamps, clock.now, clock.step = self._with_timestamps, self.now, self.step
-        return clock
 
     def tick(self, timestamp: float | None) -> float:
         previous = self.now
@@ -88,7 +82,7 @@ class Clock:
             raise ValueError("tracking: pass a timestamp with every update of a stream or with none "
                              f"({'earlier updates had one' if self._with_timestamps else 'earlier updates had none'})")
         if not given:
-            return 0.0 if self.now is None else self.now + 1.0 / self._frame_rate
+            return 0.0 if self.now is None else self.now + 1.0 / self.frame_rate
         timestamp = float(timestamp)
         if not math.isfinite(timestamp):
             raise ValueError(f"tracking timestamp must be a finite number of seconds; got {timestamp}")

@@ -100,7 +100,8 @@ def track_at_pace(tracker: ObjectTracker, detections: list[Detections], taken: l
 
 @dataclass(frozen=True)
 class CameraRate:
-    """A camera faster than its tracker's steps (``TrackerConfig.frame_rate``), whose detector keeps up with it."""
+    """What :class:`StepRateCheck` found of a camera: its rate, its detector's pace, and whether its tracker should
+    step at the camera's rate (faster than ``TrackerConfig.frame_rate``, and the detector keeps up with it)."""
 
     frame_rate: float  # the camera's frames per second
     frames_per_run: float  # camera frames per run of the detector, on average

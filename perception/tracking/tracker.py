@@ -222,7 +222,7 @@ class ObjectTracker:
         config = self._configured.at_frame_rate(frame_rate)
         self.config = self._association.config = config
         self._tracker.hit_counter_max = config.hit_counter_max
-        self._clock = self._clock.at_rate(frame_rate)
+        self._clock.frame_rate = frame_rate
         for obj in self._tracker.tracked_objects:
             obj.hit_counter_max = config.hit_counter_max
             if not obj.is_initializing:
