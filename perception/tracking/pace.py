@@ -90,9 +90,10 @@ def track_at_pace(tracker: ObjectTracker, detections: list[Detections], taken: l
     check = StepRateCheck(tracker.config) if tracker.config.step_at_camera_rate else None
     matched = []
     for index, found in zip(taken, detections):
-        tracks = tracker.update_at_detector_pace(found, frame_at(index), index / frame_rate, start_threshold)
+        time = index / frame_rate
+        tracks = tracker.update_at_detector_pace(found, frame_at(index), time, start_threshold)
         matched.append([track for track in tracks if track.matched])
-        camera = None if check is None else check.taken(index / frame_rate, index)
+        camera = None if check is None else check.taken(time, index)
         if camera is not None:
             tracker.step_at(camera.step_rate(check.config))
     return matched
