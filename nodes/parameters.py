@@ -201,6 +201,10 @@ SPECS = (
     ParameterSpec("tracking.kalman_carry", _TRACKER_DEFAULTS.kalman_carry,
                   "Each track's Kalman filter carries its uncertainty over the camera frames since it was last "
                   "matched; false: norfair's filter, which grows it as for one frame whatever the gap."),
+    ParameterSpec("tracking.start_speed", _TRACKER_DEFAULTS.start_speed,
+                  "A track's second box starts its Kalman filter at half the velocity its two boxes show when that is "
+                  "at least this many box widths per step (the node tracks at the detector's pace); 0: never.",
+                  value_range=(0.0, 10.0)),
     ParameterSpec("tracking.motion.enabled", _MOTION_DEFAULTS.enabled,
                   "Compensate camera motion (sparse optical flow on each camera's frames) for moving cameras."),
     ParameterSpec("tracking.motion.model", _MOTION_DEFAULTS.model,

@@ -353,6 +353,64 @@ def first_reported_at_pace(runs: list[int], box_runs: int, with_another: bool = 
     return None
 
 
+def walker(speed: float, frame: int) -> list[float]:
+    """The box of a walker 60 px wide, ``speed`` px per frame to the right, at ``frame``."""
+    x0 = 100.0 + speed * frame
+    return [x0, 100.0, x0 + 60.0, 220.0]
+
+
+def walker_at_pace(speed: float, frames: list[int], config: TrackerConfig,
+                   stride: bool = False) -> tuple[ObjectTracker, list[list[int]]]:
+    """A tracker at the detector's pace (10 fps; or at a stride: ``update`` on every frame, None where the detector
+    did not run) after the detector's runs at ``frames``, each finding the walker and a person standing far away;
+    and the ids the walker was matched with at each run."""
+    tracker = ObjectTracker(config)
+    tracker.set_phrases(["person"])
+    matched = []
+    for index, frame in enumerate(frames):
+        boxes = np.array([walker(speed, frame), [1100.0, 300.0, 1160.0, 420.0]], np.float32)
+        detections = Detections(boxes, np.array([0.9, 0.9]), ["person", "person"])
+        if stride:
+            for _ in range(frames[index - 1] + 1 if index else frame, frame):
+                tracker.update(None)
+            tracks = tracker.update(detections, SCENE, period=frame - frames[index - 1] if index else 1)
+        else:
+            tracks = tracker.update_at_detector_pace(detections, SCENE, frame / 10)
+        matched.append([track.track_id for track in tracks if track.matched and track.box_xyxy[0] < 1000])
+    return tracker, matched
+
+
+def walker_velocity(speed: float, frames: list[int], config: TrackerConfig, stride: bool = False) -> float:
+    """The x velocity (pixels per step) of the walker's filter after :func:`walker_at_pace`."""
+    tracker, _ = walker_at_pace(speed, frames, config, stride)
+    obj = min(tracker._tracker.tracked_objects, key=lambda obj: obj.estimate[0][0])
+    return float(obj.filter.x[obj.filter.dim_z, 0])
+
+
+@pytest.mark.parametrize("frames", [[0, 1, 3, 5, 7, 9, 11], [0, 1, 2, 4, 6, 8, 10], [0, 1, 3, 4, 6, 8, 10]])
+def test_at_the_detectors_pace_a_fast_walker_is_followed_from_its_second_box(frames):
+    """norfair starts each filter at rest and learns the speed over several matches: a walker moving about a quarter
+    of its width per step (14 px of 60 at 10 fps), found one frame apart and then every other frame, was left behind
+    by its own filter (velocity 0.9 px per step after its second box) and each later box started an object of its
+    own, never or only once reported. Its second box now starts its filter at half the speed the two boxes show."""
+    assert walker_at_pace(14.0, frames, TrackerConfig())[1] == [[], [], [1], [1], [1], [1], [1]]
+    _, lost = walker_at_pace(14.0, frames, TrackerConfig(start_speed=0.0))
+    assert lost[-3:] == [[], [], []]
+
+
+def test_the_second_box_starts_the_filter_only_above_start_speed_and_only_at_the_detectors_pace():
+    config, off = TrackerConfig(), TrackerConfig(start_speed=0.0)
+    # A step is a frame at 10 fps: 14 px per step, half of it 7 (norfair's filter alone: 0.93).
+    assert walker_velocity(14.0, [0, 1], config) == pytest.approx(7.0)
+    assert walker_velocity(14.0, [0, 1], off) == pytest.approx(0.93, abs=0.01)
+    # Two frames apart the tracker steps twice; the velocity is per step all the same.
+    assert walker_velocity(10.0, [0, 2], config) == pytest.approx(5.0)
+    # Below a tenth of its width per step (5 px of 60) norfair's filter learns the speed alone.
+    assert walker_velocity(5.0, [0, 1], config) == walker_velocity(5.0, [0, 1], off)
+    # At a stride norfair's filter as before.
+    assert walker_velocity(14.0, [0, 1, 3], config, stride=True) == walker_velocity(14.0, [0, 1, 3], off, stride=True)
+
+
 @pytest.mark.parametrize("runs, first_reported", [
     ([0, 3, 6, 9, 12], 3),  # every 3rd frame: its second box, as at stride 3
     ([0, 2, 4, 6, 8], 2),  # every 2nd frame: its second box (so it was before)
@@ -965,6 +1023,7 @@ def test_detection_floor_lowers_the_detector_threshold_only_for_continuation():
         ({"reid_distance": 0}, r"0 < reid_distance <= reid_max_distance <= 10 box sizes; got 0 and 1.5"),
         ({"reid_distance": 2.0, "reid_max_distance": 1.0}, r"reid_distance <= reid_max_distance"),
         ({"reid_distance_per_second": -0.5}, r"reid_distance_per_second must be in \[0, 10\] box sizes"),
+        ({"start_speed": -0.1}, r"start_speed must be in \[0, 10\] box widths per step \(0 turns it off\); got -0.1"),
         ({"reid_frames": 30}, r"unknown tracking keys \['reid_frames'\]"),
         ({"reid_appearance": 1.0}, r"reid_appearance must be in \[0, 1\) \(0 turns it off\); got 1.0"),
         ({"duplicate_iou": 0}, r"duplicate_iou must be in \(0, 1\]"),

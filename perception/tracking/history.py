@@ -107,6 +107,11 @@ class TrackHistory:
         return max(self.phrases, key=lambda phrase: (self.phrases[phrase], phrase == self.last_phrase))
 
     @property
+    def boxes_seen(self) -> int:
+        """Boxes matched to the identity so far (a re-identified one's included)."""
+        return sum(self.phrases.values())
+
+    @property
     def last_time(self) -> float:
         return self.sightings[-1].time
 
