@@ -295,10 +295,10 @@ class ObjectTracker:
             history = self._histories[obj.initializing_id]
             if history.boxes_seen != 2:
                 continue
-            box = history.sightings[-1].box
+            box, velocity = history.sightings[-1].box, history.velocity()
             width = max(float(box[2] - box[0]), 1.0)
-            if float(np.linalg.norm(history.velocity())) * self._clock.step >= self.config.start_speed * width:
-                self._carry_velocity(obj, history, _START_VELOCITY_SHARE)
+            if float(np.linalg.norm(velocity)) * self._clock.step >= self.config.start_speed * width:
+                self._carry_velocity(obj, _START_VELOCITY_SHARE * velocity)
 
     def _drop_expired_lost_tracks(self, now: float) -> None:
         """Keep a lost track while a new track first seen within the longest re-identification window of its loss
@@ -363,7 +363,7 @@ class ObjectTracker:
                     history.take_over(earlier)
                     history.first_time = earlier.first_time
                     self._end(earlier)
-                    self._carry_velocity(obj, history)
+                    self._carry_velocity(obj, history.velocity())
             lost = None
             if self.config.reid_seconds > 0:
                 lost = reidentify(history, self._lost_tracks(history), self._claimants(history),
@@ -394,15 +394,16 @@ class ObjectTracker:
                 nearest, best = earlier, distance
         return nearest
 
-    def _carry_velocity(self, obj, history: TrackHistory, share: float = 1.0) -> None:
-        """Start the Kalman filter of a norfair object that continues an earlier one at the velocity its sightings
-        show (times ``share``), in pixels per update (norfair starts every object at rest: one that moves most of its
-        width between two of the detector's runs would again be out of its reach at the next)."""
+    def _carry_velocity(self, obj, velocity: np.ndarray) -> None:
+        """Start the Kalman filter of a norfair object at ``velocity`` ((2,) pixels per second; in the filter, pixels
+        per update): one that continues an earlier one, at the velocity its sightings show (norfair starts every
+        object at rest: one that moves most of its width between two of the detector's runs would again be out of its
+        reach at the next), or a new one at its second box (:meth:`_start_moving`)."""
         state = getattr(obj.filter, "x", None)
         if self._clock.step is None or state is None or not hasattr(obj.filter, "dim_z"):
             return  # no filter ("none"), or no time step yet
         points = obj.filter.dim_z // 2
-        state[obj.filter.dim_z:] = np.tile(history.velocity() * self._clock.step * share, points).reshape(-1, 1)
+        state[obj.filter.dim_z:] = np.tile(velocity * self._clock.step, points).reshape(-1, 1)
 
     def _end(self, history: TrackHistory) -> None:
         """End the norfair object of a history whose identity another object continues."""
