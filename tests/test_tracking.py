@@ -331,6 +331,12 @@ def test_one_box_is_not_a_track_at_any_stride(stride, first_reported):
     assert counts == [0] * first_reported + [1] * (4 * stride - first_reported)
 
 
+def walker_box(speed: float, frame: int) -> list[float]:
+    """The box of a walker 60 px wide, ``speed`` px per frame to the right, at ``frame``."""
+    x0 = 100.0 + speed * frame
+    return [x0, 100.0, x0 + 60.0, 220.0]
+
+
 def first_reported_at_pace(runs: list[int], box_runs: int, with_another: bool = False) -> int | None:
     """The frame (at 10 fps) at which a walker the detector finds on the first box_runs of its runs (at frames
     runs) is first reported, at the detector's pace; with_another: a person tracked since before, far away."""
@@ -341,8 +347,7 @@ def first_reported_at_pace(runs: list[int], box_runs: int, with_another: bool = 
         for frame in range(-30, 0, 3):
             tracker.update_at_detector_pace(Detections(other, np.array([0.8]), ["person"]), SCENE, frame / 10)
     for run, frame in enumerate(runs):
-        x0 = 100.0 + 4.0 * frame
-        boxes = [[x0, 100.0, x0 + 60.0, 220.0]] if run < box_runs else []
+        boxes = [walker_box(4.0, frame)] if run < box_runs else []
         if with_another:
             boxes.append(other[0].tolist())
         detections = Detections(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), 0.8),
@@ -351,12 +356,6 @@ def first_reported_at_pace(runs: list[int], box_runs: int, with_another: bool = 
         if any(track.box_xyxy[0] < 800 for track in tracks):
             return frame
     return None
-
-
-def walker_box(speed: float, frame: int) -> list[float]:
-    """The box of a walker 60 px wide, ``speed`` px per frame to the right, at ``frame``."""
-    x0 = 100.0 + speed * frame
-    return [x0, 100.0, x0 + 60.0, 220.0]
 
 
 def walker_at_pace(speed: float, frames: list[int], config: TrackerConfig,
